@@ -1,0 +1,1 @@
+"""Hardware layer: real atomics and fences through libatomic (ctypes)."""

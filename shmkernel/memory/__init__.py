@@ -1,0 +1,1 @@
+"""Memory layer: the shared segment, its declarative layout and numpy views."""

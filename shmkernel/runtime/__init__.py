@@ -1,0 +1,1 @@
+"""Runtime layer: the Machine (coordinator), CPU processes, pinning, lifecycle."""

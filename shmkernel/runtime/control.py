@@ -1,0 +1,41 @@
+"""Words the runtime itself keeps in the segment (declared before any workload's).
+
+Why in the segment: stop flags, the start word, stop_machine's request and the
+quiescent-state counters must be seen by every CPU process with one load, the
+same way the kernel's own per-CPU scheduler state is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shmkernel.memory.layout import LINE_WORDS, Layout
+
+
+@dataclass(frozen=True)
+class Control:
+    """Addresses of the runtime's control words (all word indices)."""
+
+    go: int  # run id the CPUs wait for before starting their program
+    stop: int  # non-zero: free-running programs leave their loop
+    sm_req: int  # stop_machine requested: CPUs park at their next preemption point
+    sm_parked: int  # how many CPUs are parked (atomic)
+    qs: int  # per-CPU quiescent-state counter (synchronize_sched)
+    finished: int  # per-CPU: 1 once the CPU's program returned
+    counters: int  # table: one row of counters per role
+    row_words: int  # words per role row (a multiple of a cache line)
+
+
+def declare_control(layout: Layout, roles: int, counter_names: tuple[str, ...]) -> Control:
+    """Declare the runtime's words in ``layout``; counters get one row per role."""
+    row = max(LINE_WORDS, -(-len(counter_names) // LINE_WORDS) * LINE_WORDS)
+    return Control(
+        go=layout.scalar("rt.go"),
+        stop=layout.scalar("rt.stop"),
+        sm_req=layout.scalar("rt.sm_req"),
+        sm_parked=layout.scalar("rt.sm_parked"),
+        qs=layout.percpu("rt.qs"),
+        finished=layout.percpu("rt.finished"),
+        counters=layout.table("rt.counters", row * roles),
+        row_words=row,
+    )

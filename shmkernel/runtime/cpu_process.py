@@ -1,0 +1,126 @@
+"""The body of one emulated CPU: a forked OS process running programs on demand.
+
+Why fork and a command loop: a CPU process is started once per machine and then
+runs program after program (free runs, thousands of scheduled executions), so
+the cost of starting Python is paid once. Commands and results travel on a
+private socket pair (pickled *by reference*: functions, never data from the
+shared segment); shared state lives only in the segment.
+
+Lifecycle rules: the process dies with its coordinator (``PR_SET_PDEATHSIG``
+delivers SIGTERM, whose handler unlinks the segment and semaphores if the
+coordinator is gone, so even a ``kill -9`` of the coordinator leaves nothing in
+/dev/shm); Ctrl-C is the coordinator's to handle, so SIGINT is ignored here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+import posix_ipc
+
+from shmkernel.memory.layout import PERCPU_STRIDE
+from shmkernel.memory.segment import Segment
+from shmkernel.runtime.control import Control
+from shmkernel.runtime.pinning import pin_self
+
+PR_SET_PDEATHSIG = 1
+
+
+def _set_pdeathsig(sig: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - non-Linux
+        pass
+
+
+def _unlink_all(shm_names: list[str], sem_names: list[str]) -> None:
+    for n in shm_names:
+        try:
+            posix_ipc.unlink_shared_memory(n)
+        except Exception:
+            pass
+    for n in sem_names:
+        try:
+            posix_ipc.unlink_semaphore(n)
+        except Exception:
+            pass
+
+
+def _short_error(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno} in {tb[-1].name}" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def cpu_main(
+    role: int, seg: Segment, ctl: Control, conn: Connection, parent: int, core: int | None,
+    nr_cpus: int, counter_names: tuple[str, ...], sem_names: list[str],
+) -> None:
+    """Run in the forked child; never returns (always ``os._exit``)."""
+    code = 0
+    try:
+        _set_pdeathsig(signal.SIGTERM)
+
+        def on_term(signum: int, frame: object) -> None:
+            if os.getppid() != parent:  # the coordinator died: clean up for it
+                _unlink_all([seg.name], sem_names)
+            os._exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if os.getppid() != parent:
+            on_term(signal.SIGTERM, None)
+        pinned = pin_self(core) if core is not None else False
+        from shmkernel.hw.atomics import Atomics
+
+        atomics = Atomics(seg.map, seg.layout.nwords)
+        finished = ctl.finished + role * PERCPU_STRIDE
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            if msg[0] == "exit":
+                break
+            _, run_id, ctx_factory, program, params = msg
+            try:
+                ctx = ctx_factory(seg, ctl, role, nr_cpus, counter_names, atomics)
+            except BaseException as e:  # noqa: BLE001 - reported, not raised
+                conn.send(("error", run_id, f"cannot make the CPU context: {_short_error(e)}"))
+                continue
+            conn.send(("ready", run_id, pinned))
+            w = seg.words
+            while w[ctl.go] != run_id:
+                if w[ctl.stop]:
+                    break
+                os.sched_yield()
+            try:
+                result = program(ctx, params) if not w[ctl.stop] else None
+                finish = getattr(ctx, "finish", None)
+                if finish is not None:
+                    finish()
+                w[finished] = 1
+                conn.send(("done", run_id, result))
+            except BaseException as e:  # noqa: BLE001 - a CPU oops is reported
+                w[finished] = 1
+                abort = getattr(ctx, "abort", None)
+                if abort is not None:
+                    abort()
+                conn.send(("error", run_id, _short_error(e)))
+    except BaseException as e:  # noqa: BLE001
+        code = 1
+        try:
+            os.write(2, f"shmkernel: cpu {role} crashed: {_short_error(e)}\n".encode())
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+ProgramFn = Callable[..., object]

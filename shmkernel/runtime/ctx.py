@@ -1,0 +1,281 @@
+"""The CPU context ``ctx``: the one door through which all shared state passes.
+
+Kernel code and workloads never touch numpy or the segment directly; they call
+``ctx.read_once(v)``, ``ctx.atomic_inc_not_zero(v)``, ``ctx.smp_wmb()`` ... with
+``v`` a word index from the layout. This class is the *free-running* door: each
+method is the real hardware operation (a ``memoryview`` load/store for
+READ_ONCE/WRITE_ONCE and this_cpu ops, libatomic for atomics and fences), kept
+as short as Python allows because it is the hot path of every rate we measure.
+The scheduled mode and the emulated memory models subclass it and override the
+same methods, so the kernel code runs unchanged in every mode.
+
+Bookkeeping that is not emulated kernel state (event counters, histograms, the
+stop flag) is written directly: it is the instrument, not the thing measured.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+from shmkernel.hw.atomics import HOST_IS_TSO, ACQUIRE, RELEASE, SEQ_CST, Atomics
+from shmkernel.memory.layout import PERCPU_STRIDE
+from shmkernel.memory.segment import Segment
+from shmkernel.runtime.control import Control
+
+
+class Ctx:
+    """Free-running CPU context of CPU ``cpu`` (``smp_processor_id()``).
+
+    ``nr_cpus`` counts the worker CPUs; the coordinator's programs run on the
+    extra CPU ``nr_cpus`` so that per-CPU data and traces name it too.
+    """
+
+    mode = "free"
+
+    def __init__(
+        self, seg: Segment, ctl: Control, cpu: int, nr_cpus: int, counter_names: tuple[str, ...],
+        atomics: Atomics | None = None,
+    ) -> None:
+        self.seg = seg
+        self.layout = seg.layout
+        self.ctl = ctl
+        self.cpu = cpu
+        self.nr_cpus = nr_cpus
+        self.nr_cpu_ids = seg.layout.nr_slots
+        self.w = seg.words
+        self.atomics = atomics or Atomics(seg.map, seg.layout.nwords)
+        self._this = cpu * PERCPU_STRIDE
+        self._preempt = 0
+        self._cbase = ctl.counters + cpu * ctl.row_words
+        self._cidx = {n: i for i, n in enumerate(counter_names)}
+        a = self.atomics
+        self._fa, self._xchg, self._cas, self._fence = a.fetch_add, a.exchange, a.compare_exchange, a.fence
+
+    # -- plain accesses ------------------------------------------------------------
+    def read_once(self, v: int) -> int:
+        """READ_ONCE(*v): one aligned 8-byte load (single-copy atomic)."""
+        return self.w[v]
+
+    def write_once(self, v: int, x: int) -> None:
+        """WRITE_ONCE(*v, x): one aligned 8-byte store."""
+        self.w[v] = x
+
+    def this_cpu_read(self, pv: int) -> int:
+        return self.w[pv + self._this]
+
+    def this_cpu_write(self, pv: int, x: int) -> None:
+        self.w[pv + self._this] = x
+
+    def this_cpu_inc(self, pv: int) -> None:
+        """__this_cpu_inc: a plain load+store of this CPU's slot, not a locked op."""
+        self.w[pv + self._this] += 1
+
+    def this_cpu_dec(self, pv: int) -> None:
+        self.w[pv + self._this] -= 1
+
+    def this_cpu_add(self, pv: int, x: int) -> None:
+        self.w[pv + self._this] += x
+
+    def per_cpu_read(self, pv: int, cpu: int) -> int:
+        """READ_ONCE(*per_cpu_ptr(pv, cpu)): read another CPU's slot (a tally)."""
+        return self.w[pv + cpu * PERCPU_STRIDE]
+
+    # -- atomics (lock-prefixed on x86) -----------------------------------------------
+    def atomic_read(self, v: int) -> int:
+        return self.w[v]
+
+    def atomic_set(self, v: int, x: int) -> None:
+        self.w[v] = x
+
+    def atomic_add_return(self, v: int, x: int) -> int:
+        return self._fa(v, x) + x
+
+    def atomic_fetch_add(self, v: int, x: int) -> int:
+        return self._fa(v, x)
+
+    def atomic_inc(self, v: int) -> None:
+        self._fa(v, 1)
+
+    def atomic_dec(self, v: int) -> None:
+        self._fa(v, -1)
+
+    def atomic_add(self, v: int, x: int) -> None:
+        self._fa(v, x)
+
+    def atomic_inc_return(self, v: int) -> int:
+        return self._fa(v, 1) + 1
+
+    def atomic_dec_return(self, v: int) -> int:
+        return self._fa(v, -1) - 1
+
+    def atomic_sub_return(self, v: int, x: int) -> int:
+        return self._fa(v, -x) - x
+
+    def atomic_dec_and_test(self, v: int) -> bool:
+        return self._fa(v, -1) == 1
+
+    def atomic_cmpxchg(self, v: int, old: int, new: int) -> int:
+        """atomic_cmpxchg: returns the value found (== old on success)."""
+        return self._cas(v, old, new)
+
+    def atomic_xchg(self, v: int, x: int) -> int:
+        return self._xchg(v, x)
+
+    def atomic_add_unless(self, v: int, a: int, u: int) -> bool:
+        """Add ``a`` unless the value is ``u``; true if it added (a cmpxchg loop)."""
+        c = self.w[v]
+        while c != u:
+            old = self._cas(v, c, c + a)
+            if old == c:
+                return True
+            c = old
+        return False
+
+    def atomic_inc_not_zero(self, v: int) -> bool:
+        return self.atomic_add_unless(v, 1, 0)
+
+    def atomic_dec_if_positive(self, v: int) -> int:
+        """Decrement unless that would go negative; return old - 1 either way."""
+        c = self.w[v]
+        while True:
+            dec = c - 1
+            if dec < 0:
+                return dec
+            old = self._cas(v, c, dec)
+            if old == c:
+                return dec
+            c = old
+
+    # -- barriers ----------------------------------------------------------------------
+    def smp_mb(self) -> None:
+        """Full barrier: atomic_thread_fence(seq_cst), an mfence on x86."""
+        self._fence(SEQ_CST)
+
+    if HOST_IS_TSO:
+
+        def smp_rmb(self) -> None:
+            """On x86 the kernel's smp_rmb() is barrier(): no instruction to run."""
+
+        def smp_wmb(self) -> None:
+            """On x86 the kernel's smp_wmb() is barrier(): no instruction to run."""
+
+    else:  # pragma: no cover - exercised on weakly ordered hosts only
+
+        def smp_rmb(self) -> None:
+            self._fence(ACQUIRE)
+
+        def smp_wmb(self) -> None:
+            self._fence(RELEASE)
+
+    def smp_store_release(self, v: int, x: int) -> None:
+        self.smp_wmb()
+        self.w[v] = x
+
+    def smp_load_acquire(self, v: int) -> int:
+        x = self.w[v]
+        self.smp_rmb()
+        return x
+
+    # -- preemption, stop_machine parking, quiescent states -------------------------------
+    def preempt_disable(self) -> None:
+        self._preempt += 1
+
+    def preempt_enable(self) -> None:
+        self._preempt -= 1
+        if self._preempt == 0:
+            self.preemption_point()
+
+    def preemption_point(self) -> None:
+        """A place where the task may be preempted (schedule()): report a
+        quiescent state, and park here if stop_machine asked for it."""
+        w = self.w
+        w[self.ctl.qs + self._this] += 1
+        if w[self.ctl.sm_req]:
+            self._park()
+
+    def _park(self) -> None:
+        w, ctl = self.w, self.ctl
+        self._fa(ctl.sm_parked, 1)
+        while w[ctl.sm_req] and not w[ctl.stop]:
+            os.sched_yield()
+        self._fa(ctl.sm_parked, -1)
+
+    def cpu_relax(self) -> None:
+        """Spin-wait hint; outside preempt_disable() it is also a preemption point."""
+        if self._preempt == 0:
+            self.preemption_point()
+        os.sched_yield()
+
+    # -- locks ---------------------------------------------------------------------------
+    def spin_lock(self, lock: int) -> None:
+        self.preempt_disable()
+        me = self.cpu + 1
+        while self._cas(lock, 0, me) != 0:
+            while self.w[lock]:
+                os.sched_yield()
+
+    def spin_unlock(self, lock: int) -> None:
+        self.w[lock] = 0  # a release store on x86
+        self.preempt_enable()
+
+    def mutex_lock(self, lock: int) -> None:
+        """A sleeping lock, emulated as a yield loop (the CPU is not in a
+        preempt-disabled section while it holds it)."""
+        me = self.cpu + 1
+        while self._cas(lock, 0, me) != 0:
+            self.preemption_point()
+            os.sched_yield()
+
+    def mutex_trylock(self, lock: int) -> bool:
+        return self._cas(lock, 0, self.cpu + 1) == 0
+
+    def mutex_unlock(self, lock: int) -> None:
+        self.w[lock] = 0
+
+    # -- program control (not kernel state) --------------------------------------------
+    def loop(self, iterations: int | None = None) -> Iterator[int]:
+        """Iterate a program's main loop: ``iterations`` times, or until the
+        machine says stop. Each iteration boundary is a preemption point."""
+        w, stop = self.w, self.ctl.stop
+        i = 0
+        while not w[stop] and (iterations is None or i < iterations):
+            yield i
+            i += 1
+            self.preemption_point()
+
+    def stopped(self) -> bool:
+        return bool(self.w[self.ctl.stop])
+
+    def cpu_finished(self, cpu: int) -> bool:
+        return bool(self.w[self.ctl.finished + cpu * PERCPU_STRIDE])
+
+    def delay_us(self, us: float) -> None:
+        """Busy-wait ``us`` microseconds (a slow or preempted stretch of code).
+
+        Free mode only: under a scheduler, time is the scheduler's choice."""
+        if us > 0:
+            end = time.perf_counter() + us * 1e-6
+            while time.perf_counter() < end:
+                pass
+
+    def event(self, name: str, **detail: object) -> None:
+        """Record a violated invariant (``false_zero``, ``use_after_free`` ...)."""
+        self.w[self._cbase + self._cidx[name]] += 1
+
+    def count(self, name: str, k: int = 1) -> None:
+        """Bump one of this CPU's counters (tallies, attempts, creations ...)."""
+        self.w[self._cbase + self._cidx[name]] += k
+
+    def hist(self, table: int, bucket: int) -> None:
+        """Bump one bucket of a histogram table this CPU alone writes."""
+        self.w[table + bucket] += 1
+
+    def oracle_read(self, v: int) -> int:
+        """A read *outside* the emulated machine (checks, bookkeeping): never a
+        schedule step, never subject to a memory model."""
+        return self.w[v]
+
+    def oracle_write(self, v: int, x: int) -> None:
+        self.w[v] = x

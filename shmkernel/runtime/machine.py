@@ -1,0 +1,322 @@
+"""The Machine: N emulated CPUs (forked, pinned processes) over one segment.
+
+``Machine(cpus=N)`` is a context manager. It lays out the segment (runtime
+control words, then whatever the workload declares), forks N worker CPU
+processes plus one for the coordinator's programs (CPU ``N``: tallies, rmmod,
+the static-key storm) and keeps them for program after program. The process
+that made the Machine only supervises: it starts runs, watches for a CPU that
+dies or raises, stops runs, and reads results out of the segment.
+
+Whatever happens (normal end, a CPU killed with -9, an exception, Ctrl-C,
+SIGTERM), `close` kills the CPU processes it started and unlinks the segment
+and every semaphore; an ``atexit`` hook does it too if ``close`` was skipped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+
+import numpy as np
+import posix_ipc
+
+from shmkernel.errors import RunError, UsageError
+from shmkernel.memory.layout import PERCPU_STRIDE, Layout
+from shmkernel.memory.segment import Segment, new_name
+from shmkernel.runtime.control import Control, declare_control
+from shmkernel.runtime.cpu_process import cpu_main
+from shmkernel.runtime.ctx import Ctx
+from shmkernel.runtime.pinning import pin_plan
+
+MAX_CPUS = 1024
+_live: weakref.WeakSet[Machine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for m in list(_live):
+        m.close()
+
+
+@dataclass(frozen=True)
+class Program:
+    """A function run on one CPU: ``fn(ctx, params)``; picklable by reference."""
+
+    fn: Callable[[Ctx, dict], object]
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    seconds: float
+    counters: dict[str, int]
+    per_cpu: np.ndarray  # roles x counters
+    results: list[object]
+
+
+def _describe_exit(pid: int) -> str | None:
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return "is gone"
+    if done == 0:
+        return None
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"was killed by {signal.Signals(sig).name}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+class Machine:
+    """``cpus`` worker CPUs plus the coordinator's CPU over one shared segment."""
+
+    def __init__(
+        self,
+        cpus: int,
+        declare: Callable[[Layout], object] | None = None,
+        counter_names: tuple[str, ...] = (),
+        possible_cpus: int | None = None,
+        pin: bool = True,
+        stop_grace: float = 10.0,
+        extensions: tuple[object, ...] = (),
+    ) -> None:
+        if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
+            raise UsageError(f"--cpus must be an integer in 1..{MAX_CPUS}, got {cpus!r}")
+        self.cpus = cpus
+        self.roles = cpus + 1
+        self.coordinator_cpu = cpus
+        if possible_cpus is not None and possible_cpus < self.roles:
+            raise UsageError(f"--possible-cpus ({possible_cpus}) must be at least --cpus + 1 ({self.roles})")
+        self.layout = Layout(max(possible_cpus or 0, self.roles))
+        self.counter_names = tuple(counter_names)
+        self.ctl: Control = declare_control(self.layout, self.roles, self.counter_names)
+        self.vars = declare(self.layout) if declare else None
+        self.extensions = extensions
+        for ext in extensions:
+            ext.declare(self)  # type: ignore[attr-defined]
+        self.layout.freeze()
+        self.pin = pin
+        self.cores = pin_plan(self.roles) if pin else [None] * self.roles
+        self.pinned: list[bool] = [False] * self.roles
+        self.stop_grace = stop_grace
+        self.seg: Segment | None = None
+        self.sem_names: list[str] = []
+        self._sems: list[posix_ipc.Semaphore] = []
+        self.pids: list[int] = []
+        self.conns: list[Connection] = []
+        self._run_id = 0
+        self._closed = False
+        self.start_seconds = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def new_semaphore(self, initial: int = 0) -> posix_ipc.Semaphore:
+        """A fresh POSIX semaphore (0600, O_CREX), unlinked with the machine."""
+        name = new_name("sem-")
+        sem = posix_ipc.Semaphore(name, posix_ipc.O_CREX, mode=0o600, initial_value=initial)
+        self.sem_names.append(name)
+        self._sems.append(sem)
+        return sem
+
+    def start(self) -> Machine:
+        t0 = time.perf_counter()
+        _live.add(self)
+        self.seg = Segment.create(self.layout, self.cpus)
+        try:
+            for ext in self.extensions:
+                ext.create(self)  # type: ignore[attr-defined]
+            parent = os.getpid()
+            for role in range(self.roles):
+                a, b = socket.socketpair()
+                pid = os.fork()
+                if pid == 0:  # child
+                    a.close()
+                    for c in self.conns:
+                        c.close()
+                    conn = Connection(b.detach())
+                    cpu_main(role, self.seg, self.ctl, conn, parent, self.cores[role], self.cpus,
+                             self.counter_names, list(self.sem_names))
+                b.close()
+                self.pids.append(pid)
+                self.conns.append(Connection(a.detach()))
+        except BaseException:
+            self.close()
+            raise
+        self.start_seconds = time.perf_counter() - t0
+        return self
+
+    def __enter__(self) -> Machine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop every CPU process and unlink everything we made (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.seg is not None:
+            self.seg.words[self.ctl.stop] = 1
+        for c in self.conns:
+            try:
+                c.send(("exit",))
+            except OSError:
+                pass
+        deadline = time.monotonic() + 1.0
+        alive = set(self.pids)
+        while alive and time.monotonic() < deadline:
+            for pid in list(alive):
+                if _describe_exit(pid) is not None:
+                    alive.discard(pid)
+            if alive:
+                time.sleep(0.002)
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        for c in self.conns:
+            c.close()
+        for sem in self._sems:
+            try:
+                sem.close()
+            except posix_ipc.Error:
+                pass
+        for name in self.sem_names:
+            try:
+                posix_ipc.unlink_semaphore(name)
+            except posix_ipc.ExistentialError:
+                pass
+        if self.seg is not None:
+            self.seg.unlink()
+        _live.discard(self)
+
+    # -- runs --------------------------------------------------------------------------------
+    def _fail_on_death(self) -> None:
+        for role, pid in enumerate(self.pids):
+            why = _describe_exit(pid)
+            if why is not None:
+                raise RunError(f"{self.role_name(role)} (pid {pid}) {why}")
+
+    def role_name(self, role: int) -> str:
+        return f"cpu {role}" + (" (coordinator)" if role == self.coordinator_cpu else "")
+
+    def _recv(self, role: int) -> tuple:
+        try:
+            return self.conns[role].recv()
+        except (EOFError, OSError):
+            self._fail_on_death()
+            raise RunError(f"{self.role_name(role)} closed its channel") from None
+
+    def begin(self, programs: list[Program | None], ctx_factory: Callable[..., Ctx] = Ctx) -> int:
+        """Hand each CPU its program, wait until all are ready, then let them go.
+
+        ``programs[i]`` runs on CPU ``i``; ``None`` leaves that CPU idle. Returns
+        the run id; follow with `wait_done` (or drive a scheduler in between).
+        """
+        if self.seg is None or self._closed:
+            raise RunError("machine is not started")
+        if len(programs) != self.roles:
+            raise ValueError(f"need {self.roles} programs (cpus + coordinator), got {len(programs)}")
+        self._run_id += 1
+        rid = self._run_id
+        w, ctl = self.seg.words, self.ctl
+        w[ctl.stop] = 0
+        w[ctl.sm_req] = 0
+        w[ctl.sm_parked] = 0
+        self.seg.np[ctl.counters : ctl.counters + self.roles * ctl.row_words] = 0
+        self._active = [p is not None for p in programs]
+        for role, p in enumerate(programs):
+            w[ctl.finished + role * PERCPU_STRIDE] = 0 if p is not None else 1
+            if p is not None:
+                self.conns[role].send(("run", rid, ctx_factory, p.fn, p.params))
+        for role, p in enumerate(programs):
+            if p is None:
+                continue
+            msg = self._wait_msg(role, time.monotonic() + 30.0)
+            if msg[0] == "error":
+                w[ctl.stop] = 1
+                raise RunError(f"{self.role_name(role)}: {msg[2]}")
+            self.pinned[role] = bool(msg[2])
+        self._t0 = time.perf_counter()
+        w[ctl.go] = rid
+        return rid
+
+    def _wait_msg(self, role: int, deadline: float) -> tuple:
+        conn = self.conns[role]
+        while True:
+            if conn.poll(0.05):
+                return self._recv(role)
+            self._fail_on_death()
+            if time.monotonic() > deadline:
+                raise RunError(f"{self.role_name(role)} did not answer in time (stalled?)")
+
+    def wait_done(self, seconds: float | None = None, timeout: float = 120.0,
+                  on_tick: Callable[[], None] | None = None) -> RunResult:
+        """Supervise a begun run until every program returned.
+
+        With ``seconds`` the stop flag is raised after that long (free-running);
+        otherwise programs end by themselves (``--iterations``) or are stopped at
+        ``timeout``. A CPU that dies or raises ends the run with a `RunError`
+        naming it; one that does not stop within ``stop_grace`` (e.g. SIGSTOPped)
+        too, so a stalled CPU never hangs the coordinator.
+        """
+        assert self.seg is not None
+        w, ctl = self.seg.words, self.ctl
+        rid = self._run_id
+        pending = {self.conns[r]: r for r in range(self.roles) if self._active[r]}
+        results: list[object] = [None] * self.roles
+        stop_at = self._t0 + (seconds if seconds is not None else timeout)
+        stopped_at: float | None = None
+        error: str | None = None
+        while pending:
+            for conn in wait(list(pending), timeout=0.02):
+                role = pending[conn]  # type: ignore[index]
+                msg = self._recv(role)
+                if msg[1] != rid:
+                    continue
+                del pending[conn]  # type: ignore[arg-type]
+                if msg[0] == "error" and error is None:
+                    error = f"{self.role_name(role)}: {msg[2]}"
+                    w[ctl.stop] = 1
+                    stopped_at = time.perf_counter()
+                elif msg[0] == "done":
+                    results[role] = msg[2]
+            self._fail_on_death()
+            now = time.perf_counter()
+            if stopped_at is None and now >= stop_at:
+                w[ctl.stop] = 1
+                stopped_at = now
+            if stopped_at is not None and now - stopped_at > self.stop_grace and pending:
+                names = ", ".join(self.role_name(r) for r in pending.values())
+                raise RunError(f"{names} did not stop within {self.stop_grace:g} s (stalled?)")
+            if on_tick is not None:
+                on_tick()
+        elapsed = (stopped_at or time.perf_counter()) - self._t0
+        if error is not None:
+            raise RunError(error)
+        w[ctl.stop] = 1
+        return self.result(rid, elapsed, results)
+
+    def result(self, rid: int, elapsed: float, results: list[object]) -> RunResult:
+        assert self.seg is not None
+        ctl, n = self.ctl, len(self.counter_names)
+        table = self.seg.np[ctl.counters : ctl.counters + self.roles * ctl.row_words]
+        per_cpu = table.reshape(self.roles, ctl.row_words)[:, :n].copy()
+        counters = {name: int(per_cpu[:, i].sum()) for i, name in enumerate(self.counter_names)}
+        return RunResult(rid, elapsed, counters, per_cpu, results)
+
+    def run(self, programs: list[Program | None], seconds: float | None = None,
+            timeout: float = 120.0, ctx_factory: Callable[..., Ctx] = Ctx) -> RunResult:
+        """Run one free-running program per CPU; see `begin` and `wait_done`."""
+        self.begin(programs, ctx_factory)
+        return self.wait_done(seconds=seconds, timeout=timeout)
