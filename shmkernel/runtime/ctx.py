@@ -208,6 +208,34 @@ class Ctx:
             self.preemption_point()
         os.sched_yield()
 
+    def stop_machine(self, fn, *args):  # type: ignore[no-untyped-def]
+        """Raise the request, wait for every running CPU to park, run ``fn`` alone."""
+        w, ctl = self.w, self.ctl
+        w[ctl.sm_req] = 1
+        self.smp_mb()
+        others = [c for c in range(self.nr_cpus) if c != self.cpu]
+        while not w[ctl.stop]:
+            running = sum(1 for c in others if not self.cpu_finished(c))
+            if w[ctl.sm_parked] >= running:
+                break
+            os.sched_yield()
+        try:
+            return fn(self, *args)
+        finally:
+            w[ctl.sm_req] = 0
+            self.smp_mb()
+
+    def synchronize_sched(self) -> None:
+        """Wait until each other CPU's quiescent-state count moved (or it finished)."""
+        w, qs = self.w, self.ctl.qs
+        snap = {c: w[qs + c * PERCPU_STRIDE] for c in range(self.nr_cpus) if c != self.cpu}
+        self.smp_mb()
+        while snap and not w[self.ctl.stop]:
+            snap = {c: s for c, s in snap.items()
+                    if w[qs + c * PERCPU_STRIDE] == s and not self.cpu_finished(c)}
+            if snap:
+                os.sched_yield()
+
     # -- locks ---------------------------------------------------------------------------
     def spin_lock(self, lock: int) -> None:
         self.preempt_disable()
@@ -279,3 +307,4 @@ class Ctx:
 
     def oracle_write(self, v: int, x: int) -> None:
         self.w[v] = x
+

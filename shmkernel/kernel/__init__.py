@@ -1,0 +1,1 @@
+"""The kernel code being emulated, mirroring the kernel's file names."""

@@ -1,0 +1,1 @@
+"""Measurement: rates with confidence intervals, result records, sweeps, plots."""

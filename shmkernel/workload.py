@@ -1,0 +1,113 @@
+"""What a workload is: a seed scenario as programs for the CPUs and the coordinator.
+
+Why one small protocol: ``shmkernel run``, ``explore``, ``replay``, ``sweep``
+and the pytest plugin treat every workload alike. A workload declares its
+state in the layout, its variants (with ``buggy``/``fixed`` aliases), its
+events and counters, its options, and returns one `Program` per CPU; the
+coordinator's program runs on the extra CPU ``cpus``. After a run, ``check``
+verifies the exact state at quiesce (a mismatch is a runtime bug).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shmkernel.errors import UsageError
+from shmkernel.memory.layout import Layout
+from shmkernel.memory.segment import Segment
+from shmkernel.runtime.machine import Program, RunResult
+
+
+@dataclass(frozen=True)
+class Option:
+    """A workload option, exposed on the command line as ``--name``."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def parse(self, raw: Any) -> Any:
+        flag = "--" + self.name.replace("_", "-")
+        if self.type is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise UsageError(f"{flag} expects true/false, got {raw!r}")
+        try:
+            value = self.type(raw)
+        except (TypeError, ValueError):
+            raise UsageError(f"{flag} expects {self.type.__name__}, got {raw!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise UsageError(f"{flag} must be one of {', '.join(self.choices)}, got {value!r}")
+        if self.min is not None and value < self.min:
+            raise UsageError(f"{flag} must be >= {self.min:g}, got {value!r}")
+        if self.max is not None and value > self.max:
+            raise UsageError(f"{flag} must be <= {self.max:g}, got {value!r}")
+        return value
+
+
+@dataclass
+class Workload:
+    """Base class; subclasses fill the class attributes and the four methods."""
+
+    name: str = ""
+    summary: str = ""
+    variants: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    events: tuple[str, ...] = ()
+    counters: tuple[str, ...] = ()
+    denominators: dict[str, str] = field(default_factory=dict)
+    options: tuple[Option, ...] = ()
+    #: options a scheduled exploration uses unless told otherwise (small programs)
+    explore_defaults: dict[str, Any] = field(default_factory=dict)
+    default_cpus: int = 2
+
+    @property
+    def counter_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.events, *self.counters, "warn", "bug")))
+
+    def resolve_variant(self, name: str) -> str:
+        canon = self.aliases.get(name, name)
+        if canon not in self.variants:
+            choices = ", ".join([*self.variants, *self.aliases])
+            raise UsageError(f"workload {self.name!r} has no variant {name!r}; choose one of {choices}")
+        return canon
+
+    def parse_options(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Defaults filled in, every value validated (one-line errors)."""
+        out: dict[str, Any] = {}
+        known = {o.name: o for o in self.options}
+        for key in raw:
+            if key not in known:
+                raise UsageError(f"workload {self.name!r} has no option --{key.replace('_', '-')}")
+        for o in self.options:
+            out[o.name] = o.parse(raw[o.name]) if raw.get(o.name) is not None else o.default
+        return out
+
+    # -- to implement -------------------------------------------------------------------
+    def possible_cpus(self, cpus: int, opts: dict[str, Any]) -> int | None:
+        return None
+
+    def declare(self, layout: Layout, opts: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def setup(self, variant: str, v: Any, opts: dict[str, Any]) -> Program:
+        """The boot program, run free on the coordinator CPU before each run."""
+        raise NotImplementedError
+
+    def programs(self, variant: str, v: Any, cpus: int, opts: dict[str, Any],
+                 iterations: int | None) -> list[Program | None]:
+        raise NotImplementedError
+
+    def check(self, variant: str, v: Any, seg: Segment, cpus: int, opts: dict[str, Any],
+              result: RunResult) -> list[str]:
+        """Problems found in the exact state at quiesce (empty when exact)."""
+        return []
