@@ -319,7 +319,7 @@ def delete_module(ctx: Ctx, variant, mod: Module, use_stop_machine: bool,  # typ
             while variant.module_refcount(ctx, mod, slot_delay_us) != 0:  # wait_for_zero_refcount
                 if ctx.stopped():
                     return -EBUSY
-                ctx.cpu_relax()
+                ctx.cpu_relax()  # woken by every module_put while not live: tally again
     finally:
         ctx.mutex_unlock(mod.module_mutex)
     # Final destruction now no one is using it.
@@ -332,13 +332,18 @@ def free_module(ctx: Ctx, mod: Module) -> None:
 
 
 def load_module(ctx: Ctx, variant, mod: Module) -> None:  # type: ignore[no-untyped-def]
-    """Bring up a (new generation of the) module: UNFORMED -> COMING -> LIVE, the
-    init reference held during initialization and dropped after it."""
-    ctx.write_once(mod.state, ModuleState.UNFORMED)
-    variant.module_unload_init(ctx, mod)
+    """Bring up a (new generation of the) module: formed while unreachable, then
+    COMING -> LIVE, with the init reference held during initialization and
+    dropped after it.
+
+    Users of the emulation hold a fixed pointer to the module, so while its
+    memory is re-formed it must look GOING to them (try_module_get fails), as
+    a module that is not yet in the module list is unreachable in the kernel."""
+    ctx.write_once(mod.state, ModuleState.GOING)
     ctx.write_once(mod.generation, ctx.read_once(mod.generation) + 1)
+    variant.module_unload_init(ctx, mod)
     ctx.write_once(mod.freed, 0)
-    ctx.write_once(mod.state, ModuleState.COMING)
     ctx.smp_mb()
+    ctx.write_once(mod.state, ModuleState.COMING)
     ctx.write_once(mod.state, ModuleState.LIVE)
     variant.module_put(ctx, mod)  # drop the initialization reference

@@ -18,8 +18,9 @@ class Control:
 
     go: int  # run id the CPUs wait for before starting their program
     stop: int  # non-zero: free-running programs leave their loop
-    sm_req: int  # stop_machine requested: CPUs park at their next preemption point
-    sm_parked: int  # how many CPUs are parked (atomic)
+    sm_req: int  # stop_machine epoch requested (0: none): CPUs park at their next preemption point
+    sm_seq: int  # last stop_machine epoch handed out
+    sm_parked: int  # per-CPU: the epoch this CPU is parked for
     qs: int  # per-CPU quiescent-state counter (synchronize_sched)
     finished: int  # per-CPU: 1 once the CPU's program returned
     counters: int  # table: one row of counters per role
@@ -33,7 +34,8 @@ def declare_control(layout: Layout, roles: int, counter_names: tuple[str, ...]) 
         go=layout.scalar("rt.go"),
         stop=layout.scalar("rt.stop"),
         sm_req=layout.scalar("rt.sm_req"),
-        sm_parked=layout.scalar("rt.sm_parked"),
+        sm_seq=layout.scalar("rt.sm_seq"),
+        sm_parked=layout.percpu("rt.sm_parked"),
         qs=layout.percpu("rt.qs"),
         finished=layout.percpu("rt.finished"),
         counters=layout.table("rt.counters", row * roles),

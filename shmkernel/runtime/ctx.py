@@ -25,6 +25,9 @@ from shmkernel.memory.segment import Segment
 from shmkernel.runtime.control import Control
 
 
+SCHEDULE_SLEEP_S = 20e-6
+
+
 class Ctx:
     """Free-running CPU context of CPU ``cpu`` (``smp_processor_id()``).
 
@@ -48,6 +51,7 @@ class Ctx:
         self.atomics = atomics or Atomics(seg.map, seg.layout.nwords)
         self._this = cpu * PERCPU_STRIDE
         self._preempt = 0
+        self._stopper = False  # True while this CPU runs stop_machine()
         self._cbase = ctl.counters + cpu * ctl.row_words
         self._cidx = {n: i for i, n in enumerate(counter_names)}
         a = self.atomics
@@ -192,15 +196,26 @@ class Ctx:
         quiescent state, and park here if stop_machine asked for it."""
         w = self.w
         w[self.ctl.qs + self._this] += 1
-        if w[self.ctl.sm_req]:
+        if w[self.ctl.sm_req] and not self._stopper:
             self._park()
 
     def _park(self) -> None:
+        """Stay parked until the stop_machine epoch we saw is over."""
         w, ctl = self.w, self.ctl
-        self._fa(ctl.sm_parked, 1)
-        while w[ctl.sm_req] and not w[ctl.stop]:
+        ep = w[ctl.sm_req]
+        w[ctl.sm_parked + self._this] = ep
+        while w[ctl.sm_req] == ep and not w[ctl.stop]:
             os.sched_yield()
-        self._fa(ctl.sm_parked, -1)
+
+    def schedule(self) -> None:
+        """Sleep until woken (wait_for_zero_refcount, synchronize_sched ...).
+
+        Free mode sleeps a few tens of µs: a sleeping task gives its core away,
+        which ``sched_yield`` does not reliably do under CFS (measured here: a
+        yield loop kept the core for a whole 4 ms tick)."""
+        if self._preempt == 0:
+            self.preemption_point()
+        time.sleep(SCHEDULE_SLEEP_S)
 
     def cpu_relax(self) -> None:
         """Spin-wait hint; outside preempt_disable() it is also a preemption point."""
@@ -209,21 +224,26 @@ class Ctx:
         os.sched_yield()
 
     def stop_machine(self, fn, *args):  # type: ignore[no-untyped-def]
-        """Raise the request, wait for every running CPU to park, run ``fn`` alone."""
+        """Raise a new epoch, wait until every running CPU parked for it, run
+        ``fn`` alone, then let them go. An epoch per call, so a CPU still
+        leaving the previous stop is never counted as parked for this one."""
         w, ctl = self.w, self.ctl
-        w[ctl.sm_req] = 1
+        self._stopper = True
+        ep = w[ctl.sm_seq] + 1
+        w[ctl.sm_seq] = ep
+        w[ctl.sm_req] = ep
         self.smp_mb()
         others = [c for c in range(self.nr_cpus) if c != self.cpu]
         while not w[ctl.stop]:
-            running = sum(1 for c in others if not self.cpu_finished(c))
-            if w[ctl.sm_parked] >= running:
+            if all(w[ctl.sm_parked + c * PERCPU_STRIDE] == ep or self.cpu_finished(c) for c in others):
                 break
-            os.sched_yield()
+            self.schedule()
         try:
             return fn(self, *args)
         finally:
             w[ctl.sm_req] = 0
             self.smp_mb()
+            self._stopper = False
 
     def synchronize_sched(self) -> None:
         """Wait until each other CPU's quiescent-state count moved (or it finished)."""
@@ -234,7 +254,7 @@ class Ctx:
             snap = {c: s for c, s in snap.items()
                     if w[qs + c * PERCPU_STRIDE] == s and not self.cpu_finished(c)}
             if snap:
-                os.sched_yield()
+                self.schedule()
 
     # -- locks ---------------------------------------------------------------------------
     def spin_lock(self, lock: int) -> None:
@@ -280,10 +300,14 @@ class Ctx:
         return bool(self.w[self.ctl.finished + cpu * PERCPU_STRIDE])
 
     def delay_us(self, us: float) -> None:
-        """Busy-wait ``us`` microseconds (a slow or preempted stretch of code).
+        """This CPU's task is preempted (or slow) for ``us`` microseconds.
 
-        Free mode only: under a scheduler, time is the scheduler's choice."""
-        if us > 0:
+        From 50 µs up it sleeps, so the core really runs something else, as a
+        preempted task's does; below that (shorter than a sleep can be) it
+        busy-waits. Free mode only: under a scheduler, time is the scheduler's."""
+        if us >= 50:
+            time.sleep(us * 1e-6)
+        elif us > 0:
             end = time.perf_counter() + us * 1e-6
             while time.perf_counter() < end:
                 pass

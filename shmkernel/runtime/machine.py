@@ -232,7 +232,6 @@ class Machine:
         w, ctl = self.seg.words, self.ctl
         w[ctl.stop] = 0
         w[ctl.sm_req] = 0
-        w[ctl.sm_parked] = 0
         self.seg.np[ctl.counters : ctl.counters + self.roles * ctl.row_words] = 0
         self._active = [p is not None for p in programs]
         for role, p in enumerate(programs):

@@ -1,0 +1,205 @@
+"""Seed 000, second half: rmmod while references are taken, cloned and migrated.
+
+Worker CPUs take a reference (``try_module_get``), hold it for
+``--hold-iterations`` iterations and, halfway, clone it (``__module_get``,
+legal only while holding one) and migrate the task carrying the clone to the
+next CPU, which uses it and drops it there (``module_put``). Then they rest
+``--idle-iterations`` and start again. With ``--topology chain`` (default)
+CPU i gives to CPU i+1 and the last CPU only receives, as in the seed. The coordinator repeatedly runs
+``delete_module``:
+
+- ``--stop-machine``: the refcount check and the state change run under
+  stop_machine (2.6.33's O_NONBLOCK path): nothing moves, the tally is exact.
+- without it: ``state = GOING``, ``synchronize_sched()``, then wait until
+  ``module_refcount()`` reads 0 and free: references held keep being cloned,
+  so a per-CPU ``count`` tally can read 0 while one is still held (a false
+  zero), and the module is freed under its user.
+
+Any access through a reference to a freed module is a ``use_after_free``; the
+module is then reloaded (a new generation) once every stale reference is gone,
+and the run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from shmkernel.kernel.module import (
+    Module,
+    __module_get,
+    declare_module,
+    delete_module,
+    load_module,
+    refcount_variant,
+)
+from shmkernel.memory.layout import Layout
+from shmkernel.memory.segment import Segment
+from shmkernel.runtime.ctx import Ctx
+from shmkernel.runtime.machine import Program, RunResult
+from shmkernel.workload import Option, Workload
+
+
+@dataclass(frozen=True)
+class RmmodVars:
+    mod: Module
+    mailbox: int  # per-CPU: generation of a migrated reference waiting here (0: none)
+    held: int  # per-CPU bookkeeping: generation of the reference this CPU holds (0: none)
+
+
+def _use(ctx: Ctx, mod: Module, gen: int) -> bool:
+    """Access the module through a reference of generation ``gen``."""
+    if ctx.read_once(mod.freed) or ctx.read_once(mod.generation) != gen:
+        ctx.event("use_after_free", generation=gen)
+        return False
+    return True
+
+
+def rmmod_cpu(ctx: Ctx, p: dict[str, Any]) -> None:
+    variant = refcount_variant(p["variant"])
+    v: RmmodVars = p["v"]
+    mod = v.mod
+    n = ctx.nr_cpus
+    me = v.mailbox + ctx.cpu * 8
+    held_slot = v.held + ctx.cpu * 8
+    gives = p["topology"] == "ring" or ctx.cpu + 1 < n or n == 1
+    nxt = v.mailbox + ((ctx.cpu + 1) % n) * 8
+    hold, idle = p["hold_iterations"], p["idle_iterations"]
+    clone_at = max(1, hold // 2)
+    held, uses, rest = 0, 0, 0
+    for _ in ctx.loop(p["iterations"]):
+        tok = ctx.read_once(me)
+        if tok:  # a task holding a (cloned) reference migrated to this CPU
+            ctx.smp_mb()
+            if _use(ctx, mod, tok):
+                variant.module_put(ctx, mod)
+            ctx.write_once(me, 0)
+        if not gives:
+            continue
+        if not held:
+            if rest:
+                rest -= 1
+            elif variant.try_module_get(ctx, mod):
+                held, uses = ctx.read_once(mod.generation), 0
+                ctx.oracle_write(held_slot, held)
+            continue
+        if not _use(ctx, mod, held):
+            held = 0  # the module was freed under us: nothing left to put
+            ctx.oracle_write(held_slot, 0)
+            continue
+        uses += 1
+        if uses == clone_at and ctx.read_once(nxt) == 0:
+            __module_get(ctx, variant, mod)  # legal: we hold a reference
+            ctx.smp_mb()
+            ctx.write_once(nxt, held)  # the task carrying the clone migrates
+            ctx.count("migrations")
+        if uses >= hold:
+            variant.module_put(ctx, mod)
+            held, rest = 0, idle
+            ctx.oracle_write(held_slot, 0)
+    if held:  # leave no reference behind at quiesce
+        variant.module_put(ctx, mod)
+        ctx.oracle_write(held_slot, 0)
+
+
+def _stale_references(ctx: Ctx, v: RmmodVars, gen: int) -> bool:
+    for c in range(ctx.nr_cpus):
+        if ctx.oracle_read(v.held + c * 8) == gen or ctx.oracle_read(v.mailbox + c * 8) == gen:
+            return True
+    return False
+
+
+def rmmod_coordinator(ctx: Ctx, p: dict[str, Any]) -> None:
+    variant = refcount_variant(p["variant"])
+    v: RmmodVars = p["v"]
+    delay = p["tally_delay_us"] if ctx.mode == "free" else 0.0
+    for _ in ctx.loop(p["attempts"] if ctx.mode != "free" else None):
+        ctx.count("attempts")
+        gen = ctx.read_once(v.mod.generation)
+        if delete_module(ctx, variant, v.mod, p["stop_machine"], delay) == 0:
+            ctx.count("unloads")
+            while _stale_references(ctx, v, gen) and not ctx.stopped():
+                ctx.schedule()  # every user of the old module must notice it is gone
+            load_module(ctx, variant, v.mod)
+        if ctx.mode == "free" and p["attempt_interval_us"]:
+            time.sleep(p["attempt_interval_us"] * 1e-6)
+
+
+def rmmod_setup(ctx: Ctx, p: dict[str, Any]) -> None:
+    v: RmmodVars = p["v"]
+    for c in range(ctx.nr_cpu_ids):
+        ctx.write_once(v.mailbox + c * 8, 0)
+        ctx.write_once(v.held + c * 8, 0)
+    ctx.write_once(v.mod.generation, 0)
+    load_module(ctx, refcount_variant(p["variant"]), v.mod)
+
+
+class Rmmod(Workload):
+    def __init__(self) -> None:
+        super().__init__(
+            name="rmmod",
+            summary="seed 000: delete_module with and without stop_machine while references migrate",
+            variants={
+                "percpu-count": "before the seed: one per-CPU count (the bug)",
+                "percpu-incs-decs": "the seed's fix",
+                "percpu-incs-decs-nobarrier": "the fix without its barriers",
+                "atomic": "upstream today: atomic refcnt, try_release_module_ref",
+            },
+            aliases={"buggy": "percpu-count", "fixed": "percpu-incs-decs"},
+            events=("use_after_free",),
+            counters=("attempts", "unloads", "migrations"),
+            denominators={"use_after_free": "attempts"},
+            options=(
+                Option("stop_machine", bool, False, "check the refcount under stop_machine"),
+                Option("tally_delay_us", float, 100.0, "the tallier is preempted this long between per-CPU "
+                       "slots (µs; >= 50 sleeps, below busy-waits)", 0, 1e6),
+                Option("possible_cpus", int, None, "per-CPU slots the tally walks (default cpus+1)", 2, 8192),
+                Option("hold_iterations", int, 2000, "iterations a CPU holds its own reference", 1, 10**9),
+                Option("idle_iterations", int, 20, "iterations a CPU rests between references", 0, 10**9),
+                Option("attempt_interval_us", float, 100.0, "pause between rmmod attempts (µs)", 0, 1e7),
+                Option("topology", str, "chain", "chain (CPU i -> i+1) or ring", choices=("chain", "ring")),
+                Option("attempts", int, 1, "rmmod attempts per scheduled execution", 1, 100),
+            ),
+            explore_defaults={"iterations": 2, "hold_iterations": 1, "idle_iterations": 0},
+        )
+
+    def possible_cpus(self, cpus: int, opts: dict[str, Any]) -> int | None:
+        return opts.get("possible_cpus")
+
+    def declare(self, layout: Layout, opts: dict[str, Any]) -> RmmodVars:
+        return RmmodVars(mod=declare_module(layout), mailbox=layout.percpu("rmmod.mailbox"),
+                         held=layout.percpu("rmmod.held"))
+
+    def _params(self, variant: str, v: RmmodVars, opts: dict[str, Any], iterations: int | None) -> dict:
+        return {**opts, "variant": variant, "v": v, "iterations": iterations}
+
+    def setup(self, variant: str, v: RmmodVars, opts: dict[str, Any]) -> Program:
+        return Program(rmmod_setup, self._params(variant, v, opts, None))
+
+    def programs(self, variant: str, v: RmmodVars, cpus: int, opts: dict[str, Any],
+                 iterations: int | None) -> list[Program | None]:
+        p = self._params(variant, v, opts, iterations)
+        return [Program(rmmod_cpu, p)] * cpus + [Program(rmmod_coordinator, p)]
+
+    def check(self, variant: str, v: RmmodVars, seg: Segment, cpus: int, opts: dict[str, Any],
+              result: RunResult) -> list[str]:
+        if seg.words[v.mod.freed]:
+            return []  # stopped between free and reload: nothing left to count
+        gen = seg.words[v.mod.generation]
+        held = int(sum(1 for x in seg.percpu("rmmod.mailbox")[:cpus] if x == gen))
+        held += int(sum(1 for x in seg.percpu("rmmod.held")[:cpus] if x == gen))
+
+        class _O:
+            w, nr_cpu_ids = seg.words, seg.layout.nr_slots
+
+            def oracle_read(self, a: int) -> int:
+                return self.w[a]
+
+        total = refcount_variant(variant).storage_total(_O(), v.mod)  # type: ignore[arg-type]
+        if total != held:
+            return [f"true refcount at quiesce is {held} but the storage sums to {total}"]
+        return []
+
+
+WORKLOAD = Rmmod()
