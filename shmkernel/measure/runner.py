@@ -41,6 +41,7 @@ def run_free(m: Machine, wl: Workload, variant: str, opts: dict[str, Any],
              seconds: float | None = None, iterations: int | None = None,
              memory_model: str = "native") -> dict[str, Any]:
     """One free-running measurement of ``variant`` on a started machine."""
+    variant = wl.resolve_variant(variant)
     boot(m, wl, variant, opts)
     res = m.run(wl.programs(variant, m.vars, m.cpus, opts, iterations), seconds=seconds)
     assert m.seg is not None

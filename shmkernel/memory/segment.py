@@ -85,10 +85,11 @@ class Segment:
             raise SegmentError(f"shared segment {name}: permission denied") from None
         except (posix_ipc.Error, ValueError) as e:
             raise SegmentError(f"cannot open shared segment {name}: {e}") from None
+        size = shm.size
         try:
-            if shm.size < 8 * 8:
+            if size < 8 * 8:
                 raise SegmentError(f"shared segment {name} is too small to be a shmkernel segment")
-            shm_map = mmap.mmap(shm.fd, shm.size)
+            shm_map = mmap.mmap(shm.fd, size)
         finally:
             shm.close_fd()
         hdr = np.frombuffer(shm_map, dtype=np.int64, count=8).copy()
@@ -101,7 +102,7 @@ class Segment:
             problem = "was made for another layout (hash mismatch)"
         elif hdr[H_CPUS] != cpus:
             problem = f"was made for {hdr[H_CPUS]} CPUs, not {cpus}"
-        elif shm.size < layout.nwords * 8:
+        elif size < layout.nwords * 8:
             problem = "is smaller than its layout"
         if problem:
             shm_map.close()

@@ -1,0 +1,57 @@
+"""Shared fixtures: every test is checked for leftover segments, semaphores and processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def shm_entries() -> set[str]:
+    """Our segments (``shmkernel-*``) and semaphores (``sem.shmkernel-*``) in /dev/shm."""
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith(("shmkernel-", "sem.shmkernel-"))}
+    except FileNotFoundError:
+        return set()
+
+
+def child_pids(parent: int | None = None) -> set[int]:
+    parent = os.getpid() if parent is None else parent
+    out = set()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            out.add(int(d))
+    return out
+
+
+def wait_clean(before_shm: set[str], timeout: float = 5.0) -> tuple[set[str], set[int]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        shm = shm_entries() - before_shm
+        kids = child_pids()
+        if (not shm and not kids) or time.monotonic() > deadline:
+            return shm, kids
+        time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    """After each test: no segment, semaphore or child process of ours is left."""
+    before = shm_entries()
+    yield
+    shm, kids = wait_clean(before)
+    assert not shm, f"leaked in /dev/shm: {sorted(shm)}"
+    assert not kids, f"child processes left: {sorted(kids)}"

@@ -1,0 +1,127 @@
+"""Machine lifecycle: runs in a row, and faults that must end cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import child_pids, shm_entries, wait_clean
+from shmkernel.errors import RunError, UsageError
+from shmkernel.runtime.ctx import Ctx
+from shmkernel.runtime.machine import Machine, Program
+
+
+def _count_loop(ctx: Ctx, p: dict) -> int:
+    n = 0
+    for _ in ctx.loop(p.get("iterations")):
+        ctx.count("ops")
+        n += 1
+    return n
+
+
+def _raise_on_cpu1(ctx: Ctx, p: dict) -> None:
+    for i in ctx.loop():
+        if ctx.cpu == 1 and i == 1000:
+            raise ValueError("boom in the program")
+
+
+def _declare(layout):
+    return layout.scalar("x")
+
+
+def test_many_runs_without_restarting_processes():
+    with Machine(2, declare=_declare, counter_names=("ops",)) as m:
+        pids = list(m.pids)
+        for k in range(20):
+            r = m.run([Program(_count_loop, {"iterations": 100 + k})] * 2 + [None])
+            assert r.counters["ops"] == 2 * (100 + k)
+            assert r.results[:2] == [100 + k, 100 + k]
+            assert list(r.per_cpu[:2, 0]) == [100 + k, 100 + k]
+        assert m.pids == pids
+
+
+def test_program_exception_names_the_cpu_and_cause():
+    with Machine(2, declare=_declare, counter_names=("ops",)) as m:
+        with pytest.raises(RunError, match=r"cpu 1: ValueError: boom in the program"):
+            m.run([Program(_raise_on_cpu1)] * 2 + [None], seconds=5)
+
+
+def test_killed_cpu_ends_the_run_with_one_line():
+    with Machine(2, declare=_declare, counter_names=("ops",)) as m:
+        m.begin([Program(_count_loop)] * 2 + [None])
+        os.kill(m.pids[1], signal.SIGKILL)
+        with pytest.raises(RunError, match=r"cpu 1 \(pid \d+\) was killed by SIGKILL"):
+            m.wait_done(seconds=10)
+
+
+def test_stalled_cpu_does_not_hang_the_coordinator():
+    with Machine(2, declare=_declare, counter_names=("ops",), stop_grace=0.5) as m:
+        m.begin([Program(_count_loop)] * 2 + [None])
+        os.kill(m.pids[0], signal.SIGSTOP)
+        t0 = time.monotonic()
+        with pytest.raises(RunError, match=r"cpu 0 did not stop within 0.5 s"):
+            m.wait_done(seconds=0.2)
+        assert time.monotonic() - t0 < 5
+
+
+def test_bad_cpu_counts_are_usage_errors():
+    for bad in (0, -1, 5000, 2.5):
+        with pytest.raises(UsageError):
+            Machine(bad)  # type: ignore[arg-type]
+
+
+def _start_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "shmkernel.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_running(proc: subprocess.Popen, before: set[str]) -> set[int]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        kids = child_pids(proc.pid)
+        if shm_entries() - before and len(kids) >= 3:
+            time.sleep(0.3)
+            return kids
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError("coordinator never started its CPUs")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_to_the_coordinator_stops_everything(sig, code):
+    before = shm_entries()
+    proc = _start_cli("run", "refcount", "--seconds", "60")
+    kids = _wait_running(proc, before)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == code, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    shm, _ = wait_clean(before)
+    assert not shm
+    assert not [k for k in kids if _alive(k)]
+
+
+def test_kill9_of_the_coordinator_leaves_nothing_behind():
+    before = shm_entries()
+    proc = _start_cli("run", "refcount", "--seconds", "60")
+    kids = _wait_running(proc, before)
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and ([k for k in kids if _alive(k)] or shm_entries() - before):
+        time.sleep(0.05)
+    assert not [k for k in kids if _alive(k)], "CPU processes outlived their coordinator"
+    assert not shm_entries() - before, "segment left behind after kill -9 of the coordinator"
