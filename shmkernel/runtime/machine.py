@@ -214,7 +214,10 @@ class Machine:
         try:
             return self.conns[role].recv()
         except (EOFError, OSError):
-            self._fail_on_death()
+            deadline = time.monotonic() + 2.0  # the channel closes just before the exit is reported
+            while time.monotonic() < deadline:
+                self._fail_on_death()
+                time.sleep(0.005)
             raise RunError(f"{self.role_name(role)} closed its channel") from None
 
     def begin(self, programs: list[Program | None], ctx_factory: Callable[..., Ctx] = Ctx) -> int:
