@@ -102,16 +102,15 @@ def cpu_main(
                 os.sched_yield()
             try:
                 result = program(ctx, params) if not w[ctl.stop] else None
-                finish = getattr(ctx, "finish", None)
-                if finish is not None:
-                    finish()
                 w[finished] = 1
-                conn.send(("done", run_id, result))
+                ctx.finish()
+                conn.send(("done", run_id, result, ctx.report()))
             except BaseException as e:  # noqa: BLE001 - a CPU oops is reported
                 w[finished] = 1
-                abort = getattr(ctx, "abort", None)
-                if abort is not None:
-                    abort()
+                if getattr(e, "quiet", False):  # the scheduler ended this execution early
+                    conn.send(("done", run_id, None, ctx.report()))
+                    continue
+                ctx.abort()
                 conn.send(("error", run_id, _short_error(e)))
     except BaseException as e:  # noqa: BLE001
         code = 1

@@ -129,6 +129,9 @@ class Ctx:
 
     def atomic_add_unless(self, v: int, a: int, u: int) -> bool:
         """Add ``a`` unless the value is ``u``; true if it added (a cmpxchg loop)."""
+        return self._add_unless(v, a, u)
+
+    def _add_unless(self, v: int, a: int, u: int) -> bool:
         c = self.w[v]
         while c != u:
             old = self._cas(v, c, c + a)
@@ -138,7 +141,7 @@ class Ctx:
         return False
 
     def atomic_inc_not_zero(self, v: int) -> bool:
-        return self.atomic_add_unless(v, 1, 0)
+        return self._add_unless(v, 1, 0)
 
     def atomic_dec_if_positive(self, v: int) -> int:
         """Decrement unless that would go negative; return old - 1 either way."""
@@ -174,12 +177,15 @@ class Ctx:
             self._fence(RELEASE)
 
     def smp_store_release(self, v: int, x: int) -> None:
-        self.smp_wmb()
+        """A release store: on x86 a plain store; elsewhere a release fence first."""
+        if not HOST_IS_TSO:  # pragma: no cover
+            self._fence(RELEASE)
         self.w[v] = x
 
     def smp_load_acquire(self, v: int) -> int:
         x = self.w[v]
-        self.smp_rmb()
+        if not HOST_IS_TSO:  # pragma: no cover
+            self._fence(ACQUIRE)
         return x
 
     # -- preemption, stop_machine parking, quiescent states -------------------------------
@@ -323,6 +329,16 @@ class Ctx:
     def hist(self, table: int, bucket: int) -> None:
         """Bump one bucket of a histogram table this CPU alone writes."""
         self.w[table + bucket] += 1
+
+    def finish(self) -> None:
+        """Called after the program returned (the scheduled mode reports it)."""
+
+    def abort(self) -> None:
+        """Called after the program raised (the scheduled mode reports it)."""
+
+    def report(self) -> object:
+        """Extra data sent back with the program's result (scheduled traces)."""
+        return None
 
     def oracle_read(self, v: int) -> int:
         """A read *outside* the emulated machine (checks, bookkeeping): never a

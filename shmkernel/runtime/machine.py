@@ -60,6 +60,7 @@ class RunResult:
     counters: dict[str, int]
     per_cpu: np.ndarray  # roles x counters
     results: list[object]
+    reports: list[object] = field(default_factory=list)
 
 
 def _describe_exit(pid: int) -> str | None:
@@ -277,6 +278,7 @@ class Machine:
         rid = self._run_id
         pending = {self.conns[r]: r for r in range(self.roles) if self._active[r]}
         results: list[object] = [None] * self.roles
+        reports: list[object] = [None] * self.roles
         stop_at = self._t0 + (seconds if seconds is not None else timeout)
         stopped_at: float | None = None
         error: str | None = None
@@ -292,7 +294,7 @@ class Machine:
                     w[ctl.stop] = 1
                     stopped_at = time.perf_counter()
                 elif msg[0] == "done":
-                    results[role] = msg[2]
+                    results[role], reports[role] = msg[2], msg[3]
             self._fail_on_death()
             now = time.perf_counter()
             if stopped_at is None and now >= stop_at:
@@ -307,15 +309,16 @@ class Machine:
         if error is not None:
             raise RunError(error)
         w[ctl.stop] = 1
-        return self.result(rid, elapsed, results)
+        return self.result(rid, elapsed, results, reports)
 
-    def result(self, rid: int, elapsed: float, results: list[object]) -> RunResult:
+    def result(self, rid: int, elapsed: float, results: list[object],
+               reports: list[object] | None = None) -> RunResult:
         assert self.seg is not None
         ctl, n = self.ctl, len(self.counter_names)
         table = self.seg.np[ctl.counters : ctl.counters + self.roles * ctl.row_words]
         per_cpu = table.reshape(self.roles, ctl.row_words)[:, :n].copy()
         counters = {name: int(per_cpu[:, i].sum()) for i, name in enumerate(self.counter_names)}
-        return RunResult(rid, elapsed, counters, per_cpu, results)
+        return RunResult(rid, elapsed, counters, per_cpu, results, reports or [])
 
     def run(self, programs: list[Program | None], seconds: float | None = None,
             timeout: float = 120.0, ctx_factory: Callable[..., Ctx] = Ctx) -> RunResult:

@@ -1,0 +1,161 @@
+"""``exhaustive``: dynamic partial-order reduction (Flanagan & Godefroid, POPL 2005).
+
+Explores every interleaving *up to commuting independent steps*: two steps
+commute unless they touch the same word and one writes (`ops.conflicts`).
+After each step, for every CPU's pending operation, the last conflicting step
+of another CPU that does not happen-before it (vector clocks) gets a
+backtrack point; a sleep set (Godefroid 1996) avoids re-exploring an order
+that was already covered from the same state. Executions are stateless
+re-runs of a prefix, on the same processes.
+
+Complete for terminating programs: if it reports nothing, no interleaving of
+these programs shows the event (under the memory model in force). An optional
+``preemption_bound`` trades completeness for speed (context bounding,
+Musuvathi & Qadeer 2007). Misses: anything beyond the program's bounds
+(``--iterations``); with a step budget hit, the run says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shmkernel.schedule.engine import Execution, Op, State, Step
+from shmkernel.schedule.ops import conflicts
+
+
+@dataclass
+class Node:
+    enabled: list[int]
+    pending: dict[int, Op]
+    backtrack: set[int] = field(default_factory=set)
+    done: set[int] = field(default_factory=set)
+    sleep: dict[int, Op] = field(default_factory=dict)
+    chosen: int = -1
+
+
+class DPORScheduler:
+    name = "exhaustive"
+
+    def __init__(self, preemption_bound: int | None = None, max_executions: int = 100_000) -> None:
+        self.stack: list[Node] = []
+        self.target = -1  # depth where this execution leaves the previous one
+        self.target_choice = -1
+        self.started = False
+        self.exhausted = False
+        self.bound = preemption_bound
+        self.left = max_executions
+        self.executions = 0
+        self._clocks: list[dict[int, int]] = []
+
+    # -- execution boundaries ----------------------------------------------------------------
+    def new_execution(self) -> bool:
+        self._clocks = []
+        if not self.started:
+            self.started = True
+            self.target = -1
+        else:
+            if not self._next_target():
+                self.exhausted = True
+                return False
+        self.left -= 1
+        self.executions += 1
+        return self.left >= 0
+
+    def _next_target(self) -> bool:
+        while self.stack:
+            d = len(self.stack) - 1
+            node = self.stack[d]
+            todo = sorted(node.backtrack - node.done - set(node.sleep))
+            while todo:
+                c = todo.pop(0)
+                node.done.add(c)
+                if self.bound is not None and self._preemptions(d, c) > self.bound:
+                    continue
+                self.target, self.target_choice = d, c
+                return True
+            self.stack.pop()
+        return False
+
+    def _preemptions(self, depth: int, choice: int) -> int:
+        n, prev = 0, None
+        for i in range(depth + 1):
+            c = choice if i == depth else self.stack[i].chosen
+            if prev is not None and c != prev and prev in self.stack[i].enabled:
+                n += 1
+            prev = c
+        return n
+
+    # -- one step ---------------------------------------------------------------------------
+    def next_cpu(self, state: State) -> int:
+        d = len(state.steps)
+        self._update_clocks(state.steps)
+        if d < self.target:
+            return self.stack[d].chosen
+        if d == self.target:
+            node = self.stack[d]
+            # the sleep set carries the siblings explored before this choice
+            for c in node.done - {self.target_choice}:
+                if c in node.pending and c not in node.sleep and c != self.target_choice:
+                    node.sleep[c] = node.pending[c]
+            node.chosen = self.target_choice
+            self._analyse(state)
+            return node.chosen
+        # a new state: inherit the sleep set, do the DPOR analysis, pick the default
+        sleep: dict[int, Op] = {}
+        if d > 0:
+            parent = self.stack[d - 1]
+            last = state.steps[-1]
+            sleep = {c: op for c, op in parent.sleep.items()
+                     if c != last.cpu and not conflicts(op.code, op.addr, last.op.code, last.op.addr)}
+        node = Node(list(state.eligible), dict(state.pending), sleep=sleep)
+        self.stack.append(node)
+        self._analyse(state)
+        awake = [c for c in state.eligible if c not in sleep] or list(state.eligible)
+        c = state.current if state.current in awake else awake[0]
+        node.chosen = c
+        node.backtrack.add(c)
+        node.done.add(c)
+        return c
+
+    def _update_clocks(self, steps: list[Step]) -> None:
+        for i in range(len(self._clocks), len(steps)):
+            s = steps[i]
+            clock: dict[int, int] = {}
+            for j in range(i - 1, -1, -1):
+                t = steps[j]
+                if t.cpu == s.cpu:
+                    for k, v in self._clocks[j].items():
+                        if clock.get(k, -1) < v:
+                            clock[k] = v
+                    break
+            for j in range(i):
+                t = steps[j]
+                if t.cpu != s.cpu and conflicts(t.op.code, t.op.addr, s.op.code, s.op.addr):
+                    for k, v in self._clocks[j].items():
+                        if clock.get(k, -1) < v:
+                            clock[k] = v
+            clock[s.cpu] = i
+            self._clocks.append(clock)
+
+    def _analyse(self, state: State) -> None:
+        steps = state.steps
+        last_clock: dict[int, dict[int, int]] = {}
+        for i, s in enumerate(steps):
+            last_clock[s.cpu] = self._clocks[i]
+        for p, op in state.pending.items():
+            mine = last_clock.get(p, {})
+            for i in range(len(steps) - 1, -1, -1):
+                s = steps[i]
+                if s.cpu == p or not conflicts(s.op.code, s.op.addr, op.code, op.addr):
+                    continue
+                if mine.get(s.cpu, -1) >= i:
+                    break  # already ordered before p's next step
+                node = self.stack[i]
+                if p in node.enabled:
+                    node.backtrack.add(p)
+                else:
+                    node.backtrack.update(node.enabled)
+                break
+
+    def end_execution(self, execution: Execution) -> None:
+        del self.stack[len(execution.steps):]

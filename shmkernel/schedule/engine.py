@@ -1,0 +1,205 @@
+"""Drive one scheduled execution: ask the scheduler, grant, record the step.
+
+The CPUs are the Machine's own processes (started once); an execution is
+one `Machine.begin` with `ScheduledCtx`, so thousands of executions reuse
+them. The engine knows each CPU's *pending* operation (posted at its gate
+before it is granted), which is what eligibility and DPOR need.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from shmkernel.errors import RunError
+from shmkernel.hw.atomics import Atomics
+from shmkernel.memory.layout import PERCPU_STRIDE
+from shmkernel.runtime.machine import Machine, Program, RunResult
+from shmkernel.schedule import gate as g
+from shmkernel.schedule.ops import ACCESS, CODE, DONE, ERROR, Access
+from shmkernel.schedule.sctx import ScheduledCtx
+
+
+@dataclass(frozen=True)
+class Op:
+    code: int
+    addr: int
+    a1: int
+    a2: int
+
+
+@dataclass(frozen=True)
+class Step:
+    cpu: int
+    op: Op
+    result: int
+
+
+@dataclass
+class State:
+    """What a scheduler may look at when it chooses."""
+
+    eligible: list[int]
+    current: int | None
+    pending: dict[int, Op]
+    steps: list[Step]
+
+
+class Scheduler(Protocol):
+    def new_execution(self) -> bool: ...
+    def next_cpu(self, state: State) -> int: ...
+    def end_execution(self, execution: Execution) -> None: ...
+
+
+@dataclass
+class Execution:
+    steps: list[Step]
+    outcome: str  # "ok", "deadlock", "livelock"
+    result: RunResult | None = None
+    blocked: dict[int, Op] = field(default_factory=dict)
+
+    @property
+    def choices(self) -> list[int]:
+        return [s.cpu for s in self.steps]
+
+
+class Engine:
+    def __init__(self, machine: Machine, gate: g.Gate, max_steps: int = 20_000) -> None:
+        assert machine.seg is not None and gate.spec is not None
+        self.m = machine
+        self.gate = gate
+        self.w = machine.seg.words
+        self.atomics = Atomics(machine.seg.map, machine.seg.layout.nwords)
+        self.max_steps = max_steps
+        self.ctl = machine.ctl
+        self.steps_total = 0
+        self.step_seconds = 0.0
+
+    def _slot(self, cpu: int) -> int:
+        assert self.gate.spec is not None
+        return self.gate.spec.slot(cpu)
+
+    def _check(self) -> None:
+        self.m._fail_on_death()
+
+    def _wait_post(self, cpu: int, seq: int) -> None:
+        spec = self.gate.spec
+        assert spec is not None
+        g.wait_word(self.w, self.atomics, self._slot(cpu) + g.SEQ, seq, spec.coord_sleeping,
+                    self.gate.coord_sem, spec.spin, self._check)
+
+    def _read_op(self, cpu: int) -> Op:
+        s, w = self._slot(cpu), self.w
+        return Op(w[s + g.KIND], w[s + g.ADDR], w[s + g.ARG1], w[s + g.ARG2])
+
+    def _grant(self, cpu: int, seq: int, choice: int = 0) -> None:
+        s = self._slot(cpu)
+        self.w[s + g.CHOICE] = choice
+        g.publish(self.w, self.atomics, s + g.GRANT, seq, s + g.SLEEPING, self.gate.cpu_sem_objs[cpu])
+
+    def enabled(self, cpu: int, op: Op, pending: dict[int, Op]) -> bool:
+        acc = ACCESS[op.code]
+        w = self.w
+        if acc is Access.LOCK:
+            return w[op.addr] == 0
+        if acc is Access.PARK:
+            return w[self.ctl.sm_req] != op.a1
+        if acc is Access.SM_WAIT:
+            return all(self._parked_or_done(o, p, op.a1, pending) for o, p in pending.items() if o != cpu)
+        if acc is Access.QS_WAIT:
+            return all(p.code in (DONE, ERROR) or w[self._slot(o) + g.PREEMPT] == 0
+                       for o, p in pending.items() if o != cpu)
+        return True
+
+    def _parked_or_done(self, cpu: int, p: Op, ep: int, pending: dict[int, Op]) -> bool:
+        if p.code in (DONE, ERROR):
+            return True
+        if ACCESS[p.code] is Access.PARK and p.a1 == ep:
+            return True
+        # a task asleep on a mutex is not running: stop_machine does not wait for it
+        return p.code == CODE["mutex_lock"] and self.w[p.addr] != 0 and self.w[self._slot(cpu) + g.PREEMPT] == 0
+
+    def run(self, programs: list[Program | None], scheduler: Scheduler, trace: bool = False) -> Execution:
+        m, w = self.m, self.w
+        spec = self.gate.spec
+        assert spec is not None
+        active = [c for c, p in enumerate(programs) if p is not None]
+        expected = {c: w[self._slot(c) + g.SEQ] + 1 for c in active}
+        factory = functools.partial(ScheduledCtx, gate=replace(spec, trace=trace))
+        m.begin(programs, factory)
+        pending: dict[int, Op] = {}
+        for c in active:
+            self._wait_post(c, expected[c])
+            pending[c] = self._read_op(c)
+        steps: list[Step] = []
+        try:
+            outcome = self._drive(active, pending, expected, steps, scheduler)
+        except BaseException:
+            # e.g. hypothesis ends an example mid-draw: unwind every CPU, then re-raise
+            self._abort_all(active, pending, expected)
+            try:
+                m.wait_done(timeout=10.0)
+            except RunError:
+                pass
+            raise
+        blocked = self._abort_all(active, pending, expected)
+        result = m.wait_done(timeout=60.0)
+        ex = Execution(steps, outcome, result, blocked)
+        scheduler.end_execution(ex)
+        return ex
+
+    def _abort_all(self, active: list[int], pending: dict[int, Op], expected: dict[int, int]) -> dict[int, Op]:
+        blocked = {}
+        for c in active:
+            if c in pending and pending[c].code not in (DONE, ERROR):
+                blocked[c] = pending[c]
+                self._grant(c, expected[c], g.ABORT)
+                pending[c] = Op(DONE, -1, 0, 0)
+        return blocked
+
+    def _drive(self, active: list[int], pending: dict[int, Op], expected: dict[int, int],
+               steps: list[Step], scheduler: Scheduler) -> str:
+        w = self.w
+        current: int | None = None
+        outcome = "ok"
+        t0 = time.perf_counter()
+        while True:
+            live = [c for c in active if pending[c].code not in (DONE, ERROR)]
+            if not live:
+                break
+            eligible = [c for c in live if self.enabled(c, pending[c], pending)]
+            if not eligible:
+                outcome = "deadlock"
+                break
+            if len(steps) >= self.max_steps:
+                outcome = "livelock"
+                break
+            c = scheduler.next_cpu(State(eligible, current, pending, steps))
+            if c not in eligible:
+                raise RunError(f"scheduler chose CPU {c}, which is not eligible (eligible: {eligible})")
+            op = pending[c]
+            self._grant(c, expected[c])
+            expected[c] += 1
+            self._wait_post(c, expected[c])
+            steps.append(Step(c, op, w[self._slot(c) + g.RESULT]))
+            pending[c] = self._read_op(c)
+            current = c
+        self.step_seconds += time.perf_counter() - t0
+        self.steps_total += len(steps)
+        return outcome
+
+
+def percpu_slot(base: int, cpu: int) -> int:
+    return base + cpu * PERCPU_STRIDE
+
+
+def op_name(code: int) -> str:
+    from shmkernel.schedule.ops import NAME
+
+    return NAME[code]
+
+
+def describe_args(op: Op) -> dict[str, Any]:
+    return {"a1": op.a1, "a2": op.a2}

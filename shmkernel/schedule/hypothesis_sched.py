@@ -1,0 +1,69 @@
+"""``hypothesis``: choices drawn lazily from the CPUs eligible at each step.
+
+Each step draws an index into the eligible CPUs ordered *current CPU first*,
+so every drawn schedule is valid, and hypothesis's shrinking (towards smaller
+draws and fewer of them) yields short schedules with few context switches:
+the minimal interleaving. The bridge is just another scheduler whose choices
+come from ``data.draw``; `explore_with_hypothesis` runs the search and keeps
+the last failing execution, which hypothesis replays after shrinking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hyp_seed
+from hypothesis import strategies as st
+
+from shmkernel.schedule.engine import Execution, State
+
+
+class DataScheduler:
+    name = "hypothesis"
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def new_execution(self) -> bool:
+        return True
+
+    def next_cpu(self, state: State) -> int:
+        order = sorted(state.eligible)
+        if state.current in order:
+            order.remove(state.current)
+            order.insert(0, state.current)
+        if len(order) == 1:
+            return order[0]
+        return order[self.data.draw(st.integers(0, len(order) - 1))]
+
+    def end_execution(self, execution: Execution) -> None:
+        pass
+
+
+class _Found(Exception):
+    pass
+
+
+def explore_with_hypothesis(run_one: Callable[[DataScheduler], tuple[bool, Any]], max_examples: int,
+                            seed: int) -> tuple[Any | None, int]:
+    """Search with hypothesis; return (last failing execution or None, executions run)."""
+    state: dict[str, Any] = {"found": None, "n": 0}
+
+    @settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
+              phases=(Phase.generate, Phase.shrink), report_multiple_bugs=False,
+              suppress_health_check=list(HealthCheck), print_blob=False)
+    @given(st.data())
+    def search(data: Any) -> None:
+        state["n"] += 1
+        failed, info = run_one(DataScheduler(data))
+        if failed:
+            state["found"] = info
+            raise _Found()
+
+    try:
+        hyp_seed(seed)(search)()
+    except _Found:
+        pass
+    return state["found"], state["n"]

@@ -1,0 +1,205 @@
+"""The scheduled CPU context: every ``ctx`` operation waits for the coordinator.
+
+`ScheduledCtx` overrides each operation of the free `Ctx` with a thin wrapper
+(generated from `ops.OPS`): post the operation at the gate, wait for the
+grant, perform it (through `perform`, which a memory model can take over),
+leave the result for the coordinator's trace. Kernel code does not change.
+
+Blocking primitives post a blocking step: a lock is granted only while its
+word is 0, a CPU parked by stop_machine only once the stop is over, so the
+scheduler never picks a CPU that cannot move and never deadlocks itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from shmkernel.memory.layout import PERCPU_STRIDE
+from shmkernel.runtime.ctx import Ctx
+from shmkernel.schedule import gate as g
+from shmkernel.schedule.ops import CODE, DONE, ERROR
+
+
+class ExecutionAborted(BaseException):
+    """Raised in a CPU when the coordinator ends the execution early."""
+
+    quiet = True
+
+
+class ScheduledCtx(Ctx):
+    mode = "scheduled"
+
+    def __init__(self, seg, ctl, cpu, nr_cpus, counter_names, atomics, gate: g.GateSpec) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(seg, ctl, cpu, nr_cpus, counter_names, atomics)
+        self.gate = gate
+        self._slot = gate.slot(cpu)
+        self._seq = self.w[self._slot + g.SEQ]
+        self._sem = g.open_semaphore(gate.cpu_sems[cpu])
+        self._coord_sem = g.open_semaphore(gate.coord_sem)
+        self._nsteps = 0
+        self._log: list[tuple[int, str, str]] = []  # (step, kernel function chain, file:line)
+        self._events: list[tuple[int, str, dict]] = []
+        self.w[self._slot + g.PREEMPT] = 0
+
+    # -- the gate -----------------------------------------------------------------------
+    def _post(self, code: int, addr: int, a1: int, a2: int) -> int:
+        w, s = self.w, self._slot
+        w[s + g.KIND] = code
+        w[s + g.ADDR] = addr
+        w[s + g.ARG1] = a1
+        w[s + g.ARG2] = a2
+        self._seq += 1
+        g.publish(w, self.atomics, s + g.SEQ, self._seq, self.gate.coord_sleeping, self._coord_sem)
+        return self._seq
+
+    def _step(self, code: int, addr: int, a1: int = 0, a2: int = 0) -> int:
+        """Post one operation and wait for its grant; return the scheduler's choice."""
+        seq = self._post(code, addr, a1, a2)
+        w, s = self.w, self._slot
+        g.wait_word(w, self.atomics, s + g.GRANT, seq, s + g.SLEEPING, self._sem, self.gate.spin)
+        choice = w[s + g.CHOICE]
+        if choice == g.ABORT:
+            raise ExecutionAborted()
+        if self.gate.trace:
+            self._where()
+        self._nsteps += 1
+        return choice
+
+    def _where(self) -> None:
+        f = sys._getframe(3)
+        while f is not None and f.f_code.co_filename == __file__:
+            f = f.f_back
+        chain = []
+        loc = ""
+        k = f
+        while k is not None and len(chain) < 3:
+            name = k.f_code.co_name
+            if not loc:
+                loc = f"{os.path.basename(k.f_code.co_filename)}:{k.f_lineno}"
+            chain.append(name)
+            if "workloads" in k.f_code.co_filename:
+                break
+            k = k.f_back
+        self._log.append((self._nsteps, " < ".join(chain), loc))
+
+    def _result(self, value: Any) -> None:
+        self.w[self._slot + g.RESULT] = int(value) if value is not None else 0
+
+    def perform(self, name: str, args: tuple) -> Any:
+        """Carry out a granted operation: the host's own memory (sequentially
+        consistent, since one CPU moves at a time). Memory models override it."""
+        return getattr(Ctx, name)(self, *args)
+
+    # -- program control --------------------------------------------------------------------
+    def finish(self) -> None:
+        self._post(DONE, -1, 0, 0)
+
+    def abort(self) -> None:
+        self._post(ERROR, -1, 0, 0)
+
+    def report(self) -> object:
+        return {"log": self._log, "events": self._events, "steps": self._nsteps}
+
+    def event(self, name: str, **detail: object) -> None:
+        super().event(name)
+        self._events.append((self._nsteps, name, {k: v for k, v in detail.items() if isinstance(v, (int, str))}))
+
+    def loop(self, iterations: int | None = None) -> Iterator[int]:
+        if iterations is None:
+            raise ValueError("a scheduled program needs a bound: pass iterations")
+        yield from super().loop(iterations)
+
+    def delay_us(self, us: float) -> None:
+        """Time is the scheduler's: a delay is no step at all."""
+
+    # -- preemption, parking, grace periods ---------------------------------------------------
+    def preempt_disable(self) -> None:
+        self._preempt += 1
+        self.w[self._slot + g.PREEMPT] = self._preempt
+
+    def preempt_enable(self) -> None:
+        self._preempt -= 1
+        self.w[self._slot + g.PREEMPT] = self._preempt
+        if self._preempt == 0:
+            self.preemption_point()
+
+    def _park(self) -> None:
+        ep = self.w[self.ctl.sm_req]
+        self.w[self.ctl.sm_parked + self._this] = ep
+        self._step(CODE["park"], self.ctl.sm_req, ep)
+        self._result(0)
+
+    def stop_machine(self, fn, *args):  # type: ignore[no-untyped-def]
+        w, ctl = self.w, self.ctl
+        self._stopper = True
+        ep = w[ctl.sm_seq] + 1
+        self._step(CODE["stop_machine"], ctl.sm_req, ep)
+        w[ctl.sm_seq] = ep
+        w[ctl.sm_req] = ep
+        self._result(ep)
+        self._step(CODE["stop_machine_wait"], ctl.sm_req, ep)
+        self._result(0)
+        try:
+            return fn(self, *args)
+        finally:
+            self._step(CODE["stop_machine_end"], ctl.sm_req, 0)
+            w[ctl.sm_req] = 0
+            self._result(0)
+            self._stopper = False
+
+    def synchronize_sched(self) -> None:
+        self._step(CODE["synchronize_sched"], -1)
+        self._result(0)
+
+    def schedule(self) -> None:
+        if self._preempt == 0:
+            self.preemption_point()
+        self._step(CODE["schedule"], -1)
+        self._result(0)
+
+
+def _addr_first(self: ScheduledCtx, args: tuple) -> int:
+    return args[0]
+
+
+def _addr_this_cpu(self: ScheduledCtx, args: tuple) -> int:
+    return args[0] + self._this
+
+
+def _addr_per_cpu(self: ScheduledCtx, args: tuple) -> int:
+    return args[0] + args[1] * PERCPU_STRIDE
+
+
+def _addr_none(self: ScheduledCtx, args: tuple) -> int:
+    return -1
+
+
+def _make_op(name: str, code: int, addr_of, argv: slice):  # type: ignore[no-untyped-def]
+    def op(self: ScheduledCtx, *args: Any) -> Any:
+        extra = [int(a) for a in args[argv]][:2] + [0, 0]
+        self._step(code, addr_of(self, args), extra[0], extra[1])
+        r = self.perform(name, args)
+        self._result(r)
+        return r
+
+    op.__name__ = name
+    op.__doc__ = f"Scheduled {name}: one step at the gate, then {name} on memory."
+    return op
+
+
+_ADDR = {"this_cpu_read": _addr_this_cpu, "this_cpu_write": _addr_this_cpu, "this_cpu_inc": _addr_this_cpu,
+         "this_cpu_dec": _addr_this_cpu, "this_cpu_add": _addr_this_cpu, "per_cpu_read": _addr_per_cpu,
+         "smp_mb": _addr_none, "smp_rmb": _addr_none, "smp_wmb": _addr_none, "cpu_relax": _addr_none}
+_SKIP = {"done", "error", "park", "stop_machine", "stop_machine_wait", "stop_machine_end",
+         "synchronize_sched", "schedule"}
+
+for _name, _code in CODE.items():
+    if _name in _SKIP:
+        continue
+    _argv = slice(2, 4) if _name == "per_cpu_read" else slice(1, 3)
+    setattr(ScheduledCtx, _name, _make_op(_name, _code, _ADDR.get(_name, _addr_first), _argv))
+
+assert ERROR != DONE

@@ -1,0 +1,140 @@
+"""Schedules as short strings, and traces as CPU columns like the seeds' diagrams.
+
+A schedule string carries everything replay needs and checks:
+``sk1:WORKLOAD:VARIANT:CPUS:ITERATIONS:MODEL:OPTIONS:CHOICES:CRC``, where
+CHOICES is run-length encoded (``2-0x6-1x5-2x3``: CPU 2 once, CPU 0 six
+times, ...), OPTIONS the workload options that differ from their defaults
+(``name=value`` joined by ``,``) and CRC a CRC-32 of the rest (hex), so a
+truncated or edited string is refused with one line instead of replaying
+something else.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from shmkernel.errors import UsageError
+from shmkernel.schedule.engine import Step
+from shmkernel.schedule.ops import ACCESS, NAME, Access
+
+VERSION = "sk1"
+
+
+@dataclass(frozen=True)
+class ScheduleHeader:
+    workload: str
+    variant: str
+    cpus: int
+    iterations: int
+    memory_model: str
+    options: dict[str, str]
+
+
+def encode_choices(choices: list[int]) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(choices):
+        j = i
+        while j < len(choices) and choices[j] == choices[i]:
+            j += 1
+        out.append(str(choices[i]) if j - i == 1 else f"{choices[i]}x{j - i}")
+        i = j
+    return "-".join(out)
+
+
+def decode_choices(body: str) -> list[int]:
+    if not body:
+        return []
+    out: list[int] = []
+    for tok in body.split("-"):
+        cpu, _, count = tok.partition("x")
+        if not cpu.isdigit() or (count and not count.isdigit()):
+            raise UsageError(f"malformed schedule: bad step token {tok!r}")
+        out.extend([int(cpu)] * (int(count) if count else 1))
+    return out
+
+
+def encode(h: ScheduleHeader, choices: list[int]) -> str:
+    opts = ",".join(f"{k}={v}" for k, v in sorted(h.options.items()))
+    core = ":".join([VERSION, h.workload, h.variant, str(h.cpus), str(h.iterations), h.memory_model,
+                     opts, encode_choices(choices)])
+    return f"{core}:{zlib.crc32(core.encode()) & 0xFFFFFFFF:08x}"
+
+
+def decode(s: str) -> tuple[ScheduleHeader, list[int]]:
+    s = s.strip()
+    parts = s.split(":")
+    if len(parts) != 9 or parts[0] != VERSION:
+        raise UsageError("malformed schedule: expected sk1:WORKLOAD:VARIANT:CPUS:ITERATIONS:MODEL:OPTIONS:STEPS:CRC")
+    core = ":".join(parts[:8])
+    if f"{zlib.crc32(core.encode()) & 0xFFFFFFFF:08x}" != parts[8]:
+        raise UsageError("malformed schedule: checksum mismatch (truncated or edited?)")
+    _, wl, variant, cpus, iters, model, opts, body = parts[:8]
+    if not cpus.isdigit() or not iters.isdigit():
+        raise UsageError("malformed schedule: CPU count and iterations must be integers")
+    options: dict[str, str] = {}
+    for kv in filter(None, opts.split(",")):
+        k, eq, v = kv.partition("=")
+        if not eq:
+            raise UsageError(f"malformed schedule: bad option {kv!r}")
+        options[k] = v
+    return ScheduleHeader(wl, variant, int(cpus), int(iters), model, options), decode_choices(body)
+
+
+def _value(layout: Any, step: Step) -> str:
+    op, name = step.op, NAME[step.op.code]
+    acc = ACCESS[op.code]
+    var = layout.name_of(op.addr) if op.addr >= 0 else ""
+    if acc is Access.READ:
+        return f"{name}({var}) -> {step.result}"
+    if acc is Access.WRITE:
+        return f"{name}({var}, {op.a1})"
+    if acc in (Access.RMW, Access.LOCK):
+        args = ", ".join([var] + [str(a) for a in (op.a1, op.a2)][: _arity(name)])
+        return f"{name}({args}) -> {step.result}"
+    return name
+
+
+def _arity(name: str) -> int:
+    if name in ("atomic_cmpxchg", "atomic_add_unless"):
+        return 2
+    if name in ("atomic_add_return", "atomic_fetch_add", "atomic_add", "atomic_sub_return", "atomic_xchg",
+                "this_cpu_add"):
+        return 1
+    return 0
+
+
+def render(steps: list[Step], layout: Any, cpus: list[int], reports: list[Any], coordinator: int,
+           width: int = 46) -> str:
+    """The interleaving as one column per CPU, one row per step."""
+    logs: dict[int, list] = {}
+    events: dict[int, list] = {}
+    for c in cpus:
+        rep = reports[c] if c < len(reports) and isinstance(reports[c], dict) else {}
+        logs[c] = rep.get("log", [])
+        events[c] = rep.get("events", [])
+    nth = dict.fromkeys(cpus, 0)
+    head = "step | " + " | ".join(
+        f"CPU {c}{' (coordinator)' if c == coordinator else ''}".ljust(width) for c in cpus)
+    lines = [head, "-" * len(head)]
+    last_fn: dict[int, str] = {}
+    for i, st in enumerate(steps):
+        k = nth[st.cpu]
+        nth[st.cpu] += 1
+        fn = ""
+        if k < len(logs[st.cpu]):
+            fn = logs[st.cpu][k][1].split(" < ")[0]
+        text = _value(layout, st)
+        if fn and fn != last_fn.get(st.cpu):
+            text = f"{fn}: {text}"
+            last_fn[st.cpu] = fn
+        cells = [(text if c == st.cpu else "").ljust(width) for c in cpus]
+        lines.append(f"{i:4} | " + " | ".join(cells))
+        for (at, ev, detail) in events[st.cpu]:
+            if at == k + 1:
+                extra = " ".join(f"{a}={b}" for a, b in detail.items())
+                cells = [(f"** {ev} {extra}".rstrip() if c == st.cpu else "").ljust(width) for c in cpus]
+                lines.append("     | " + " | ".join(cells))
+    return "\n".join(lines)
