@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.command == "run":
             return cmd_run(args, extra)
+        if args.command == "explore":
+            from shmkernel import cli_explore
+
+            return cli_explore.dispatch(args, extra)
         if extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "list":
@@ -179,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         return 143
     except BrokenPipeError:
         return 0
+    except Exception as e:  # noqa: BLE001 - never a traceback for a user
+        if os.environ.get("SHMKERNEL_DEBUG"):
+            raise
+        print(f"shmkernel: internal error: {type(e).__name__}: {e} (SHMKERNEL_DEBUG=1 shows where)",
+              file=sys.stderr)
+        return 3
     finally:
         signal.signal(signal.SIGTERM, old_term)
 

@@ -1,16 +1,90 @@
-"""Sub-commands built on the scheduled mode and the measurement tools."""
+"""Sub-commands built on the scheduled mode: explore and replay."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from shmkernel.errors import UsageError
 
 
 def add_parsers(sub: Any, add_common: Any, int_in: Any) -> None:
-    pass
+    ex = sub.add_parser("explore", help="search interleavings for a violation (exit 1 if found)")
+    add_common(ex)
+    ex.add_argument("--scheduler", choices=("hypothesis", "random", "pct", "exhaustive"), default="hypothesis")
+    ex.add_argument("--max-examples", type=int_in(1, 10**7), default=1000, help="executions at most")
+    ex.add_argument("--iterations", type=int_in(1, 10**6), default=None, help="iterations per CPU program")
+    ex.add_argument("--depth", type=int_in(1, 100), default=3, help="PCT bug depth")
+    ex.add_argument("--preemption-bound", type=int_in(0, 1000), default=None, help="exhaustive: bound")
+    ex.add_argument("--max-steps", type=int_in(1, 10**7), default=20_000, help="livelock step budget")
+    rp = sub.add_parser("replay", help="re-run a schedule string exactly")
+    rp.add_argument("workload")
+    rp.add_argument("schedule")
+    rp.add_argument("--variant")
+    rp.add_argument("--repeat", type=int_in(1, 10_000), default=1)
+    rp.add_argument("--json", action="store_true")
 
 
-def dispatch(args: argparse.Namespace) -> int:
+def _print_result(r: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(r.as_json(), sort_keys=True))
+        return
+    head = (f"{r.workload}/{r.variant}: {r.scheduler} ran {r.examples} execution(s) in {r.seconds:.2f} s "
+            f"({r.steps_per_second:,.0f} steps/s)")
+    if r.found:
+        print(f"{head}: FOUND {', '.join(f'{k}={v}' for k, v in r.events.items())}")
+        print(r.trace)
+        print(f"schedule: {r.schedule}")
+        print(f"replay:   shmkernel replay {r.workload} '{r.schedule}'")
+    else:
+        proof = " (exhaustive: every interleaving covered)" if r.complete else ""
+        print(f"{head}: no violation{proof}")
+
+
+def cmd_explore(args: argparse.Namespace, extra: list[str]) -> int:
+    import workloads
+    from shmkernel.cli import _workload_options
+    from shmkernel.explore import explore
+
+    wl = workloads.get(args.workload)
+    raw = {k: v for k, v in wl.explore_defaults.items() if k != "iterations"}
+    raw.update({k: v for k, v in _workload_options(wl, extra).items() if v != _default(wl, k)})
+    r = explore(wl, variant=args.variant, scheduler=args.scheduler, max_examples=args.max_examples,
+                seed=args.seed, cpus=args.cpus, iterations=args.iterations, opts=raw,
+                memory_model=args.memory_model, max_steps=args.max_steps, depth=args.depth,
+                preemption_bound=args.preemption_bound)
+    _print_result(r, args.json)
+    return 1 if r.found else 0
+
+
+def _default(wl: Any, name: str) -> Any:
+    return next(o.default for o in wl.options if o.name == name)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import workloads
+    from shmkernel.explore import replay
+
+    wl = workloads.get(args.workload)
+    results = replay(wl, args.schedule, variant=args.variant, repeat=args.repeat)
+    first = results[0]
+    same = all(r.trace == first.trace and r.events == first.events for r in results)
+    if args.json:
+        print(json.dumps(first.as_json() | {"repeat": len(results), "identical": same}, sort_keys=True))
+    else:
+        print(first.trace)
+        ev = ", ".join(f"{k}={v}" for k, v in first.events.items()) or "no violation"
+        print(f"{wl.name}/{first.variant}: {ev}; {len(results)} replay(s), "
+              f"{'all identical' if same else 'NOT identical'}")
+    if not same:
+        return 3
+    return 1 if first.found else 0
+
+
+def dispatch(args: argparse.Namespace, extra: list[str] | None = None) -> int:
+    if args.command == "explore":
+        return cmd_explore(args, extra or [])
+    if args.command == "replay":
+        return cmd_replay(args)
     raise UsageError(f"unknown command {args.command!r}")
