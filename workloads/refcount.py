@@ -48,6 +48,7 @@ def refcount_cpu(ctx: Ctx, p: dict[str, Any]) -> None:
     nxt = mbox + ((ctx.cpu + 1) % n) * 8
     full_barrier = p["handoff"] == "scheduler"
     try_module_get, module_put = variant.try_module_get, variant.module_put
+    handoffs = 0
     for _ in ctx.loop(p["iterations"]):
         if receives and ctx.read_once(me):  # a task holding a reference migrated here
             if full_barrier:
@@ -58,7 +59,8 @@ def refcount_cpu(ctx: Ctx, p: dict[str, Any]) -> None:
             if full_barrier:
                 ctx.smp_mb()
             ctx.write_once(nxt, 1)  # migrate the task to the next CPU
-            ctx.count("handoffs")
+            handoffs += 1
+    ctx.count("handoffs", handoffs)
 
 
 def refcount_tallier(ctx: Ctx, p: dict[str, Any]) -> None:
@@ -70,14 +72,19 @@ def refcount_tallier(ctx: Ctx, p: dict[str, Any]) -> None:
     bounded = p["iterations"] is not None
     tallies = p["tallies"] if ctx.mode != "free" else None
     workers = range(ctx.nr_cpus)
-    for i in ctx.loop(tallies):
+    errors = [0] * (2 * HIST_HALF + 1)  # kept locally, written once at the end (instrument, not state)
+    n = 0
+    for n, _ in enumerate(ctx.loop(tallies), start=1):
         t = module_refcount(ctx, mod, delay)
-        ctx.count("tallies")
         if t < 1:
             ctx.event("false_zero", tally=t)
-        ctx.hist(hist, min(max(t - 1, -HIST_HALF), HIST_HALF) + HIST_HALF)
-        if bounded and tallies is None and i % 64 == 63 and all(ctx.cpu_finished(c) for c in workers):
+        errors[min(max(t - 1, -HIST_HALF), HIST_HALF) + HIST_HALF] += 1
+        if bounded and tallies is None and n % 64 == 0 and all(ctx.cpu_finished(c) for c in workers):
             break
+    ctx.count("tallies", n)
+    for b, k in enumerate(errors):
+        if k:
+            ctx.oracle_write(hist + b, ctx.oracle_read(hist + b) + k)
 
 
 def refcount_setup(ctx: Ctx, p: dict[str, Any]) -> None:

@@ -119,6 +119,8 @@ class PercpuCount:
         ctx.preempt_enable()
 
     def module_refcount(self, ctx: Ctx, mod: Module, slot_delay_us: float = 0.0) -> int:
+        if not slot_delay_us:
+            return ctx.per_cpu_sum(mod.count)
         total = 0
         for cpu in range(ctx.nr_cpu_ids):
             total += ctx.per_cpu_read(mod.count, cpu)
@@ -173,6 +175,12 @@ class PercpuIncsDecs:
         ctx.preempt_enable()
 
     def module_refcount(self, ctx: Ctx, mod: Module, slot_delay_us: float = 0.0) -> int:
+        if not slot_delay_us:
+            decs = ctx.per_cpu_sum(mod.decs)
+            # ensure the incs are added up after the decs (see below)
+            if self.barriers:
+                ctx.smp_rmb()
+            return ctx.per_cpu_sum(mod.incs) - decs
         incs = decs = 0
         for cpu in range(ctx.nr_cpu_ids):
             decs += ctx.per_cpu_read(mod.decs, cpu)

@@ -52,10 +52,15 @@ class Ctx:
         self._this = cpu * PERCPU_STRIDE
         self._preempt = 0
         self._stopper = False  # True while this CPU runs stop_machine()
+        self._qs = ctl.qs + cpu * PERCPU_STRIDE
+        self._sm_req = ctl.sm_req
         self._cbase = ctl.counters + cpu * ctl.row_words
         self._cidx = {n: i for i, n in enumerate(counter_names)}
         a = self.atomics
         self._fa, self._xchg, self._cas, self._fence = a.fetch_add, a.exchange, a.compare_exchange, a.fence
+        # the hottest atomics call libatomic directly (one Python layer less, ~70 ns)
+        self._ptr = a._ptrs
+        self._raw_fa = a._fetch_add
 
     # -- plain accesses ------------------------------------------------------------
     def read_once(self, v: int) -> int:
@@ -86,6 +91,18 @@ class Ctx:
         """READ_ONCE(*per_cpu_ptr(pv, cpu)): read another CPU's slot (a tally)."""
         return self.w[pv + cpu * PERCPU_STRIDE]
 
+    def per_cpu_sum(self, pv: int) -> int:
+        """``for_each_possible_cpu(cpu) total += READ_ONCE(*per_cpu_ptr(pv, cpu))``.
+
+        The same loads in the same order (CPU 0 first) as the kernel's loop, but
+        the loop runs in C (a strided memoryview, numpy for thousands of slots):
+        a tally over 3 slots costs 120 ns instead of 350. The scheduled mode and
+        the memory models run it as one read step per slot."""
+        n = self.nr_cpu_ids
+        if n > 64:
+            return int(self.seg.np[pv : pv + n * PERCPU_STRIDE : PERCPU_STRIDE].sum())
+        return sum(self.w[pv : pv + n * PERCPU_STRIDE : PERCPU_STRIDE])
+
     # -- atomics (lock-prefixed on x86) -----------------------------------------------
     def atomic_read(self, v: int) -> int:
         return self.w[v]
@@ -100,25 +117,25 @@ class Ctx:
         return self._fa(v, x)
 
     def atomic_inc(self, v: int) -> None:
-        self._fa(v, 1)
+        self._raw_fa(self._ptr[v], 1, SEQ_CST)
 
     def atomic_dec(self, v: int) -> None:
-        self._fa(v, -1)
+        self._raw_fa(self._ptr[v], -1, SEQ_CST)
 
     def atomic_add(self, v: int, x: int) -> None:
         self._fa(v, x)
 
     def atomic_inc_return(self, v: int) -> int:
-        return self._fa(v, 1) + 1
+        return self._raw_fa(self._ptr[v], 1, SEQ_CST) + 1
 
     def atomic_dec_return(self, v: int) -> int:
-        return self._fa(v, -1) - 1
+        return self._raw_fa(self._ptr[v], -1, SEQ_CST) - 1
 
     def atomic_sub_return(self, v: int, x: int) -> int:
         return self._fa(v, -x) - x
 
     def atomic_dec_and_test(self, v: int) -> bool:
-        return self._fa(v, -1) == 1
+        return self._raw_fa(self._ptr[v], -1, SEQ_CST) == 1
 
     def atomic_cmpxchg(self, v: int, old: int, new: int) -> int:
         """atomic_cmpxchg: returns the value found (== old on success)."""
@@ -201,8 +218,8 @@ class Ctx:
         """A place where the task may be preempted (schedule()): report a
         quiescent state, and park here if stop_machine asked for it."""
         w = self.w
-        w[self.ctl.qs + self._this] += 1
-        if w[self.ctl.sm_req] and not self._stopper:
+        w[self._qs] += 1
+        if w[self._sm_req] and not self._stopper:
             self._park()
 
     def _park(self) -> None:

@@ -93,6 +93,13 @@ class ScheduledCtx(Ctx):
         consistent, since one CPU moves at a time). Memory models override it."""
         return getattr(Ctx, name)(self, *args)
 
+    def per_cpu_sum(self, pv: int) -> int:
+        """One read step per slot, CPU 0 first, as the kernel's loop."""
+        total = 0
+        for cpu in range(self.nr_cpu_ids):
+            total += self.per_cpu_read(pv, cpu)
+        return total
+
     # -- program control --------------------------------------------------------------------
     def finish(self) -> None:
         self._post(DONE, -1, 0, 0)
