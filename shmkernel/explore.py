@@ -18,12 +18,14 @@ or a ``livelock`` (step budget exceeded).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from shmkernel.errors import RunError, UsageError
 from shmkernel.measure.runner import boot, open_machine
+from shmkernel.runtime.pinning import pin_self, usable_cores
 from shmkernel.schedule.dpor import DPORScheduler
 from shmkernel.schedule.engine import Engine, Execution
 from shmkernel.schedule.gate import Gate
@@ -66,16 +68,28 @@ class _Session:
         self.wl, self.variant, self.cpus, self.opts = wl, variant, cpus, opts
         self.iterations, self.memory_model = iterations, memory_model
         self.gate = Gate()
-        self.m = open_machine(wl, cpus, opts, pin=False, extensions=(self.gate,))
+        # One CPU moves at a time, so pinning changes no result; it is chosen for
+        # speed: the coordinator alone on the first core, every CPU process on the
+        # last one (a CPU waiting for its grant then only competes with its peers).
+        cores = usable_cores()
+        self._own_core = cores[0] if len(cores) > 1 else None
+        self.m = open_machine(wl, cpus, opts, pin=False, extensions=(self.gate,),
+                              cores=[cores[-1]] if self._own_core is not None else None)
         self.max_steps = max_steps
 
     def __enter__(self) -> _Session:
         self.m.start()
+        self._affinity = os.sched_getaffinity(0)
+        if self._own_core is not None:
+            pin_self(self._own_core)
         self.engine = Engine(self.m, self.gate, self.max_steps)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.m.close()
+        try:
+            os.sched_setaffinity(0, self._affinity)
+        finally:
+            self.m.close()
 
     def execute(self, scheduler: Any, trace: bool = False) -> tuple[Execution, dict[str, int]]:
         boot(self.m, self.wl, self.variant, self.opts)

@@ -20,7 +20,7 @@ from shmkernel.workload import Workload
 
 
 def open_machine(wl: Workload, cpus: int, opts: dict[str, Any], pin: bool = True,
-                 extensions: tuple[object, ...] = ()) -> Machine:
+                 extensions: tuple[object, ...] = (), cores: list[int] | None = None) -> Machine:
     """A Machine laid out for ``wl`` (not started; use it as a context manager)."""
     holder: dict[str, Any] = {}
 
@@ -29,7 +29,8 @@ def open_machine(wl: Workload, cpus: int, opts: dict[str, Any], pin: bool = True
         return holder["v"]
 
     return Machine(cpus, declare=declare, counter_names=wl.counter_names,
-                   possible_cpus=wl.possible_cpus(cpus, opts), pin=pin, extensions=extensions)
+                   possible_cpus=wl.possible_cpus(cpus, opts), pin=pin, extensions=extensions,
+                   cores=cores)
 
 
 def boot(m: Machine, wl: Workload, variant: str, opts: dict[str, Any]) -> None:

@@ -88,6 +88,7 @@ class Machine:
         pin: bool = True,
         stop_grace: float = 10.0,
         extensions: tuple[object, ...] = (),
+        cores: list[int] | None = None,
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise UsageError(f"--cpus must be an integer in 1..{MAX_CPUS}, got {cpus!r}")
@@ -105,7 +106,10 @@ class Machine:
             ext.declare(self)  # type: ignore[attr-defined]
         self.layout.freeze()
         self.pin = pin
-        self.cores = pin_plan(self.roles) if pin else [None] * self.roles
+        if cores is not None:
+            self.cores: list[int | None] = [cores[i % len(cores)] for i in range(self.roles)]
+        else:
+            self.cores = pin_plan(self.roles) if pin else [None] * self.roles
         self.pinned: list[bool] = [False] * self.roles
         self.stop_grace = stop_grace
         self.seg: Segment | None = None

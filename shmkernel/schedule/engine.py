@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from shmkernel.errors import RunError
 from shmkernel.hw.atomics import Atomics
@@ -22,16 +22,16 @@ from shmkernel.schedule.ops import ACCESS, CODE, DONE, ERROR, Access
 from shmkernel.schedule.sctx import ScheduledCtx
 
 
-@dataclass(frozen=True)
-class Op:
+class Op(NamedTuple):
+    """A pending operation as posted at a gate (a tuple: built once per step)."""
+
     code: int
     addr: int
     a1: int
     a2: int
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     cpu: int
     op: Op
     result: int

@@ -17,6 +17,7 @@ the choice that comes with it, its preempt count, and its sleeping word.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import posix_ipc
@@ -26,7 +27,7 @@ from shmkernel.hw.atomics import Atomics
 SEQ, KIND, ADDR, ARG1, ARG2, RESULT, GRANT, CHOICE, PREEMPT, SLEEPING, STEPS = range(11)
 SLOT_WORDS = 16
 ABORT = -1  # a CHOICE that ends the execution: the CPU unwinds its program
-DEFAULT_SPIN = 3000
+DEFAULT_SPIN = int(os.environ.get("SHMKERNEL_GATE_SPIN", "3000"))
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,15 @@ def wait_word(w: memoryview, atomics: Atomics, addr: int, target: int, sleeping:
 
     ``check`` (the coordinator's) is called every 0.2 s of sleep, so a CPU
     that died or stalled is noticed instead of waited for forever."""
-    for _ in range(spin):
-        if w[addr] == target:
-            return
+    if check is None:  # a CPU: it shares its core with its peers, so spin politely
+        for _ in range(spin // 16):
+            if w[addr] == target:
+                return
+            os.sched_yield()
+    else:
+        for _ in range(spin):
+            if w[addr] == target:
+                return
     while True:
         atomics.exchange(sleeping, 1)
         if w[addr] == target:
