@@ -37,10 +37,20 @@ def child_pids(parent: int | None = None) -> set[int]:
     return out
 
 
+def _creator_alive_elsewhere(name: str) -> bool:
+    """True for entries made by another live process (a concurrent test run):
+    names carry their creator's pid (``shmkernel-<pid>-...``)."""
+    try:
+        pid = int(name.split("shmkernel-", 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return False
+    return pid != os.getpid() and os.path.exists(f"/proc/{pid}")
+
+
 def wait_clean(before_shm: set[str], timeout: float = 5.0) -> tuple[set[str], set[int]]:
     deadline = time.monotonic() + timeout
     while True:
-        shm = shm_entries() - before_shm
+        shm = {n for n in shm_entries() - before_shm if not _creator_alive_elsewhere(n)}
         kids = child_pids()
         if (not shm and not kids) or time.monotonic() > deadline:
             return shm, kids
