@@ -25,6 +25,7 @@ from typing import Any
 
 from shmkernel.errors import RunError, UsageError
 from shmkernel.measure.runner import boot, open_machine
+from shmkernel.memory.models import ACTION_BASE, MODELS
 from shmkernel.runtime.pinning import pin_self, usable_cores
 from shmkernel.schedule.dpor import DPORScheduler
 from shmkernel.schedule.engine import Engine, Execution
@@ -82,7 +83,7 @@ class _Session:
         self._affinity = os.sched_getaffinity(0)
         if self._own_core is not None:
             pin_self(self._own_core)
-        self.engine = Engine(self.m, self.gate, self.max_steps)
+        self.engine = Engine(self.m, self.gate, self.max_steps, self.memory_model)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -135,13 +136,14 @@ def _resolve(workload: str | Workload, variant: str | None, opts: dict[str, Any]
     return wl, variant, parsed, cpus or wl.default_cpus, iters
 
 
-def _make_scheduler(name: str, seed: int, max_examples: int, depth: int, preemption_bound: int | None) -> Any:
+def _make_scheduler(name: str, seed: int, max_examples: int, depth: int, preemption_bound: int | None,
+                    buffered: bool = False) -> Any:
     if name == "random":
         return RandomScheduler(seed, max_examples)
     if name == "pct":
         return PCTScheduler(depth, seed, max_examples)
     if name == "exhaustive":
-        return DPORScheduler(preemption_bound, max_examples)
+        return DPORScheduler(preemption_bound, max_examples, buffered=buffered)
     raise UsageError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
 
 
@@ -154,6 +156,8 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
     wl, variant, parsed, cpus, iters = _resolve(workload, variant, opts, cpus, iterations)
     if scheduler not in SCHEDULERS:
         raise UsageError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    if memory_model not in MODELS:
+        raise UsageError(f"unknown memory model {memory_model!r}; choose one of {', '.join(MODELS)}")
     if max_examples < 1:
         raise UsageError("--max-examples must be >= 1")
     t0 = time.perf_counter()
@@ -173,7 +177,8 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
             if info is not None:
                 found_ex, found_events = info
         else:
-            sched = _make_scheduler(scheduler, seed, max_examples, depth, preemption_bound)
+            sched = _make_scheduler(scheduler, seed, max_examples, depth, preemption_bound,
+                                    buffered=memory_model in ("tso", "weak"))
             while sched.new_execution():
                 examples += 1
                 ex, events = sess.execute(sched)
@@ -207,8 +212,11 @@ def replay(workload: str | Workload, schedule: str, variant: str | None = None, 
     wl.resolve_variant(h.variant)
     if not 1 <= h.cpus <= 1024:
         raise UsageError(f"schedule has a bad CPU count {h.cpus}")
-    if choices and max(choices) > h.cpus:
-        raise UsageError(f"schedule names CPU {max(choices)} but has only {h.cpus} CPUs + coordinator")
+    if h.memory_model not in MODELS:
+        raise UsageError(f"schedule names an unknown memory model {h.memory_model!r}")
+    cpu_choices = [c for c in choices if c < ACTION_BASE]
+    if cpu_choices and max(cpu_choices) > h.cpus:
+        raise UsageError(f"schedule names CPU {max(cpu_choices)} but has only {h.cpus} CPUs + coordinator")
     opts = wl.parse_options(dict(h.options))
     out = []
     with _Session(wl, h.variant, h.cpus, opts, h.iterations, h.memory_model, max(len(choices) + 1, 10)) as sess:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -68,8 +69,13 @@ def cpu_main(
         _set_pdeathsig(signal.SIGTERM)
 
         def on_term(signum: int, frame: object) -> None:
-            if os.getppid() != parent:  # the coordinator died: clean up for it
-                _unlink_all([seg.name], sem_names)
+            # A SIGTERM to the whole process group reaches us and the coordinator
+            # at once: give it a moment to die, then clean up for it if it did.
+            for _ in range(40):
+                if os.getppid() != parent:
+                    _unlink_all([seg.name], sem_names)
+                    break
+                time.sleep(0.005)
             os._exit(128 + signum)
 
         signal.signal(signal.SIGTERM, on_term)

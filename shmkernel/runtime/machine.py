@@ -45,6 +45,20 @@ def _close_all() -> None:
         m.close()
 
 
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_sigterm() -> None:
+    """A plain SIGTERM would kill the coordinator without unwinding, leaving the
+    segment behind: if nobody handles SIGTERM, make it unwind (SystemExit)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_exit)
+
+
 @dataclass(frozen=True)
 class Program:
     """A function run on one CPU: ``fn(ctx, params)``; picklable by reference."""
@@ -133,6 +147,7 @@ class Machine:
     def start(self) -> Machine:
         t0 = time.perf_counter()
         _live.add(self)
+        _exit_on_sigterm()
         self.seg = Segment.create(self.layout, self.cpus)
         try:
             for ext in self.extensions:

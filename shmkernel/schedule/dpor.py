@@ -19,8 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shmkernel.memory.models import ACTION_BASE
 from shmkernel.schedule.engine import Execution, Op, State, Step
-from shmkernel.schedule.ops import conflicts
+from shmkernel.schedule.ops import conflicts, conflicts_buffered
+
+
+import os
+
+FULL_UNDER_MODELS = os.environ.get("SHMKERNEL_DPOR_FULL", "1") == "1"
 
 
 @dataclass
@@ -36,7 +42,15 @@ class Node:
 class DPORScheduler:
     name = "exhaustive"
 
-    def __init__(self, preemption_bound: int | None = None, max_executions: int = 100_000) -> None:
+    def __init__(self, preemption_bound: int | None = None, max_executions: int = 100_000,
+                 buffered: bool = False) -> None:
+        """``buffered``: an emulated memory model is in force; its actions (a
+        store commits, a view moves on) get every alternative explored at the
+        states where they are possible, and fences and atomics conflict with
+        everything (sound; less reduction)."""
+        self.conflicts = conflicts_buffered if buffered else conflicts
+        self.use_sleep = not buffered
+        self.full = buffered and FULL_UNDER_MODELS
         self.stack: list[Node] = []
         self.target = -1  # depth where this execution leaves the previous one
         self.target_choice = -1
@@ -94,7 +108,7 @@ class DPORScheduler:
         if d == self.target:
             node = self.stack[d]
             # the sleep set carries the siblings explored before this choice
-            for c in node.done - {self.target_choice}:
+            for c in (node.done - {self.target_choice}) if self.use_sleep else ():
                 if c in node.pending and c not in node.sleep and c != self.target_choice:
                     node.sleep[c] = node.pending[c]
             node.chosen = self.target_choice
@@ -106,10 +120,12 @@ class DPORScheduler:
             parent = self.stack[d - 1]
             last = state.steps[-1]
             sleep = {c: op for c, op in parent.sleep.items()
-                     if c != last.cpu and not conflicts(op.code, op.addr, last.op.code, last.op.addr)}
+                     if c != last.cpu and not self.conflicts(op.code, op.addr, last.op.code, last.op.addr)}
         node = Node(list(state.eligible), dict(state.pending), sleep=sleep)
         self.stack.append(node)
         self._analyse(state)
+        if self.full or any(c >= ACTION_BASE for c in state.eligible):
+            node.backtrack.update(state.eligible)  # memory-model choices: try every one
         awake = [c for c in state.eligible if c not in sleep] or list(state.eligible)
         c = state.current if state.current in awake else awake[0]
         node.chosen = c
@@ -130,7 +146,7 @@ class DPORScheduler:
                     break
             for j in range(i):
                 t = steps[j]
-                if t.cpu != s.cpu and conflicts(t.op.code, t.op.addr, s.op.code, s.op.addr):
+                if t.cpu != s.cpu and self.conflicts(t.op.code, t.op.addr, s.op.code, s.op.addr):
                     for k, v in self._clocks[j].items():
                         if clock.get(k, -1) < v:
                             clock[k] = v
@@ -146,7 +162,7 @@ class DPORScheduler:
             mine = last_clock.get(p, {})
             for i in range(len(steps) - 1, -1, -1):
                 s = steps[i]
-                if s.cpu == p or not conflicts(s.op.code, s.op.addr, op.code, op.addr):
+                if s.cpu == p or not self.conflicts(s.op.code, s.op.addr, op.code, op.addr):
                     continue
                 if mine.get(s.cpu, -1) >= i:
                     break  # already ordered before p's next step

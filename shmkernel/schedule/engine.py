@@ -18,7 +18,9 @@ from shmkernel.hw.atomics import Atomics
 from shmkernel.memory.layout import PERCPU_STRIDE
 from shmkernel.runtime.machine import Machine, Program, RunResult
 from shmkernel.schedule import gate as g
-from shmkernel.schedule.ops import ACCESS, CODE, DONE, ERROR, Access
+from shmkernel.memory.models import ACTION_BASE, COMMIT, READ, decode_action, make_model, read_older_id
+from shmkernel.memory.models import CLASS as MODEL_CLASS
+from shmkernel.schedule.ops import ACCESS, CODE, DONE, ERROR, MEMORY, NAME, Access
 from shmkernel.schedule.sctx import ScheduledCtx
 
 
@@ -32,9 +34,10 @@ class Op(NamedTuple):
 
 
 class Step(NamedTuple):
-    cpu: int
+    cpu: int  # the CPU (or, for a memory-model action, the action id)
     op: Op
     result: int
+    choice: int = -1  # what the scheduler chose, when it is not just ``cpu``
 
 
 @dataclass
@@ -62,11 +65,12 @@ class Execution:
 
     @property
     def choices(self) -> list[int]:
-        return [s.cpu for s in self.steps]
+        return [s.cpu if s.choice < 0 else s.choice for s in self.steps]
 
 
 class Engine:
-    def __init__(self, machine: Machine, gate: g.Gate, max_steps: int = 20_000) -> None:
+    def __init__(self, machine: Machine, gate: g.Gate, max_steps: int = 20_000,
+                 memory_model: str = "native") -> None:
         assert machine.seg is not None and gate.spec is not None
         self.m = machine
         self.gate = gate
@@ -76,6 +80,7 @@ class Engine:
         self.ctl = machine.ctl
         self.steps_total = 0
         self.step_seconds = 0.0
+        self.model = make_model(memory_model, self.w, machine.roles)
 
     def _slot(self, cpu: int) -> int:
         assert self.gate.spec is not None
@@ -127,7 +132,9 @@ class Engine:
         assert spec is not None
         active = [c for c, p in enumerate(programs) if p is not None]
         expected = {c: w[self._slot(c) + g.SEQ] + 1 for c in active}
-        factory = functools.partial(ScheduledCtx, gate=replace(spec, trace=trace))
+        factory = functools.partial(ScheduledCtx, gate=replace(spec, trace=trace, model=self.model is not None))
+        if self.model is not None:
+            self.model.reset()
         m.begin(programs, factory)
         pending: dict[int, Op] = {}
         for c in active:
@@ -150,6 +157,19 @@ class Engine:
         scheduler.end_execution(ex)
         return ex
 
+    def _model_op(self, model: Any, cpu: int, op: Op, older: int = 0) -> None:
+        """Let the memory model carry out ``cpu``'s operation; leave the result in its slot."""
+        name = NAME[op.code]
+        if name not in MODEL_CLASS:
+            return
+        ret = model.cpu_op(cpu, name, op.addr, op.a1, op.a2, older)
+        s = self._slot(cpu)
+        if ret is None:
+            self.w[s + g.VKIND] = g.VNONE
+        else:
+            self.w[s + g.VKIND] = g.VBOOL if isinstance(ret, bool) else g.VINT
+            self.w[s + g.VALUE] = int(ret)
+
     def _abort_all(self, active: list[int], pending: dict[int, Op], expected: dict[int, int]) -> dict[int, Op]:
         blocked = {}
         for c in active:
@@ -165,25 +185,43 @@ class Engine:
         current: int | None = None
         outcome = "ok"
         t0 = time.perf_counter()
+        model = self.model
         while True:
             live = [c for c in active if pending[c].code not in (DONE, ERROR)]
-            if not live:
-                break
             eligible = [c for c in live if self.enabled(c, pending[c], pending)]
+            if model is not None:
+                for c in list(eligible):
+                    op = pending[c]
+                    if MODEL_CLASS.get(NAME[op.code]) == READ:
+                        n = model.read_choices(c, op.addr)
+                        eligible += [read_older_id(c, k) for k in range(1, n)]
+                eligible += model.actions(bool(live))
             if not eligible:
-                outcome = "deadlock"
+                if live:
+                    outcome = "deadlock"
                 break
             if len(steps) >= self.max_steps:
                 outcome = "livelock"
                 break
             c = scheduler.next_cpu(State(eligible, current, pending, steps))
             if c not in eligible:
-                raise RunError(f"scheduler chose CPU {c}, which is not eligible (eligible: {eligible})")
+                raise RunError(f"scheduler chose {c}, which is not eligible (eligible: {eligible})")
+            choice, older = -1, 0
+            if c >= ACTION_BASE:
+                assert model is not None
+                kind, cpu, arg = decode_action(c)
+                if kind == COMMIT:
+                    kind, addr, value = model.do_action(c)
+                    steps.append(Step(c, Op(MEMORY, addr, kind, 0), value))
+                    continue
+                choice, c, older = c, cpu, arg  # a load that returns an older value
             op = pending[c]
+            if model is not None:
+                self._model_op(model, c, op, older)
             self._grant(c, expected[c])
             expected[c] += 1
             self._wait_post(c, expected[c])
-            steps.append(Step(c, op, w[self._slot(c) + g.RESULT]))
+            steps.append(Step(c, op, w[self._slot(c) + g.RESULT], choice))
             pending[c] = self._read_op(c)
             current = c
         self.step_seconds += time.perf_counter() - t0

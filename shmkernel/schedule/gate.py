@@ -24,7 +24,8 @@ import posix_ipc
 
 from shmkernel.hw.atomics import Atomics
 
-SEQ, KIND, ADDR, ARG1, ARG2, RESULT, GRANT, CHOICE, PREEMPT, SLEEPING, STEPS = range(11)
+SEQ, KIND, ADDR, ARG1, ARG2, RESULT, GRANT, CHOICE, PREEMPT, SLEEPING, STEPS, VALUE, VKIND = range(13)
+VNONE, VINT, VBOOL = 0, 1, 2  # what VALUE holds when a memory model computed the result
 SLOT_WORDS = 16
 ABORT = -1  # a CHOICE that ends the execution: the CPU unwinds its program
 DEFAULT_SPIN = int(os.environ.get("SHMKERNEL_GATE_SPIN", "3000"))
@@ -40,6 +41,7 @@ class GateSpec:
     coord_sem: str
     spin: int = DEFAULT_SPIN
     trace: bool = False
+    model: bool = False  # the coordinator's memory model performs memory operations
 
     def slot(self, cpu: int) -> int:
         return self.slots + cpu * SLOT_WORDS

@@ -69,12 +69,26 @@ OPS: list[tuple[str, Access]] = [
     ("stop_machine_wait", Access.SM_WAIT),
     ("stop_machine_end", Access.GLOBAL),
     ("synchronize_sched", Access.QS_WAIT),
+    ("memory", Access.GLOBAL),  # a memory-model action: a store commits, a view moves on
 ]
 CODE = {name: i for i, (name, _) in enumerate(OPS)}
 NAME = [name for name, _ in OPS]
 ACCESS = [acc for _, acc in OPS]
 DONE, ERROR = CODE["done"], CODE["error"]
 WRITES = (Access.WRITE, Access.RMW, Access.LOCK)
+
+
+MEMORY = len(OPS) - 1
+
+
+def conflicts_buffered(a_code: int, a_addr: int, b_code: int, b_addr: int) -> bool:
+    """Under an emulated memory model fences and atomics act on buffers and
+    views too, so they conflict with everything (sound, less reduction)."""
+    a, b = ACCESS[a_code], ACCESS[b_code]
+    if a in (Access.NONE, Access.RMW, Access.LOCK) or b in (Access.NONE, Access.RMW, Access.LOCK):
+        if Access.END not in (a, b):
+            return True
+    return conflicts(a_code, a_addr, b_code, b_addr)
 
 
 def conflicts(a_code: int, a_addr: int, b_code: int, b_addr: int) -> bool:

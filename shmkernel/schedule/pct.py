@@ -36,9 +36,9 @@ class PCTScheduler:
         return self.left >= 0
 
     def next_cpu(self, state: State) -> int:
-        for c in state.pending:
+        for c in (*state.pending, *state.eligible):  # CPUs and memory-model actions alike
             if c not in self.prio:
-                self.prio[c] = self._base + self.rng.randrange(10_000) * 64 + c
+                self.prio[c] = self._base + self.rng.randrange(10_000) * 64 + (c % 64)
         step = len(state.steps)
         if step in self.change and state.current is not None:
             self.prio[state.current] = self.depth - self.change[step]

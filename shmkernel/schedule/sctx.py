@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from shmkernel.memory.layout import PERCPU_STRIDE
+from shmkernel.memory.models import CLASS as MODEL_OPS
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.schedule import gate as g
 from shmkernel.schedule.ops import CODE, DONE, ERROR
@@ -40,6 +41,7 @@ class ScheduledCtx(Ctx):
         self._sem = g.open_semaphore(gate.cpu_sems[cpu])
         self._coord_sem = g.open_semaphore(gate.coord_sem)
         self._nsteps = 0
+        self._aborted = False  # once the coordinator ended the execution, every step unwinds
         self._log: list[tuple[int, str, str]] = []  # (step, kernel function chain, file:line)
         self._events: list[tuple[int, str, dict]] = []
         self.w[self._slot + g.PREEMPT] = 0
@@ -56,12 +58,18 @@ class ScheduledCtx(Ctx):
         return self._seq
 
     def _step(self, code: int, addr: int, a1: int = 0, a2: int = 0) -> int:
-        """Post one operation and wait for its grant; return the scheduler's choice."""
+        """Post one operation and wait for its grant; return the scheduler's choice.
+
+        After an abort, a step in a ``finally:`` block (an unlock while the
+        program unwinds) must not post again: nobody would ever grant it."""
+        if self._aborted:
+            raise ExecutionAborted()
         seq = self._post(code, addr, a1, a2)
         w, s = self.w, self._slot
         g.wait_word(w, self.atomics, s + g.GRANT, seq, s + g.SLEEPING, self._sem, self.gate.spin)
         choice = w[s + g.CHOICE]
         if choice == g.ABORT:
+            self._aborted = True
             raise ExecutionAborted()
         if self.gate.trace:
             self._where()
@@ -89,9 +97,20 @@ class ScheduledCtx(Ctx):
         self.w[self._slot + g.RESULT] = int(value) if value is not None else 0
 
     def perform(self, name: str, args: tuple) -> Any:
-        """Carry out a granted operation: the host's own memory (sequentially
-        consistent, since one CPU moves at a time). Memory models override it."""
-        return getattr(Ctx, name)(self, *args)
+        """Carry out a granted operation: on the host's own memory (sequentially
+        consistent, since one CPU moves at a time), or, under an emulated memory
+        model, take the result the coordinator's model computed."""
+        if not self.gate.model or name not in MODEL_OPS:
+            return getattr(Ctx, name)(self, *args)
+        w, s = self.w, self._slot
+        if name == "spin_lock":
+            self.preempt_disable()
+        elif name == "spin_unlock":
+            self.preempt_enable()
+        kind = w[s + g.VKIND]
+        if kind == g.VNONE:
+            return None
+        return bool(w[s + g.VALUE]) if kind == g.VBOOL else w[s + g.VALUE]
 
     def per_cpu_sum(self, pv: int) -> int:
         """One read step per slot, CPU 0 first, as the kernel's loop."""
@@ -102,10 +121,12 @@ class ScheduledCtx(Ctx):
 
     # -- program control --------------------------------------------------------------------
     def finish(self) -> None:
-        self._post(DONE, -1, 0, 0)
+        if not self._aborted:
+            self._post(DONE, -1, 0, 0)
 
     def abort(self) -> None:
-        self._post(ERROR, -1, 0, 0)
+        if not self._aborted:
+            self._post(ERROR, -1, 0, 0)
 
     def report(self) -> object:
         return {"log": self._log, "events": self._events, "steps": self._nsteps}

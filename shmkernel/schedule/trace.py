@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shmkernel.errors import UsageError
+from shmkernel.memory.models import ACTION_BASE, COMMIT, decode_action, read_older_id
 from shmkernel.schedule.engine import Step
 from shmkernel.schedule.ops import ACCESS, NAME, Access
 
@@ -32,14 +33,38 @@ class ScheduleHeader:
     options: dict[str, str]
 
 
+def _token(choice: int) -> str:
+    if choice < ACTION_BASE:
+        return str(choice)
+    kind, cpu, arg = decode_action(choice)
+    return f"{'c' if kind == COMMIT else 'r'}{cpu}.{arg}"
+
+
+def _untoken(tok: str) -> int:
+    if tok.isdigit():
+        return int(tok)
+    kind, rest = tok[:1], tok[1:]
+    cpu, dot, arg = rest.partition(".")
+    if kind not in ("c", "r") or not dot or not cpu.isdigit() or not arg.isdigit():
+        raise UsageError(f"malformed schedule: bad step token {tok!r}")
+    if int(cpu) >= 1 << 20 or int(arg) >= 1 << 20:
+        raise UsageError(f"malformed schedule: step token {tok!r} out of range")
+    if kind == "c":
+        return ACTION_BASE + (COMMIT << 40) + (int(cpu) << 20) + int(arg)
+    return read_older_id(int(cpu), int(arg))
+
+
 def encode_choices(choices: list[int]) -> str:
+    """Run-length encoded: ``2-0x6-c0.0-1x5-r2.1``; ``cN.I`` commits CPU N's
+    I-th buffered store, ``rN.K`` lets CPU N's load return a value K writes old."""
     out: list[str] = []
     i = 0
     while i < len(choices):
         j = i
         while j < len(choices) and choices[j] == choices[i]:
             j += 1
-        out.append(str(choices[i]) if j - i == 1 else f"{choices[i]}x{j - i}")
+        tok = _token(choices[i])
+        out.append(tok if j - i == 1 else f"{tok}x{j - i}")
         i = j
     return "-".join(out)
 
@@ -49,10 +74,10 @@ def decode_choices(body: str) -> list[int]:
         return []
     out: list[int] = []
     for tok in body.split("-"):
-        cpu, _, count = tok.partition("x")
-        if not cpu.isdigit() or (count and not count.isdigit()):
+        head, _, count = tok.partition("x")
+        if not head or (count and not count.isdigit()):
             raise UsageError(f"malformed schedule: bad step token {tok!r}")
-        out.extend([int(cpu)] * (int(count) if count else 1))
+        out.extend([_untoken(head)] * (int(count) if count else 1))
     return out
 
 
@@ -85,6 +110,9 @@ def decode(s: str) -> tuple[ScheduleHeader, list[int]]:
 
 def _value(layout: Any, step: Step) -> str:
     op, name = step.op, NAME[step.op.code]
+    if name == "memory":
+        var = layout.name_of(op.addr)
+        return f"(store buffer) commit {var} = {step.result}"
     acc = ACCESS[op.code]
     var = layout.name_of(op.addr) if op.addr >= 0 else ""
     if acc is Access.READ:
@@ -115,18 +143,24 @@ def render(steps: list[Step], layout: Any, cpus: list[int], reports: list[Any], 
         rep = reports[c] if c < len(reports) and isinstance(reports[c], dict) else {}
         logs[c] = rep.get("log", [])
         events[c] = rep.get("events", [])
+    cpus = sorted({c if c < ACTION_BASE else decode_action(c)[1] for c in cpus})
     nth = dict.fromkeys(cpus, 0)
     head = "step | " + " | ".join(
         f"CPU {c}{' (coordinator)' if c == coordinator else ''}".ljust(width) for c in cpus)
     lines = [head, "-" * len(head)]
     last_fn: dict[int, str] = {}
     for i, st in enumerate(steps):
+        if st.cpu >= ACTION_BASE:
+            owner = decode_action(st.cpu)[1]
+            cells = [(_value(layout, st) if c == owner else "").ljust(width) for c in cpus]
+            lines.append(f"{i:4} | " + " | ".join(cells))
+            continue
         k = nth[st.cpu]
         nth[st.cpu] += 1
         fn = ""
         if k < len(logs[st.cpu]):
             fn = logs[st.cpu][k][1].split(" < ")[0]
-        text = _value(layout, st)
+        text = _value(layout, st) + (" (an older value)" if st.choice >= 0 else "")
         if fn and fn != last_fn.get(st.cpu):
             text = f"{fn}: {text}"
             last_fn[st.cpu] = fn
