@@ -11,6 +11,10 @@ from shmkernel.workload import Workload
 REGISTRY = {
     "refcount": "refcount",
     "rmmod": "rmmod",
+    "modcount-2002": "modcount2002",
+    "symbol-get-put": "symbols",
+    "livepatch": "livepatch",
+    "static-key": "static_key",
 }
 
 

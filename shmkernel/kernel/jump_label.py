@@ -75,7 +75,8 @@ def declare_jump_label_mutex(layout: Layout) -> int:
     return layout.scalar("jump_label_mutex")
 
 
-def declare_static_key(layout: Layout, name: str, nr_entries: int, jump_label_mutex: int | None = None) -> StaticKey:
+def declare_static_key(layout: Layout, name: str, nr_entries: int,
+                       jump_label_mutex: int | None = None) -> StaticKey:
     """DEFINE_STATIC_KEY_FALSE(name) with ``nr_entries`` jump sites in the text."""
     if not 1 <= nr_entries <= 4096:
         raise UsageError(f"a static key needs 1..4096 jump sites, got {nr_entries}")
@@ -175,6 +176,9 @@ class _JumpLabel:
 # The seed's __static_key_slow_dec(), shared by pre-fix and seed-fix.
 # ---------------------------------------------------------------------------------------------
 def __static_key_slow_dec(ctx: Ctx, jl: _JumpLabel, key: StaticKey) -> None:
+    """Both seed-era variants (the seed only added the comment). The WARN
+    re-reads the count after the decrement: in ``seed-fix`` that read can see
+    another CPU's -1 (see workloads/static_key.py), a false alarm."""
     # The negative count check is valid even when a negative
     # key->enabled is in use by static_key_slow_inc(); a
     # __static_key_slow_dec() before the first static_key_slow_inc()
@@ -193,10 +197,10 @@ _seed_static_key_slow_dec = __static_key_slow_dec  # callable from class bodies 
 
 
 # ---------------------------------------------------------------------------------------------
-# Before the seed (706249c222f6 .. 4c5ea0a9cd02): atomic_inc_not_zero fast path.
+# Before the seed (since 706249c222f6, v4.3): atomic_inc_not_zero fast path.
 # ---------------------------------------------------------------------------------------------
 class PreFix(_JumpLabel):
-    """``pre-fix``: kernel/jump_label.c as of v4.3 .. v4.7-rc4."""
+    """``pre-fix``: kernel/jump_label.c from v4.3 until the seed."""
 
     name = "pre-fix"
 
@@ -218,7 +222,7 @@ class PreFix(_JumpLabel):
 # The seed's fix: a negative count sends everyone down the slow path during the update.
 # ---------------------------------------------------------------------------------------------
 class SeedFix(_JumpLabel):
-    """``seed-fix``: 4c5ea0a9cd02 ("locking/static_key: Fix concurrent static_key_slow_inc()")."""
+    """``seed-fix``: the seed, "locking/static_key: Fix concurrent static_key_slow_inc()"."""
 
     name = "seed-fix"
 
