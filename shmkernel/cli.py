@@ -79,6 +79,9 @@ def build_parser() -> _Parser:
     from shmkernel import cli_explore
 
     cli_explore.add_parsers(sub, _add_workload_common, _int_in)
+    from shmkernel import cli_sweep
+
+    cli_sweep.add_parser(sub, _add_workload_common, _int_in)
     return ap
 
 
@@ -161,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             from shmkernel import cli_explore
 
             return cli_explore.dispatch(args, extra)
+        if args.command == "sweep":
+            from shmkernel import cli_sweep
+
+            return cli_sweep.cmd_sweep(args, extra)
         if extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "list":

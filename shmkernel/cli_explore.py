@@ -24,6 +24,12 @@ def add_parsers(sub: Any, add_common: Any, int_in: Any) -> None:
     rp.add_argument("--variant")
     rp.add_argument("--repeat", type=int_in(1, 10_000), default=1)
     rp.add_argument("--json", action="store_true")
+    lt = sub.add_parser("litmus", help="run LKMM litmus tests (herd7/litmus7-style output)")
+    lt.add_argument("files", nargs="+", metavar="FILE")
+    lt.add_argument("--memory-model", choices=("native", "sc", "tso", "weak"), default="native")
+    lt.add_argument("--mode", choices=("exhaustive", "free"), default="exhaustive")
+    lt.add_argument("--runs", type=int_in(1, 10**7), default=1000, help="free mode: runs per test")
+    lt.add_argument("--json", action="store_true")
 
 
 def _print_result(r: Any, as_json: bool) -> None:
@@ -82,9 +88,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if first.found else 0
 
 
+def cmd_litmus(args: argparse.Namespace) -> int:
+    from shmkernel.litmus.parse import parse_litmus
+    from shmkernel.litmus.runner import format_result, run_file
+
+    for path in args.files:
+        parse_litmus(path)  # every file is checked before anything runs
+    for i, path in enumerate(args.files):
+        r = run_file(path, args.memory_model, args.mode, args.runs)
+        if args.json:
+            print(json.dumps(r.as_json(), sort_keys=True))
+        else:
+            print(("\n" if i else "") + format_result(r))
+    return 0
+
+
 def dispatch(args: argparse.Namespace, extra: list[str] | None = None) -> int:
     if args.command == "explore":
         return cmd_explore(args, extra or [])
     if args.command == "replay":
         return cmd_replay(args)
+    if args.command == "litmus":
+        return cmd_litmus(args)
     raise UsageError(f"unknown command {args.command!r}")

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Exhaustive litmus runs over the LKMM corpus: verdict per memory model against
+herd7's (EXPECTED.tsv), time and executions per test.
+Run: python scripts/bench_litmus.py [DIR] [--models sc,tso,weak]"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from shmkernel.litmus.runner import LB_FAMILY, run_file  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("dir", nargs="?", default=os.path.join(ROOT, "..", "shared", "lkmm-litmus"))
+    ap.add_argument("--models", default="sc,tso,weak")
+    args = ap.parse_args()
+    with open(os.path.join(args.dir, "EXPECTED.tsv")) as f:
+        expected = {row["test"]: row["lkmm"] for row in csv.DictReader(f, delimiter="\t")}
+    models = args.models.split(",")
+    print(f"{'test':56} {'LKMM':10} " + " ".join(f"{m:>18}" for m in models))
+    times: dict[str, list[float]] = {m: [] for m in models}
+    forbidden_shown = 0
+    for name in sorted(expected):
+        cells = []
+        for m in models:
+            r = run_file(os.path.join(args.dir, name + ".litmus"), m)
+            times[m].append(r.seconds)
+            flag = ""
+            if expected[name] == "Never" and r.observation != "Never":
+                flag, forbidden_shown = "!", forbidden_shown + 1
+            cells.append(f"{r.observation}{flag} {r.executions:>5} {r.seconds:5.2f}s")
+        lb = " (LB)" if name in LB_FAMILY else ""
+        print(f"{name:56} {expected[name]:10} " + " ".join(f"{c:>18}" for c in cells) + lb, flush=True)
+    for m in models:
+        print(f"{m}: median {statistics.median(times[m]):.2f} s, max {max(times[m]):.2f} s per test")
+    print(f"outcomes LKMM forbids that a model showed: {forbidden_shown}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""``shmkernel litmus``: run litmus tests exhaustively under a memory model, or
+free on the real CPUs, and report in the form of herd7/litmus7.
+
+``--mode exhaustive`` enumerates every reachable final state: every
+interleaving of the processes and, under ``tso``/``weak``, every order in which
+buffered stores commit and every older value a load may return (``native``
+then means what the scheduled mode runs on: one step at a time, i.e. ``sc``).
+Positive/Negative count distinct final states. ``--mode free`` runs the
+processes ``--runs`` times on the pinned CPU processes of the host, each run
+released together and memory reset between runs, as litmus7 does;
+Positive/Negative count runs.
+
+Load buffering is out of reach of these operational models (see
+shmkernel.memory.models): LB-shaped tests the LKMM allows (``LB+poonceonces``
+in the corpus) are reported Never; they are listed in `LB_FAMILY`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from shmkernel.errors import UsageError
+from shmkernel.litmus.parse import LitmusTest, cond_text, holds, parse_litmus
+from shmkernel.litmus.program import coordinate, run_many, run_once
+from shmkernel.memory.layout import Layout
+from shmkernel.memory.models import MODELS
+from shmkernel.runtime.machine import Machine, Program
+from shmkernel.workload import Workload
+
+#: corpus tests whose LKMM outcome needs load buffering (reported Never here)
+LB_FAMILY = ("LB+poonceonces",)
+
+
+@dataclass
+class LitmusResult:
+    name: str
+    model: str
+    mode: str
+    states: Counter = field(default_factory=Counter)  # state (tuple of (key, value)) -> count
+    positive: int = 0
+    negative: int = 0
+    observation: str = "Never"
+    seconds: float = 0.0
+    executions: int = 0
+    validated: bool = False
+    test: LitmusTest | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"test": self.name, "memory_model": self.model, "mode": self.mode, "observation": self.observation,
+                "positive": self.positive, "negative": self.negative, "executions": self.executions,
+                "seconds": round(self.seconds, 4),
+                "states": [{"state": dict(s), "count": c} for s, c in sorted(self.states.items())]}
+
+
+class LitmusWorkload(Workload):
+    """A litmus test seen as a workload: one CPU per process, no coordinator program."""
+
+    def __init__(self, test: LitmusTest) -> None:
+        super().__init__(name=f"litmus:{test.name}", variants={"test": test.name}, aliases={"buggy": "test"},
+                         default_cpus=len(test.procs))
+        self.test = test
+
+    def declare(self, layout: Layout, opts: dict[str, Any]) -> dict[str, Any]:
+        return {"addr": {v: layout.scalar(f"{v}") for v in self.test.variables},
+                "go": layout.scalar("litmus.go"), "done": layout.scalar("litmus.done")}
+
+    def reset_state(self, seg: Any, v: dict[str, Any]) -> None:
+        """Initial values, written by the coordinator itself (test set-up, not kernel code)."""
+        for var, a in v["addr"].items():
+            seg.words[a] = self.test.init[var]
+
+    def _proc_params(self, v: dict[str, Any], i: int) -> dict[str, Any]:
+        p = self.test.procs[i]
+        return {"body": p.body, "regs": list(dict.fromkeys(p.regs)), "addr": v["addr"],
+                "reg_init": {r: val for (proc, r), val in self.test.reg_init.items() if proc == i}}
+
+    def programs(self, variant: str, v: Any, cpus: int, opts: dict[str, Any], iterations: Any) -> list:
+        return [Program(run_once, self._proc_params(v, i)) for i in range(cpus)] + [None]
+
+
+def _state_key(test: LitmusTest, regs_by_proc: list[dict[str, int]], mem: dict[str, int]) -> tuple:
+    shown: list[tuple[str, int]] = []
+    wanted_regs = {(c[0], c[1]) for c in _cond_regs(test.cond)}
+    for loc in test.locations:
+        if ":" in loc:
+            p, r = loc.split(":")
+            wanted_regs.add((int(p), r))
+    for p, r in sorted(wanted_regs):
+        shown.append((f"{p}:{r}", regs_by_proc[p].get(r, 0) if p < len(regs_by_proc) else 0))
+    mem_vars = [c for c in _cond_mems(test.cond)] + [x for x in test.locations if ":" not in x]
+    for var in dict.fromkeys(mem_vars):
+        shown.append((var, mem.get(var, 0)))
+    return tuple(shown)
+
+
+def _cond_regs(c: Any) -> list[tuple[int, str]]:
+    if c[0] == "eq":
+        return [(c[1][1], c[1][2])] if c[1][0] == "reg" else []
+    if c[0] in ("and", "or"):
+        return _cond_regs(c[1]) + _cond_regs(c[2])
+    if c[0] == "not":
+        return _cond_regs(c[1])
+    return []
+
+
+def _cond_mems(c: Any) -> list[str]:
+    if c[0] == "eq":
+        return [c[1][1]] if c[1][0] == "mem" else []
+    if c[0] in ("and", "or"):
+        return _cond_mems(c[1]) + _cond_mems(c[2])
+    if c[0] == "not":
+        return _cond_mems(c[1])
+    return []
+
+
+def _finish(res: LitmusResult, test: LitmusTest, outcomes: list[tuple[list[dict[str, int]], dict[str, int]]],
+            count_states: bool) -> LitmusResult:
+    pos_states, neg_states = set(), set()
+    pos = neg = 0
+    for regs, mem in outcomes:
+        key = _state_key(test, regs, mem)
+        flat = {(p, r): v for p, rs in enumerate(regs) for r, v in rs.items()}
+        ok = holds(test.cond, flat, mem)
+        res.states[key] += 1
+        (pos_states if ok else neg_states).add(key)
+        if ok:
+            pos += 1
+        else:
+            neg += 1
+    if count_states:
+        pos, neg = len(pos_states), len(neg_states)
+    res.positive, res.negative = pos, neg
+    res.observation = "Never" if pos == 0 else ("Always" if neg == 0 else "Sometimes")
+    if test.quantifier == "exists":
+        res.validated = pos > 0
+    elif test.quantifier == "~exists":
+        res.validated = pos == 0
+    else:
+        res.validated = neg == 0
+    res.test = test
+    return res
+
+
+def run_exhaustive(test: LitmusTest, model: str, max_executions: int = 2_000_000) -> LitmusResult:
+    from shmkernel.explore import _Session
+    from shmkernel.schedule.dpor import DPORScheduler
+
+    wl = LitmusWorkload(test)
+    res = LitmusResult(test.name, model, "exhaustive")
+    t0 = time.perf_counter()
+    engine_model = "sc" if model == "native" else model
+    outcomes = []
+    with _Session(wl, "test", len(test.procs), {}, 1, engine_model, 10_000) as sess:
+        sched = DPORScheduler(None, max_executions, buffered=engine_model in ("tso", "weak"))
+        while sched.new_execution():
+            ex, _ = sess.execute(sched)
+            assert ex.result is not None and sess.m.seg is not None
+            regs = [r if isinstance(r, dict) else {} for r in ex.result.results[: len(test.procs)]]
+            mem = {v: sess.m.seg.words[a] for v, a in sess.m.vars["addr"].items()}
+            outcomes.append((regs, mem))
+            res.executions += 1
+    res.seconds = time.perf_counter() - t0
+    return _finish(res, test, outcomes, count_states=True)
+
+
+def run_free(test: LitmusTest, runs: int) -> LitmusResult:
+    wl = LitmusWorkload(test)
+    res = LitmusResult(test.name, "native", "free")
+    n = len(test.procs)
+    t0 = time.perf_counter()
+    with Machine(n, declare=lambda lay: wl.declare(lay, {})) as m:
+        v = m.vars
+        assert m.seg is not None
+        m.seg.words[v["go"]] = 0
+        m.seg.words[v["done"]] = 0
+        progs: list[Program | None] = []
+        for i in range(n):
+            p = wl._proc_params(v, i) | {"go": v["go"], "done": v["done"], "runs": runs}
+            progs.append(Program(run_many, p))
+        progs.append(Program(coordinate, {"addr": v["addr"], "init": test.init, "go": v["go"], "done": v["done"],
+                                          "nprocs": n, "runs": runs, "variables": test.variables}))
+        r = m.run(progs, timeout=600.0)
+    per_proc = r.results[:n]
+    mems = r.results[n]
+    outcomes = []
+    for k in range(len(mems)):
+        regs = [dict(zip(wl._proc_params(v, i)["regs"], per_proc[i][k], strict=False)) for i in range(n)]
+        outcomes.append((regs, dict(zip(test.variables, mems[k], strict=False))))
+    res.executions = len(outcomes)
+    res.seconds = time.perf_counter() - t0
+    return _finish(res, test, outcomes, count_states=False)
+
+
+def run_file(path: str, model: str = "native", mode: str = "exhaustive", runs: int = 1000) -> LitmusResult:
+    if model not in MODELS:
+        raise UsageError(f"unknown memory model {model!r}; choose one of {', '.join(MODELS)}")
+    test = parse_litmus(path)
+    if mode == "exhaustive":
+        return run_exhaustive(test, model)
+    if mode == "free":
+        if model != "native":
+            raise UsageError("--mode free runs on the host's own memory model: use --memory-model native")
+        return run_free(test, runs)
+    raise UsageError(f"unknown mode {mode!r}; choose free or exhaustive")
+
+
+def format_result(res: LitmusResult) -> str:
+    """herd7-style report."""
+    test = res.test
+    assert test is not None
+    kind = {"exists": "Allowed", "~exists": "Forbidden", "forall": "Required"}[test.quantifier]
+    lines = [f"Test {res.name} {kind}", f"States {len(res.states)}"]
+    for key, count in sorted(res.states.items()):
+        flat = {}
+        mem = {}
+        for k, val in key:
+            if ":" in k:
+                p, r = k.split(":")
+                flat[(int(p), r)] = val
+            else:
+                mem[k] = val
+        mark = "*>" if holds(test.cond, flat, mem) else ":>"
+        text = " ".join(f"{k}={val};" for k, val in key)
+        lines.append(f"{mark}{text}" + (f"  ({count} run{'s' if count != 1 else ''})" if res.mode == "free" else ""))
+    lines.append("Ok" if res.validated else "No")
+    lines.append("Witnesses")
+    lines.append(f"Positive: {res.positive} Negative: {res.negative}")
+    lines.append(f"Condition {test.quantifier} ({cond_text(test.cond)})")
+    lines.append(f"Observation {res.name} {res.observation} {res.positive} {res.negative}")
+    lines.append(f"Time {res.name} {res.seconds:.2f}")
+    return "\n".join(lines)
