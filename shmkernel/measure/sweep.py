@@ -1,0 +1,429 @@
+"""Run a grid of free-running measurements, one JSON line per run, resumable.
+
+A sweep takes parameters ``NAME=V1,V2,...`` where NAME is a workload option
+(``tally_delay_us``), ``cpus``, ``variant`` or ``seconds``, and a repeat count.
+Every grid point x repeat is one free run (`open_machine` + `run_free`); its
+record (the run's JSON plus ``"point": {param: value}`` and ``"repeat_index"``)
+is appended to the output JSONL file and flushed at once, so a sweep stopped
+anywhere (Ctrl-C, a lost host) resumes from the file: a point whose
+``workload + point + repeat_index`` is already there is skipped.
+
+Points that share CPUs and options (only variant, seconds or the repeat
+differ) reuse one started Machine. With ``cluster="tcp://HOST:PORT"`` every
+point is one task on a Dask distributed cluster instead: the task builds and
+runs a whole Machine on the worker's host (``record["host"]["hostname"]`` says
+which); dask is imported only on that path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shmkernel.errors import UsageError
+from shmkernel.measure.stats import rate
+from shmkernel.workload import Workload
+
+#: sweepable names that are not workload options
+SPECIAL = ("cpus", "variant", "seconds")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of a sweep: everything a worker needs, picklable."""
+
+    workload: str
+    variant: str
+    cpus: int
+    seconds: float
+    options: dict[str, Any]  # parsed, complete
+    point: dict[str, Any]  # the swept values only
+    repeat_index: int
+    pin: bool = True
+
+    @property
+    def key(self) -> str:
+        return point_key(self.workload, self.point, self.repeat_index)
+
+    @property
+    def machine_key(self) -> str:
+        return json.dumps([self.workload, self.cpus, self.options, self.pin], sort_keys=True, default=str)
+
+
+def point_key(workload: str, point: dict[str, Any], repeat_index: int) -> str:
+    return json.dumps([workload, point, repeat_index], sort_keys=True, default=str)
+
+
+def _canon_name(wl: Workload, name: str) -> str:
+    n = name.strip().lstrip("-").replace("-", "_")
+    known = [o.name for o in wl.options]
+    if n not in known and n not in SPECIAL:
+        raise UsageError(f"--param {name}: workload {wl.name!r} has no option {name!r}; "
+                         f"choose one of {', '.join([*SPECIAL, *known])}")
+    return n
+
+
+def _parse_value(wl: Workload, name: str, raw: str) -> Any:
+    raw = raw.strip()
+    if raw == "":
+        raise UsageError(f"--param {name}: empty value")
+    if name == "variant":
+        return wl.resolve_variant(raw)
+    if name == "cpus":
+        try:
+            v = int(raw)
+        except ValueError:
+            raise UsageError(f"--param cpus: expected an integer, got {raw!r}") from None
+        if not 1 <= v <= 1024:
+            raise UsageError(f"--param cpus: expected an integer in 1..1024, got {v}")
+        return v
+    if name == "seconds":
+        try:
+            v = float(raw)
+        except ValueError:
+            raise UsageError(f"--param seconds: expected a number, got {raw!r}") from None
+        if not (v > 0 and v != float("inf")):
+            raise UsageError(f"--param seconds: expected a number > 0, got {raw!r}")
+        return v
+    opt = {o.name: o for o in wl.options}[name]
+    return opt.parse(raw)
+
+
+def parse_params(wl: Workload, specs: Iterable[str] | dict[str, Iterable[Any]]) -> dict[str, list[Any]]:
+    """``["NAME=V1,V2", ...]`` (or a dict name -> values) into validated value lists."""
+    items: list[tuple[str, list[str]]] = []
+    if isinstance(specs, dict):
+        items = [(k, [str(x) if not isinstance(x, str) else x for x in v]) for k, v in specs.items()]
+    else:
+        for spec in specs:
+            if "=" not in spec:
+                raise UsageError(f"--param {spec!r}: expected NAME=V1,V2,...")
+            name, _, vals = spec.partition("=")
+            if not name.strip():
+                raise UsageError(f"--param {spec!r}: expected NAME=V1,V2,...")
+            items.append((name, vals.split(",")))
+    out: dict[str, list[Any]] = {}
+    for name, vals in items:
+        n = _canon_name(wl, name)
+        if n in out:
+            raise UsageError(f"--param {n} given twice")
+        values = [_parse_value(wl, n, v) for v in vals]
+        if not values:
+            raise UsageError(f"--param {n}: no values")
+        out[n] = list(dict.fromkeys(values))  # drop duplicates, keep order
+    return out
+
+
+def grid(wl: Workload, params: dict[str, list[Any]], repeat: int = 1, variant: str | None = None,
+         cpus: int | None = None, seconds: float = 1.0, opts: dict[str, Any] | None = None,
+         pin: bool = True) -> list[Point]:
+    """Every point x repeat, ordered so points sharing a Machine are adjacent."""
+    if repeat < 1:
+        raise UsageError("--repeat must be >= 1")
+    params = dict(params)
+    if "variant" not in params:
+        if variant is None:
+            params["variant"] = list(dict.fromkeys([wl.resolve_variant("buggy"), wl.resolve_variant("fixed")]))
+        base_variant = wl.resolve_variant(variant or "buggy")
+    else:
+        if variant is not None:
+            raise UsageError("give --variant or --param variant=..., not both")
+        base_variant = ""
+    for n in params:
+        if opts and n in opts and n not in SPECIAL and opts[n] is not None and \
+                opts[n] != {o.name: o for o in wl.options}[n].default:
+            raise UsageError(f"--{n.replace('_', '-')} is also swept with --param {n}")
+    base_opts = dict(opts or {})
+    # machine-shaping parameters outside, then variant / seconds, the repeat innermost
+    names = sorted(params, key=lambda n: (n in ("variant", "seconds"), n == "seconds"))
+    points: list[Point] = []
+    for combo in itertools.product(*(params[n] for n in names)):
+        pt = dict(zip(names, combo, strict=True))
+        raw = {k: v for k, v in base_opts.items() if v is not None}
+        raw.update({k: v for k, v in pt.items() if k not in SPECIAL})
+        parsed = wl.parse_options(raw)
+        pcpus = int(pt.get("cpus", cpus or wl.default_cpus))
+        for r in range(repeat):
+            points.append(Point(wl.name, pt.get("variant", base_variant), pcpus,
+                                float(pt.get("seconds", seconds)), parsed, pt, r, pin))
+    return points
+
+
+def load_done(path: str | os.PathLike[str] | None) -> dict[str, dict[str, Any]]:
+    """Records already in ``path`` by key (a torn last line, from a kill, is ignored)."""
+    done: dict[str, dict[str, Any]] = {}
+    if path is None or not os.path.exists(path):
+        return done
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+                done[point_key(rec["workload"], rec["point"], rec["repeat_index"])] = rec
+            except (ValueError, KeyError, TypeError):
+                continue
+    return done
+
+
+def _finish(rec: dict[str, Any], p: Point, executor: str) -> dict[str, Any]:
+    rec["point"] = dict(p.point)
+    rec["repeat_index"] = p.repeat_index
+    rec["executor"] = executor
+    return rec
+
+
+def run_point(p: Point, executor: str = "local") -> dict[str, Any]:
+    """One point on a Machine of its own (what a Dask task runs on its worker)."""
+    import workloads
+    from shmkernel.measure.runner import open_machine, run_free
+
+    wl = workloads.get(p.workload)
+    with open_machine(wl, p.cpus, p.options, pin=p.pin) as m:
+        return _finish(run_free(m, wl, p.variant, p.options, seconds=p.seconds), p, executor)
+
+
+@dataclass
+class SweepResult:
+    records: list[dict[str, Any]] = field(default_factory=list)  # every record of the grid found or run
+    ran: int = 0
+    skipped: int = 0
+    pending: int = 0  # points left (stopped early by max_points)
+    seconds: float = 0.0
+
+
+def _fmt_point(pt: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in pt.items())
+
+
+def _main_event(wl: Workload, event: str | None = None) -> str:
+    if event:
+        if event not in wl.denominators:
+            raise UsageError(f"workload {wl.name!r} has no rate for event {event!r}; "
+                             f"choose one of {', '.join(wl.denominators)}")
+        return event
+    if not wl.denominators:
+        raise UsageError(f"workload {wl.name!r} has no event with a rate to sweep")
+    return next(iter(wl.denominators))
+
+
+def aggregate(records: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    """Pool the repeats of each point: events and denominators summed, one rate."""
+    groups: dict[str, dict[str, Any]] = {}
+    for r in records:
+        k = json.dumps([r["workload"], r["variant"], r["point"]], sort_keys=True, default=str)
+        g = groups.setdefault(k, {"workload": r["workload"], "variant": r["variant"], "point": r["point"],
+                                  "cpus": r["cpus"], "events": 0, "denominator": 0, "runs": 0,
+                                  "seconds": 0.0, "hosts": set()})
+        rr = r["rates"][event]
+        g["events"] += rr["events"]
+        g["denominator"] += rr["denominator"]
+        g["runs"] += 1
+        g["seconds"] += r["seconds"]
+        g["hosts"].add(r.get("host", {}).get("hostname", "?"))
+    out = []
+    for g in groups.values():
+        g["rate"] = rate(g["events"], g["denominator"]).as_json()
+        g["hosts"] = sorted(g["hosts"])
+        out.append(g)
+    return out
+
+
+def print_summary(wl: Workload, records: list[dict[str, Any]], event: str | None = None,
+                  console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from shmkernel.measure.report import fmt_rate
+
+    ev = _main_event(wl, event)
+    # a pipe or file gets the whole table rather than rich's 80 columns
+    console = console or (Console() if sys.stdout.isatty() else Console(width=160))
+    rows = aggregate(records, ev)
+    names = list(dict.fromkeys(k for g in rows for k in g["point"] if k != "variant"))
+    t = Table(title=f"shmkernel sweep {wl.name}: {ev} per 10^6 {wl.denominators[ev]} [95% CI], "
+              f"repeats pooled")
+    t.add_column("variant")
+    for n in names:
+        t.add_column(n, justify="right")
+    t.add_column("runs", justify="right")
+    t.add_column(wl.denominators[ev], justify="right")
+    t.add_column(ev, justify="right")
+    t.add_column("rate [95% CI]", justify="right")
+    t.add_column("s", justify="right")
+    t.add_column("hosts")
+    for g in rows:
+        t.add_row(g["variant"], *[str(g["point"].get(n, "")) for n in names], str(g["runs"]),
+                  f"{g['denominator']:,}", f"{g['events']:,}", fmt_rate(g["rate"]), f"{g['seconds']:.1f}",
+                  ", ".join(g["hosts"]))
+    console.print(t)
+
+
+class _Progress:
+    """A rich progress bar on stderr (current point, rate so far, time left), or nothing."""
+
+    def __init__(self, enabled: bool, total_points: int, total_seconds: float, event: str) -> None:
+        self.enabled, self.event = enabled, event
+        self.events = self.denom = 0
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.p = Progress(TextColumn("[bold]sweep[/]"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[what]}"), TimeElapsedColumn(), TextColumn("left"),
+                          TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+        self.total_seconds = total_seconds
+        self.task = self.p.add_task("sweep", total=total_points, what="")
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            self.p.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.p.__exit__(*exc)
+
+    def _so_far(self) -> str:
+        if not self.denom:
+            return ""
+        r = rate(self.events, self.denom)
+        return f"{self.event} so far {r.per_million:.3g}/10^6 [{r.ci95[0]:.3g}, {r.ci95[1]:.3g}]"
+
+    def start(self, p: Point) -> None:
+        if self.enabled:
+            self.p.update(self.task, what=f"{_fmt_point(p.point)} #{p.repeat_index}  {self._so_far()}")
+
+    def done(self, rec: dict[str, Any]) -> None:
+        rr = rec["rates"].get(self.event)
+        if rr:
+            self.events += rr["events"]
+            self.denom += rr["denominator"]
+        if self.enabled:
+            self.p.update(self.task, advance=1, what=self._so_far())
+
+
+def sweep(workload: str | Workload, params: Iterable[str] | dict[str, Iterable[Any]], repeat: int = 1,
+          out: str | os.PathLike[str] | None = None, variant: str | None = None, cpus: int | None = None,
+          seconds: float = 1.0, opts: dict[str, Any] | None = None, cluster: str | None = None,
+          progress: bool | None = None, max_points: int | None = None,
+          on_record: Callable[[dict[str, Any]], None] | None = None, pin: bool = True,
+          event: str | None = None) -> SweepResult:
+    """Run (or resume) a sweep; see the module docstring. ``progress=None``: a bar when stderr is a tty."""
+    import workloads
+
+    t0 = time.perf_counter()
+    wl = workloads.get(workload) if isinstance(workload, str) else workload
+    ev = _main_event(wl, event)
+    parsed = parse_params(wl, params)
+    points = grid(wl, parsed, repeat, variant=variant, cpus=cpus, seconds=seconds, opts=opts, pin=pin)
+    done = load_done(out)
+    res = SweepResult()
+    todo = []
+    for p in points:
+        if p.key in done:
+            res.records.append(done[p.key])
+            res.skipped += 1
+        else:
+            todo.append(p)
+    if max_points is not None:
+        res.pending = max(0, len(todo) - max_points)
+        todo = todo[:max_points]
+    if progress is None:
+        progress = sys.stderr.isatty()
+    fh = open(out, "a", encoding="utf-8") if out is not None else None  # noqa: SIM115
+    if fh is not None and fh.tell() > 0:
+        with open(out, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a line torn by a kill: start ours on a line of its own
+                fh.write("\n")
+                fh.flush()
+
+    def emit(rec: dict[str, Any]) -> None:
+        if fh is not None:
+            fh.write(json.dumps(rec, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        res.records.append(rec)
+        res.ran += 1
+        if on_record is not None:
+            on_record(rec)
+
+    try:
+        with _Progress(bool(progress) and bool(todo), len(todo), sum(p.seconds for p in todo), ev) as bar:
+            for rec in res.records:
+                bar.events += rec["rates"].get(ev, {}).get("events", 0)
+                bar.denom += rec["rates"].get(ev, {}).get("denominator", 0)
+            if cluster:
+                _run_on_cluster(cluster, todo, emit, bar)
+            else:
+                _run_local(wl, todo, emit, bar)
+    finally:
+        if fh is not None:
+            fh.close()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _run_local(wl: Workload, todo: list[Point], emit: Callable[[dict[str, Any]], None], bar: _Progress) -> None:
+    from shmkernel.measure.runner import open_machine, run_free
+
+    m = None
+    mkey = None
+    try:
+        for p in todo:
+            if m is None or p.machine_key != mkey:
+                if m is not None:
+                    m.close()
+                    m = None
+                m = open_machine(wl, p.cpus, p.options, pin=p.pin).start()
+                mkey = p.machine_key
+            bar.start(p)
+            rec = _finish(run_free(m, wl, p.variant, p.options, seconds=p.seconds), p, "local")
+            bar.done(rec)
+            emit(rec)
+    finally:
+        if m is not None:
+            m.close()
+
+
+def _run_on_cluster(address: str, todo: list[Point], emit: Callable[[dict[str, Any]], None],
+                    bar: _Progress) -> None:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise UsageError("--cluster needs dask: pip install 'shmkernel[sweep]'") from None
+    if not todo:
+        return
+    try:
+        client = Client(address, timeout=30, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+    try:
+        futs = {}
+        for p in todo:
+            f = client.submit(run_point, p, f"dask:{address}", pure=False, retries=0)
+            futs[f] = p
+        for f in as_completed(list(futs), loop=client.loop):
+            p = futs[f]
+            bar.start(p)
+            rec = f.result()
+            bar.done(rec)
+            emit(rec)
+    finally:
+        client.close()

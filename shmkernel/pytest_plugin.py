@@ -1,0 +1,190 @@
+"""pytest plugin: race tests for your own workloads in a few lines.
+
+Registered as the ``shmkernel`` pytest11 entry point (or put
+``pytest_plugins = ["shmkernel.pytest_plugin"]`` in a test module). It gives:
+
+- the ``machine`` fixture, a factory: ``m = machine("refcount", cpus=2,
+  tally_delay_us=5)`` returns a started `Machine` laid out for the workload
+  (``m.workload``, ``m.opts`` are attached); at teardown every machine is
+  closed and the test fails if a segment or semaphore
+  ``/dev/shm/shmkernel-<our pid>-*`` or a child process is left;
+- ``assert_shows(workload, variant, event, mode="free"|"scheduled", **kw)``
+  and ``assert_never_shows(...)``, also as fixtures of the same names.
+
+See docs/pytest_plugin.md.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+__all__ = ["assert_shows", "assert_never_shows", "leaks", "machine"]
+
+_FREE_SECONDS = 1.0
+_SCHEDULED_KEYS = ("scheduler", "max_examples", "seed", "iterations", "memory_model", "max_steps", "depth",
+                   "preemption_bound")
+
+
+# -- leak checks ---------------------------------------------------------------------------------
+def _our_shm(pid: int) -> set[str]:
+    tags = (f"shmkernel-{pid}-", f"sem.shmkernel-{pid}-")
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith(tags)}
+    except FileNotFoundError:
+        return set()
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(d))
+    return out
+
+
+def leaks(before_shm: set[str] | None = None, before_children: set[int] | None = None,
+          timeout: float = 5.0) -> tuple[set[str], set[int]]:
+    """(segments/semaphores, child pids) of this process left over, waiting up to ``timeout`` for them to go."""
+    pid = os.getpid()
+    deadline = time.monotonic() + timeout
+    while True:
+        shm = _our_shm(pid) - (before_shm or set())
+        kids = _children(pid) - (before_children or set())
+        if (not shm and not kids) or time.monotonic() > deadline:
+            return shm, kids
+        time.sleep(0.05)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _workload(workload: Any) -> Any:
+    import workloads
+
+    return workloads.get(workload) if isinstance(workload, str) else workload
+
+
+def _free_run(workload: Any, variant: str, seconds: float, cpus: int | None, **opts: Any) -> dict[str, Any]:
+    from shmkernel.measure.runner import open_machine, run_free
+
+    wl = _workload(workload)
+    parsed = wl.parse_options(opts)
+    with open_machine(wl, cpus or wl.default_cpus, parsed) as m:
+        return run_free(m, wl, variant, parsed, seconds=seconds)
+
+
+def _check_event(workload: Any, event: str) -> Any:
+    wl = _workload(workload)
+    if event not in wl.events and event not in ("warn", "bug", "deadlock", "livelock"):
+        raise ValueError(f"workload {wl.name!r} has no event {event!r}; it has {', '.join(wl.events)}")
+    return wl
+
+
+def _explore(wl: Any, variant: str, cpus: int | None, kw: dict[str, Any]) -> Any:
+    from shmkernel.explore import explore
+
+    skw = {k: kw.pop(k) for k in list(kw) if k in _SCHEDULED_KEYS}
+    skw.setdefault("scheduler", "exhaustive")
+    return explore(wl, variant=variant, cpus=cpus, opts=kw, **skw)
+
+
+def assert_shows(workload: Any, variant: str, event: str, mode: str = "free", *, seconds: float = _FREE_SECONDS,
+                 cpus: int | None = None, **kw: Any) -> Any:
+    """Fail unless ``variant`` shows ``event``; returns the run record (free) or `ExploreResult` (scheduled).
+
+    free: a run of ``seconds``, then once more 4x longer if nothing was seen;
+    scheduled: `shmkernel.explore.explore` (``scheduler`` "exhaustive" unless
+    given: "hypothesis", "random", "pct"; ``max_examples``, ``iterations``...);
+    other keywords are workload options.
+    """
+    __tracebackhide__ = True
+    wl = _check_event(workload, event)
+    if mode == "free":
+        r: dict[str, Any] = {}
+        for s in (seconds, seconds * 4):
+            r = _free_run(wl, variant, s, cpus, **kw)
+            if r["events"].get(event, 0) > 0:
+                return r
+        tried = r.get("rates", {}).get(event)
+        bound = f"; rate < {tried['ci95'][1]:.3g} per 10^6 {tried['denominator_name']}" if tried else ""
+        pytest.fail(f"{wl.name}/{variant}: no {event} in free runs of {seconds:g} s and {seconds * 4:g} s{bound}",
+                    pytrace=False)
+    if mode == "scheduled":
+        res = _explore(wl, variant, cpus, dict(kw))
+        if not (res.found and res.events.get(event, 0) > 0):
+            what = f"found {res.events} instead" if res.found else "found nothing"
+            pytest.fail(f"{wl.name}/{variant}: {res.scheduler} ran {res.examples} execution(s) and {what}, "
+                        f"not {event}", pytrace=False)
+        return res
+    raise ValueError(f"mode must be 'free' or 'scheduled', got {mode!r}")
+
+
+def assert_never_shows(workload: Any, variant: str, event: str, mode: str = "free", *,
+                       seconds: float = _FREE_SECONDS, cpus: int | None = None, **kw: Any) -> Any:
+    """Fail if ``variant`` shows ``event`` (free: one run of ``seconds``; scheduled: the whole search).
+
+    In scheduled mode with the exhaustive scheduler the result's ``complete``
+    says whether every interleaving (within the bounds) was covered.
+    """
+    __tracebackhide__ = True
+    wl = _check_event(workload, event)
+    if mode == "free":
+        r = _free_run(wl, variant, seconds, cpus, **kw)
+        n = r["events"].get(event, 0)
+        if n:
+            pytest.fail(f"{wl.name}/{variant}: {n} {event} in a free run of {seconds:g} s", pytrace=False)
+        return r
+    if mode == "scheduled":
+        res = _explore(wl, variant, cpus, dict(kw))
+        if res.found:
+            pytest.fail(f"{wl.name}/{variant}: {res.scheduler} found {res.events}\n{res.trace}\n"
+                        f"replay: shmkernel replay {res.workload} '{res.schedule}'", pytrace=False)
+        return res
+    raise ValueError(f"mode must be 'free' or 'scheduled', got {mode!r}")
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+@pytest.fixture
+def machine() -> Any:
+    """Factory: ``machine(workload, cpus=None, pin=True, **options)`` -> a started Machine; torn down with leak checks."""
+    from shmkernel.measure.runner import open_machine
+
+    before_shm = _our_shm(os.getpid())
+    before_kids = _children(os.getpid())
+    made: list[Any] = []
+
+    def make(workload: Any, cpus: int | None = None, pin: bool = True, **opts: Any) -> Any:
+        wl = _workload(workload)
+        parsed = wl.parse_options(opts)
+        m = open_machine(wl, cpus or wl.default_cpus, parsed, pin=pin)
+        made.append(m)
+        m.start()
+        m.workload, m.opts = wl, parsed
+        return m
+
+    yield make
+    for m in reversed(made):
+        m.close()
+    shm, kids = leaks(before_shm, before_kids)
+    assert not shm, f"shmkernel machine leaked in /dev/shm: {sorted(shm)}"
+    assert not kids, f"shmkernel machine left child processes: {sorted(kids)}"
+
+
+@pytest.fixture(name="assert_shows")
+def _assert_shows_fixture() -> Callable[..., Any]:
+    return assert_shows
+
+
+@pytest.fixture(name="assert_never_shows")
+def _assert_never_shows_fixture() -> Callable[..., Any]:
+    return assert_never_shows
