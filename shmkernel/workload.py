@@ -19,6 +19,18 @@ from shmkernel.memory.segment import Segment
 from shmkernel.runtime.machine import Program, RunResult
 
 
+class SegmentOracle:
+    """Reads a segment at quiesce the way kernel helpers read through a ctx
+    (``oracle_read``, ``nr_cpu_ids``), for exactness checks after a run."""
+
+    def __init__(self, seg: Segment) -> None:
+        self.w = seg.words
+        self.nr_cpu_ids = seg.layout.nr_slots
+
+    def oracle_read(self, v: int) -> int:
+        return self.w[v]
+
+
 @dataclass(frozen=True)
 class Option:
     """A workload option, exposed on the command line as ``--name``."""

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from shmkernel.pytest_plugin import _children as children_of
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -22,19 +24,8 @@ def shm_entries() -> set[str]:
 
 
 def child_pids(parent: int | None = None) -> set[int]:
-    parent = os.getpid() if parent is None else parent
-    out = set()
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent and fields[0] != "Z":
-            out.add(int(d))
-    return out
+    """Live (non-zombie) children of ``parent`` (default: this process)."""
+    return children_of(os.getpid() if parent is None else parent)
 
 
 def _creator_alive_elsewhere(name: str) -> bool:

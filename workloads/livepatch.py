@@ -62,7 +62,7 @@ from shmkernel.memory.layout import PERCPU_STRIDE, Layout
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import Program, RunResult
-from shmkernel.workload import Option, Workload
+from shmkernel.workload import SegmentOracle, Option, Workload
 
 COMING, GOING = "coming", "going"
 SCENARIOS = {"coming": (COMING,), "going": (GOING,), "both": (COMING, GOING)}
@@ -293,7 +293,7 @@ class LivepatchWorkload(Workload):
 
     def check(self, variant: str, v: LivepatchVars, seg: Segment, cpus: int, opts: dict[str, Any],
               result: RunResult) -> list[str]:
-        o = _Oracle(seg)
+        o = SegmentOracle(seg)
         lp = v.lp
         problems = []
         for name, word in (("klp_mutex", lp.klp_mutex), ("module_mutex", lp.module_mutex)):
@@ -309,18 +309,8 @@ class LivepatchWorkload(Workload):
         return problems
 
     def extra(self, variant: str, v: LivepatchVars, seg: Segment) -> dict[str, Any]:
-        o = _Oracle(seg)
+        o = SegmentOracle(seg)
         return {"func_stacks": {n: klp_func_stack(o, ops) for n, ops in v.lp.ops.items()}}
-
-
-class _Oracle:
-    """Reads the segment at quiesce (no ctx needed)."""
-
-    def __init__(self, seg: Segment) -> None:
-        self.w = seg.words
-
-    def oracle_read(self, v: int) -> int:
-        return self.w[v]
 
 
 WORKLOAD = LivepatchWorkload()

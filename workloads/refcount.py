@@ -25,7 +25,7 @@ from shmkernel.memory.layout import Layout
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import Program, RunResult
-from shmkernel.workload import Option, Workload
+from shmkernel.workload import Option, SegmentOracle, Workload
 
 HIST_HALF = 8  # tally error histogram covers -8..+8 (clamped)
 
@@ -149,7 +149,7 @@ class Refcount(Workload):
 
     def check(self, variant: str, v: RefcountVars, seg: Segment, cpus: int, opts: dict[str, Any],
               result: RunResult) -> list[str]:
-        ctx_like = _Oracle(seg)
+        ctx_like = SegmentOracle(seg)
         held = 1 + int(seg.percpu("refcount.mailbox").sum())
         total = refcount_variant(variant).storage_total(ctx_like, v.mod)  # type: ignore[arg-type]
         if total != held:
@@ -159,17 +159,6 @@ class Refcount(Workload):
     def extra(self, variant: str, v: RefcountVars, seg: Segment) -> dict[str, Any]:
         h = seg.table("refcount.tally_hist")
         return {"tally_error_hist": {str(b - HIST_HALF): int(h[b]) for b in range(len(h)) if h[b]}}
-
-
-class _Oracle:
-    """Reads the segment at quiesce for exactness checks (no ctx needed)."""
-
-    def __init__(self, seg: Segment) -> None:
-        self.w = seg.words
-        self.nr_cpu_ids = seg.layout.nr_slots
-
-    def oracle_read(self, v: int) -> int:
-        return self.w[v]
 
 
 WORKLOAD = Refcount()

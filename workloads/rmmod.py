@@ -38,7 +38,7 @@ from shmkernel.memory.layout import Layout
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import Program, RunResult
-from shmkernel.workload import Option, Workload
+from shmkernel.workload import Option, SegmentOracle, Workload
 
 
 @dataclass(frozen=True)
@@ -190,13 +190,8 @@ class Rmmod(Workload):
         held = int(sum(1 for x in seg.percpu("rmmod.mailbox")[:cpus] if x == gen))
         held += int(sum(1 for x in seg.percpu("rmmod.held")[:cpus] if x == gen))
 
-        class _O:
-            w, nr_cpu_ids = seg.words, seg.layout.nr_slots
 
-            def oracle_read(self, a: int) -> int:
-                return self.w[a]
-
-        total = refcount_variant(variant).storage_total(_O(), v.mod)  # type: ignore[arg-type]
+        total = refcount_variant(variant).storage_total(SegmentOracle(seg), v.mod)  # type: ignore[arg-type]
         if total != held:
             return [f"true refcount at quiesce is {held} but the storage sums to {total}"]
         return []

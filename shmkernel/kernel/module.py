@@ -59,7 +59,9 @@ class Module:
     module_mutex: int
 
 
-def declare_module(layout: Layout, name: str = "mod") -> Module:
+def declare_module(layout: Layout, name: str = "mod", module_mutex: int | None = None) -> Module:
+    """Declare one struct module; several modules share one ``module_mutex``
+    (pass the word of the first)."""
     return Module(
         state=layout.scalar(f"{name}.state"),
         generation=layout.scalar(f"{name}.generation"),
@@ -68,7 +70,7 @@ def declare_module(layout: Layout, name: str = "mod") -> Module:
         count=layout.percpu(f"{name}.count"),
         incs=layout.percpu(f"{name}.incs"),
         decs=layout.percpu(f"{name}.decs"),
-        module_mutex=layout.scalar("module_mutex"),
+        module_mutex=layout.scalar("module_mutex") if module_mutex is None else module_mutex,
     )
 
 

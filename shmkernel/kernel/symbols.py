@@ -43,7 +43,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from shmkernel.errors import UsageError
-from shmkernel.kernel.module import AtomicRefcnt, Module, ModuleState, refcount_variant, try_stop_module
+from shmkernel.kernel.module import (
+    AtomicRefcnt,
+    Module,
+    ModuleState,
+    declare_module,
+    refcount_variant,
+    try_stop_module,
+)
 from shmkernel.kernel.module import free_module as _module_free
 from shmkernel.kernel.module import load_module as _module_load
 from shmkernel.kernel.stop_machine import stop_machine
@@ -127,21 +134,12 @@ def declare_symbols(layout: Layout, names: list[str]) -> Symbols:
     """Declare modules named ``names`` (numbered from 1), the symbol table and the locks.
 
     Each module is a `Module` of shmkernel.kernel.module with its own prefix and
-    the one global ``module_mutex`` (declare_module would declare it again)."""
+    the one global ``module_mutex``."""
     mutex = layout.scalar("module_mutex")
     n = len(names)
     mods = []
     for num, name in enumerate(names, 1):
-        mod = Module(
-            state=layout.scalar(f"{name}.state"),
-            generation=layout.scalar(f"{name}.generation"),
-            freed=layout.scalar(f"{name}.freed"),
-            refcnt=layout.scalar(f"{name}.refcnt"),
-            count=layout.percpu(f"{name}.count"),
-            incs=layout.percpu(f"{name}.incs"),
-            decs=layout.percpu(f"{name}.decs"),
-            module_mutex=mutex,
-        )
+        mod = declare_module(layout, name, module_mutex=mutex)
         mods.append(SymModule(mod, num, name, layout.scalar(f"{name}.listed"),
                               layout.table(f"{name}.modules_which_use_me", NODE * (n + 1))))
     nsyms = 1 + SYMS_PER_MODULE * n

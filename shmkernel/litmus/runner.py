@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shmkernel.errors import UsageError
-from shmkernel.litmus.parse import LitmusTest, cond_text, holds, parse_litmus
+from shmkernel.litmus.parse import LitmusTest, _cond_vars, cond_text, holds, parse_litmus
 from shmkernel.litmus.program import coordinate, run_many, run_once
 from shmkernel.memory.layout import Layout
 from shmkernel.memory.models import MODELS
@@ -90,7 +90,7 @@ def _state_key(test: LitmusTest, regs_by_proc: list[dict[str, int]], mem: dict[s
             wanted_regs.add((int(p), r))
     for p, r in sorted(wanted_regs):
         shown.append((f"{p}:{r}", regs_by_proc[p].get(r, 0) if p < len(regs_by_proc) else 0))
-    mem_vars = [c for c in _cond_mems(test.cond)] + [x for x in test.locations if ":" not in x]
+    mem_vars = _cond_vars(test.cond) + [x for x in test.locations if ":" not in x]
     for var in dict.fromkeys(mem_vars):
         shown.append((var, mem.get(var, 0)))
     return tuple(shown)
@@ -103,16 +103,6 @@ def _cond_regs(c: Any) -> list[tuple[int, str]]:
         return _cond_regs(c[1]) + _cond_regs(c[2])
     if c[0] == "not":
         return _cond_regs(c[1])
-    return []
-
-
-def _cond_mems(c: Any) -> list[str]:
-    if c[0] == "eq":
-        return [c[1][1]] if c[1][0] == "mem" else []
-    if c[0] in ("and", "or"):
-        return _cond_mems(c[1]) + _cond_mems(c[2])
-    if c[0] == "not":
-        return _cond_mems(c[1])
     return []
 
 
