@@ -118,7 +118,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _variants_to_run(wl: Any, variant: str | None) -> list[str]:
-    if variant:
+    if variant is not None:
         return [wl.resolve_variant(variant)]
     return [wl.resolve_variant("buggy"), wl.resolve_variant("fixed")]
 
@@ -149,6 +149,14 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _stdout_broken() -> bool:
+    try:
+        sys.stdout.flush()
+        return False
+    except BrokenPipeError:
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -156,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         ap = build_parser()
         args, extra = ap.parse_known_args(argv)
         if args.command is None:
-            ap.print_help()
-            return 2
+            raise UsageError("a command is required (doctor, list, run, explore, replay, sweep, litmus)")
         if args.command == "run":
             return cmd_run(args, extra)
         if args.command == "explore":
@@ -189,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         print("shmkernel: terminated; every CPU process stopped and shared memory removed", file=sys.stderr)
         return 143
     except BrokenPipeError:
-        return 0
+        if sys.stdout.closed or _stdout_broken():
+            return 0  # output piped into head: not an error
+        print("shmkernel: error: a channel to a CPU process broke", file=sys.stderr)
+        return 3
     except Exception as e:  # noqa: BLE001 - never a traceback for a user
         if os.environ.get("SHMKERNEL_DEBUG"):
             raise

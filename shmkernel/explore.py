@@ -79,11 +79,16 @@ class _Session:
         self.max_steps = max_steps
 
     def __enter__(self) -> _Session:
-        self.m.start()
         self._affinity = os.sched_getaffinity(0)
-        if self._own_core is not None:
-            pin_self(self._own_core)
-        self.engine = Engine(self.m, self.gate, self.max_steps, self.memory_model)
+        self.m.start()
+        try:
+            if self._own_core is not None:
+                pin_self(self._own_core)
+            self.engine = Engine(self.m, self.gate, self.max_steps, self.memory_model)
+        except BaseException:  # __exit__ does not run when __enter__ raises
+            os.sched_setaffinity(0, self._affinity)
+            self.m.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -195,6 +200,8 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
                             0.0, complete=complete)
         if found_ex is not None:
             # replay the failing choices once more with tracing on, for the diagram
+            # (a step budget of exactly its length, so a livelock replays as one)
+            sess.engine.max_steps = max(len(found_ex.choices), 1)
             traced, events = sess.execute(ReplayScheduler(found_ex.choices), trace=True)
             res.schedule = encode(sess.header(), traced.choices)
             res.trace = sess.diagram(traced)
@@ -224,7 +231,7 @@ def replay(workload: str | Workload, schedule: str, variant: str | None = None, 
         raise UsageError(f"schedule names CPU {max(cpu_choices)} but has only {h.cpus} CPUs + coordinator")
     opts = wl.parse_options(dict(h.options))
     out = []
-    with _Session(wl, h.variant, h.cpus, opts, h.iterations, h.memory_model, max(len(choices) + 1, 10)) as sess:
+    with _Session(wl, h.variant, h.cpus, opts, h.iterations, h.memory_model, len(choices) + 1) as sess:
         for _ in range(repeat):
             t0 = time.perf_counter()
             ex, events = sess.execute(ReplayScheduler(choices), trace=trace)

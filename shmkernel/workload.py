@@ -10,6 +10,7 @@ verifies the exact state at quiesce (a mismatch is a runtime bug).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,8 @@ class Option:
             value = self.type(raw)
         except (TypeError, ValueError):
             raise UsageError(f"{flag} expects {self.type.__name__}, got {raw!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{flag} expects a finite number, got {raw!r}")
         if self.choices is not None and value not in self.choices:
             raise UsageError(f"{flag} must be one of {', '.join(self.choices)}, got {value!r}")
         if self.min is not None and value < self.min:

@@ -126,7 +126,7 @@ def test_mod_inc_use_count_inside_the_module_is_too_late():
                            "uncounted_ref what=open() after MOD_INC_USE_COUNT")
 
 
-@pytest.mark.parametrize("variant,cpus,most", [("busmouse-locked", 2, 400), ("try-module-get", 1, 200)])
+@pytest.mark.parametrize("variant,cpus,most", [("busmouse-locked", 2, 4000), ("try-module-get", 1, 2000)])
 def test_exhaustive_proves_the_counted_callers(variant, cpus, most):
     r = explore(WL, variant=variant, scheduler="exhaustive", cpus=cpus, max_examples=5000)
     assert r.complete and not r.found

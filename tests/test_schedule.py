@@ -46,7 +46,7 @@ def test_hypothesis_shrinks_to_the_seed_interleaving():
 def test_exhaustive_proves_the_fixes(variant):
     r = explore("refcount", variant=variant, scheduler="exhaustive", max_examples=10_000)
     assert not r.found and r.complete
-    assert 1 <= r.examples <= 8
+    assert 1 <= r.examples <= 16  # 5 and 14 measured (sleep sets off)
 
 
 def test_hypothesis_finds_nothing_in_the_fix():

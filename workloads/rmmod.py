@@ -114,11 +114,14 @@ def rmmod_coordinator(ctx: Ctx, p: dict[str, Any]) -> None:
     variant = refcount_variant(p["variant"])
     v: RmmodVars = p["v"]
     delay = p["tally_delay_us"] if ctx.mode == "free" else 0.0
-    for _ in ctx.loop(p["attempts"] if ctx.mode != "free" else None):
+    free = ctx.mode == "free"
+    for _ in ctx.loop(None if free else p["attempts"]):
         ctx.count("attempts")
         gen = ctx.read_once(v.mod.generation)
-        if delete_module(ctx, variant, v.mod, p["stop_machine"], delay) == 0:
+        if delete_module(ctx, variant, v.mod, p["stop_machine"], delay, None if free else 3) == 0:
             ctx.count("unloads")
+            if not free:
+                break  # a scheduled program ends with the unload: the users' next access tells
             while _stale_references(ctx, v, gen) and not ctx.stopped():
                 ctx.schedule()  # every user of the old module must notice it is gone
             load_module(ctx, variant, v.mod)
@@ -132,6 +135,7 @@ def rmmod_setup(ctx: Ctx, p: dict[str, Any]) -> None:
         ctx.write_once(v.mailbox + c * 8, 0)
         ctx.write_once(v.held + c * 8, 0)
     ctx.write_once(v.mod.generation, 0)
+    ctx.write_once(v.mod.module_mutex, 0)  # an aborted execution may have left it held
     load_module(ctx, refcount_variant(p["variant"]), v.mod)
 
 
@@ -161,7 +165,7 @@ class Rmmod(Workload):
                 Option("topology", str, "chain", "chain (CPU i -> i+1) or ring", choices=("chain", "ring")),
                 Option("attempts", int, 1, "rmmod attempts per scheduled execution", 1, 100),
             ),
-            explore_defaults={"iterations": 2, "hold_iterations": 1, "idle_iterations": 0},
+            explore_defaults={"iterations": 3, "hold_iterations": 2, "idle_iterations": 0},
         )
 
     def possible_cpus(self, cpus: int, opts: dict[str, Any]) -> int | None:

@@ -310,12 +310,14 @@ def try_stop_module(ctx: Ctx, variant, mod: Module, use_stop_machine: bool) -> i
 
 
 def delete_module(ctx: Ctx, variant, mod: Module, use_stop_machine: bool,  # type: ignore[no-untyped-def]
-                  slot_delay_us: float = 0.0) -> int:
+                  slot_delay_us: float = 0.0, max_waits: int | None = None) -> int:
     """SYSCALL delete_module: 0 if the module was stopped and freed, else -errno.
 
     Without stop_machine the percpu variants wait for the refcount to read zero
     (``wait_for_zero_refcount``) and then free: a false zero frees a module in
-    use. ``free_module`` here marks the memory freed; the workload reloads."""
+    use. ``free_module`` here marks the memory freed; the workload reloads.
+    ``max_waits`` bounds the wait (the kernel waits forever; a scheduled program
+    must end, so there rmmod gives up with -EBUSY after that many tallies)."""
     ctx.mutex_lock(mod.module_mutex)
     try:
         # Doing init or already dying?
@@ -326,8 +328,10 @@ def delete_module(ctx: Ctx, variant, mod: Module, use_stop_machine: bool,  # typ
             return ret
         # Never wait if forced.
         if not isinstance(variant, AtomicRefcnt):
+            waits = 0
             while variant.module_refcount(ctx, mod, slot_delay_us) != 0:  # wait_for_zero_refcount
-                if ctx.stopped():
+                waits += 1
+                if ctx.stopped() or (max_waits is not None and waits >= max_waits):
                     return -EBUSY
                 ctx.cpu_relax()  # woken by every module_put while not live: tally again
     finally:

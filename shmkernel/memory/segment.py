@@ -56,10 +56,11 @@ class Segment:
         except (posix_ipc.Error, OSError, ValueError) as e:
             raise SegmentError(f"cannot create shared segment {name}: {e}") from None
         try:
+            os.posix_fallocate(shm.fd, 0, layout.nwords * 8)  # a full /dev/shm fails here, not as SIGBUS later
             shm_map = mmap.mmap(shm.fd, layout.nwords * 8)
         except OSError as e:
             shm.unlink()
-            raise SegmentError(f"cannot map shared segment {name} (is /dev/shm full?): {e}") from None
+            raise SegmentError(f"cannot allocate shared segment {name} (is /dev/shm full?): {e.strerror}") from None
         finally:
             shm.close_fd()
         seg = cls(layout, name, shm_map, owner=True)

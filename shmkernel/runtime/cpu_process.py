@@ -80,6 +80,7 @@ def cpu_main(
 
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         if os.getppid() != parent:
             on_term(signal.SIGTERM, None)
         pinned = pin_self(core) if core is not None else False
@@ -90,8 +91,8 @@ def cpu_main(
         while True:
             try:
                 msg = conn.recv()
-            except (EOFError, OSError):
-                break
+            except (EOFError, OSError):  # the coordinator vanished without a word
+                on_term(signal.SIGTERM, None)
             if msg[0] == "exit":
                 break
             _, run_id, ctx_factory, program, params = msg

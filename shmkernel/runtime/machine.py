@@ -19,7 +19,6 @@ import os
 import signal
 import socket
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -36,7 +35,7 @@ from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.pinning import pin_plan
 
 MAX_CPUS = 1024
-_live: weakref.WeakSet[Machine] = weakref.WeakSet()
+_live: set[Machine] = set()  # strong: a machine dropped unclosed is still closed at exit
 
 
 @atexit.register
@@ -155,14 +154,20 @@ class Machine:
             parent = os.getpid()
             for role in range(self.roles):
                 a, b = socket.socketpair()
+                # no signal may reach a child before it has its own handlers
+                old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
                 pid = os.fork()
                 if pid == 0:  # child
-                    a.close()
-                    for c in self.conns:
-                        c.close()
-                    conn = Connection(b.detach())
-                    cpu_main(role, self.seg, self.ctl, conn, parent, self.cores[role], self.cpus,
-                             self.counter_names, list(self.sem_names))
+                    try:
+                        a.close()
+                        for c in self.conns:
+                            c.close()
+                        conn = Connection(b.detach())
+                        cpu_main(role, self.seg, self.ctl, conn, parent, self.cores[role], self.cpus,
+                                 self.counter_names, list(self.sem_names))
+                    finally:
+                        os._exit(1)
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
                 b.close()
                 self.pids.append(pid)
                 self.conns.append(Connection(a.detach()))
@@ -183,6 +188,14 @@ class Machine:
         if self._closed:
             return
         self._closed = True
+        # a Ctrl-C or SIGTERM arriving now must not cut the clean-up short
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._close()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+    def _close(self) -> None:
         if self.seg is not None:
             self.seg.words[self.ctl.stop] = 1
         for c in self.conns:
@@ -260,7 +273,14 @@ class Machine:
         for role, p in enumerate(programs):
             w[ctl.finished + role * PERCPU_STRIDE] = 0 if p is not None else 1
             if p is not None:
-                self.conns[role].send(("run", rid, ctx_factory, p.fn, p.params))
+                try:
+                    self.conns[role].send(("run", rid, ctx_factory, p.fn, p.params))
+                except OSError:  # the CPU died since the last run
+                    deadline = time.monotonic() + 2.0
+                    while time.monotonic() < deadline:
+                        self._fail_on_death()
+                        time.sleep(0.005)
+                    raise RunError(f"{self.role_name(role)} closed its channel") from None
         for role, p in enumerate(programs):
             if p is None:
                 continue

@@ -92,8 +92,16 @@ class Engine:
     def _wait_post(self, cpu: int, seq: int) -> None:
         spec = self.gate.spec
         assert spec is not None
+        deadline = time.monotonic() + self.m.stop_grace
+
+        def check() -> None:  # a dead CPU, or a stalled one (SIGSTOP), ends the run
+            self.m._fail_on_death()
+            if time.monotonic() > deadline:
+                raise RunError(f"{self.m.role_name(cpu)} did not take its step within "
+                               f"{self.m.stop_grace:g} s (stalled?)")
+
         g.wait_word(self.w, self.atomics, self._slot(cpu) + g.SEQ, seq, spec.coord_sleeping,
-                    self.gate.coord_sem, spec.spin, self._check)
+                    self.gate.coord_sem, spec.spin, check)
 
     def _read_op(self, cpu: int) -> Op:
         s, w = self._slot(cpu), self.w

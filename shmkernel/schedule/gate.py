@@ -90,6 +90,17 @@ def publish(w: memoryview, atomics: Atomics, addr: int, value: int, sleeping: in
         sem.release()
 
 
+def _acquire(sem: posix_ipc.Semaphore) -> None:
+    """Block on ``sem``; a signal interrupting the wait only restarts it (the
+    Python handler, which may raise, has run by then)."""
+    while True:
+        try:
+            sem.acquire()
+            return
+        except posix_ipc.SignalError:
+            continue
+
+
 def wait_word(w: memoryview, atomics: Atomics, addr: int, target: int, sleeping: int,
               sem: posix_ipc.Semaphore, spin: int, check=None) -> None:  # type: ignore[no-untyped-def]
     """Return once ``w[addr] == target``: spin a little, then sleep on ``sem``.
@@ -109,10 +120,10 @@ def wait_word(w: memoryview, atomics: Atomics, addr: int, target: int, sleeping:
         atomics.exchange(sleeping, 1)
         if w[addr] == target:
             if atomics.exchange(sleeping, 0) == 0:
-                sem.acquire()  # the publisher saw us asleep and posted: consume it
+                _acquire(sem)  # the publisher saw us asleep and posted: consume it
             return
         if check is None:
-            sem.acquire()
+            _acquire(sem)
         else:
             while True:
                 try:
@@ -122,5 +133,7 @@ def wait_word(w: memoryview, atomics: Atomics, addr: int, target: int, sleeping:
                     if w[addr] == target and atomics.exchange(sleeping, 0) == 1:
                         return
                     check()
+                except posix_ipc.SignalError:
+                    check()  # Python's own handler ran (Ctrl-C raises there); then wait again
         if w[addr] == target:
             return

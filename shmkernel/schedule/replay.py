@@ -25,7 +25,7 @@ class ReplayScheduler:
         i = len(state.steps)
         if i >= len(self.choices):
             raise UsageError(f"schedule ends after {len(self.choices)} steps but the program goes on "
-                             f"(eligible CPUs at step {i}: {state.eligible})")
+                             f"(a truncated schedule, or one that ended in a livelock)")
         c = self.choices[i]
         if c not in state.eligible:
             raise UsageError(f"schedule does not fit this program: step {i} picks CPU {c}, "

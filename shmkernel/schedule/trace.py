@@ -21,6 +21,7 @@ from shmkernel.schedule.engine import Step
 from shmkernel.schedule.ops import ACCESS, NAME, Access
 
 VERSION = "sk1"
+MAX_STEPS = 10**7
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ def decode_choices(body: str) -> list[int]:
         head, _, count = tok.partition("x")
         if not head or (count and not count.isdigit()):
             raise UsageError(f"malformed schedule: bad step token {tok!r}")
-        out.extend([_untoken(head)] * (int(count) if count else 1))
+        n = int(count) if count else 1
+        if n < 1 or len(out) + n > MAX_STEPS:
+            raise UsageError(f"malformed schedule: more than {MAX_STEPS:,} steps or an empty run")
+        out.extend([_untoken(head)] * n)
     return out
 
 

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Scale: start time and memory of big machines, and big runs.
+
+Measures, for Machines of 8/16/32/64 CPUs laid out for the refcount workload
+(free mode, not pinned unless --pin): the start time (fork of every CPU
+process), the RSS of each CPU process (VmRSS from /proc/PID/status, after one
+trivial program ran on every CPU) and their total; then a free run of refcount
+with 64 CPUs, a scheduled exploration with 64 CPUs (random, 3 examples), and a
+tally over 4096 possible CPUs (refcount --possible-cpus 4096, 1 s).
+
+Targets: 64 CPUs start in < 3 s; < 30 MB RSS per CPU process.
+
+    python scripts/bench_scale.py [--sizes 8,16,32,64] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from shmkernel.measure.runner import open_machine, run_free  # noqa: E402
+from shmkernel.runtime.ctx import Ctx  # noqa: E402
+from shmkernel.runtime.machine import Program  # noqa: E402
+
+
+def _touch(ctx: Ctx, p: dict) -> int:
+    return ctx.cpu
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def pss_kb(pid: int) -> int | None:
+    """Proportional set size: shared pages (fork's copy-on-write) split among sharers."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def machine_row(n: int, pin: bool) -> dict:
+    import workloads
+
+    wl = workloads.get("refcount")
+    opts = wl.parse_options({})
+    t0 = time.perf_counter()
+    m = open_machine(wl, n, opts, pin=pin)
+    with m:
+        start = m.start_seconds
+        ready = time.perf_counter()
+        r = m.run([Program(_touch)] * m.roles, timeout=60)
+        first_run = time.perf_counter() - ready
+        assert r.results == list(range(m.roles))
+        rss = [rss_kb(p) for p in m.pids]
+        pss = [pss_kb(p) for p in m.pids]
+        me = rss_kb(os.getpid())
+    total = time.perf_counter() - t0
+    return {"what": f"Machine({n}) refcount layout", "cpus": n, "start_s": round(start, 3),
+            "first_run_s": round(first_run, 3), "total_s": round(total, 3),
+            "rss_mb_mean": round(sum(rss) / len(rss) / 1024, 1), "rss_mb_max": round(max(rss) / 1024, 1),
+            "rss_mb_total": round(sum(rss) / 1024, 1),
+            "pss_mb_total": round(sum(pss) / 1024, 1) if None not in pss else None,
+            "coordinator_rss_mb": round(me / 1024, 1)}
+
+
+def free_run_64() -> dict:
+    import workloads
+
+    wl = workloads.get("refcount")
+    opts = wl.parse_options({})
+    t0 = time.perf_counter()
+    with open_machine(wl, 64, opts) as m:
+        rec = run_free(m, wl, "fixed", opts, seconds=1.0)
+    return {"what": "run refcount --cpus 64 --variant fixed (1 s)", "cpus": 64,
+            "start_s": round(m.start_seconds, 3), "total_s": round(time.perf_counter() - t0, 3),
+            "result": f"tallies={rec['counters'].get('tallies')} handoffs={rec['counters'].get('handoffs')} "
+                      f"false_zero={rec['events'].get('false_zero')}"}
+
+
+def explore_64() -> dict:
+    from shmkernel.explore import explore
+
+    t0 = time.perf_counter()
+    r = explore("refcount", cpus=64, scheduler="random", max_examples=3)
+    return {"what": "explore refcount --cpus 64 random x3", "cpus": 64, "total_s": round(time.perf_counter() - t0, 3),
+            "result": f"examples={r.examples} steps={r.steps} found={r.found} {r.steps_per_second:,.0f} steps/s"}
+
+
+def tally_4096() -> dict:
+    import workloads
+
+    wl = workloads.get("refcount")
+    opts = wl.parse_options({"possible_cpus": "4096"})
+    t0 = time.perf_counter()
+    with open_machine(wl, 2, opts) as m:
+        rec = run_free(m, wl, "buggy", opts, seconds=1.0)
+        seg_mb = m.layout.nwords * 8 / 2**20
+    c = rec["counters"]
+    return {"what": "run refcount --possible-cpus 4096 (1 s)", "cpus": 2, "total_s": round(time.perf_counter() - t0, 3),
+            "result": f"segment={seg_mb:.1f} MB tallies={c.get('tallies')} ({c.get('tallies', 0) / rec['seconds']:,.0f}/s) "
+                      f"false_zero={rec['events'].get('false_zero')}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="8,16,32,64")
+    ap.add_argument("--pin", action="store_true", help="pin CPU processes (default off: 2-core hosts)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    rows = [machine_row(int(n), a.pin) for n in a.sizes.split(",")]
+    rows += [free_run_64(), explore_64(), tally_4096()]
+    if a.json:
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=f"shmkernel scale ({len(os.sched_getaffinity(0))} usable cores)")
+        cols = ("what", "start_s", "first_run_s", "total_s", "rss_mb_mean", "rss_mb_max", "rss_mb_total",
+                "pss_mb_total", "coordinator_rss_mb", "result")
+        for c in cols:
+            t.add_column(c.replace("_", " "), justify="left" if c in ("what", "result") else "right")
+        for r in rows:
+            t.add_row(*[str(r.get(c, "")) if r.get(c) is not None else "" for c in cols])
+        Console(width=200).print(t)
+    m64 = next((r for r in rows if r.get("cpus") == 64 and "rss_mb_max" in r), None)
+    if m64:
+        ok_start, ok_rss = m64["start_s"] < 3.0, m64["rss_mb_max"] < 30.0
+        print(f"targets: 64 CPUs start {m64['start_s']} s (< 3 s: {'met' if ok_start else 'MISSED'}); "
+              f"max RSS per CPU {m64['rss_mb_max']} MB (< 30 MB: {'met' if ok_rss else 'MISSED'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
