@@ -173,7 +173,6 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
     t0 = time.perf_counter()
     with _Session(wl, variant, cpus, parsed, iters, memory_model, max_steps) as sess:
         found_ex: Execution | None = None
-        found_events: dict[str, int] = {}
         examples = 0
         complete = False
         if scheduler == "hypothesis":
@@ -185,7 +184,7 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
 
             info, examples = explore_with_hypothesis(run_one, max_examples, seed)
             if info is not None:
-                found_ex, found_events = info
+                found_ex = info[0]
         else:
             sched = _make_scheduler(scheduler, seed, max_examples, depth, preemption_bound,
                                     buffered=memory_model in ("tso", "weak"))
@@ -193,7 +192,7 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
                 examples += 1
                 ex, events = sess.execute(sched)
                 if events:
-                    found_ex, found_events = ex, events
+                    found_ex = ex
                     break
             complete = scheduler == "exhaustive" and found_ex is None and sched.exhausted
         res = ExploreResult(wl.name, variant, cpus, scheduler, memory_model, found_ex is not None, examples,

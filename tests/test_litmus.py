@@ -29,7 +29,7 @@ CLASSIC = {  # test -> verdict under sc, tso, weak
 
 @pytest.mark.parametrize("name", sorted(CLASSIC))
 def test_classic_verdicts_per_model(name):
-    for model, want in zip(("sc", "tso", "weak"), CLASSIC[name]):
+    for model, want in zip(("sc", "tso", "weak"), CLASSIC[name], strict=True):
         r = run_file(os.path.join(HERE, name + ".litmus"), model)
         assert r.observation == want, (name, model, format_result(r))
 

@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import child_pids, shm_entries, wait_clean
+
 from shmkernel.errors import RunError, UsageError
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import Machine, Program

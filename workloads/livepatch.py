@@ -62,7 +62,7 @@ from shmkernel.memory.layout import PERCPU_STRIDE, Layout
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import Program, RunResult
-from shmkernel.workload import SegmentOracle, Option, Workload
+from shmkernel.workload import Option, SegmentOracle, Workload
 
 COMING, GOING = "coming", "going"
 SCENARIOS = {"coming": (COMING,), "going": (GOING,), "both": (COMING, GOING)}

@@ -19,11 +19,10 @@ import os
 import time
 from collections.abc import Iterator
 
-from shmkernel.hw.atomics import HOST_IS_TSO, ACQUIRE, RELEASE, SEQ_CST, Atomics
+from shmkernel.hw.atomics import ACQUIRE, HOST_IS_TSO, RELEASE, SEQ_CST, Atomics
 from shmkernel.memory.layout import PERCPU_STRIDE
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.control import Control
-
 
 SCHEDULE_SLEEP_S = 20e-6
 

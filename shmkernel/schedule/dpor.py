@@ -19,14 +19,12 @@ Musuvathi & Qadeer 2007). Misses: anything beyond the program's bounds
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from shmkernel.memory.models import ACTION_BASE
 from shmkernel.schedule.engine import Execution, Op, State, Step
 from shmkernel.schedule.ops import conflicts, conflicts_buffered
-
-
-import os
 
 FULL_UNDER_MODELS = os.environ.get("SHMKERNEL_DPOR_FULL", "1") == "1"
 #: add a backtrack point at every racing step, not only the last one (safe; costs a little)

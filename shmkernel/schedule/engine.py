@@ -16,10 +16,10 @@ from typing import Any, NamedTuple, Protocol
 from shmkernel.errors import RunError
 from shmkernel.hw.atomics import Atomics
 from shmkernel.memory.layout import PERCPU_STRIDE
-from shmkernel.runtime.machine import Machine, Program, RunResult
-from shmkernel.schedule import gate as g
 from shmkernel.memory.models import ACTION_BASE, COMMIT, READ, decode_action, make_model, read_older_id
 from shmkernel.memory.models import CLASS as MODEL_CLASS
+from shmkernel.runtime.machine import Machine, Program, RunResult
+from shmkernel.schedule import gate as g
 from shmkernel.schedule.ops import ACCESS, CODE, DONE, ERROR, MEMORY, NAME, Access
 from shmkernel.schedule.sctx import ScheduledCtx
 
