@@ -47,8 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shmkernel.errors import UsageError
 from shmkernel.kernel.module import ModuleState
+from shmkernel.kernel.variants import lookup
 from shmkernel.memory.layout import Layout
 from shmkernel.runtime.ctx import Ctx
 
@@ -169,13 +169,7 @@ ALIASES = {"buggy": "no-klp-alive", "fixed": "klp-alive"}
 
 
 def klp_variant(name: str) -> KlpVariant:
-    name = ALIASES.get(name, name)
-    try:
-        return VARIANTS[name]
-    except KeyError:
-        raise UsageError(
-            f"unknown variant {name!r}; choose one of {', '.join([*VARIANTS, *ALIASES])}"
-        ) from None
+    return lookup(VARIANTS, ALIASES, name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,8 +57,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from shmkernel.errors import UsageError
 from shmkernel.kernel.stop_machine import stop_machine
+from shmkernel.kernel.variants import lookup
 from shmkernel.memory.layout import Layout
 from shmkernel.runtime.ctx import Ctx
 
@@ -592,9 +592,4 @@ ALIASES = {"buggy": "hisax-unlocked", "fixed": "try-module-get"}
 
 
 def caller_variant(name: str) -> Caller:
-    name = ALIASES.get(name, name)
-    try:
-        return CALLERS[name]
-    except KeyError:
-        choices = ", ".join([*CALLERS, *ALIASES])
-        raise UsageError(f"unknown variant {name!r}; choose one of {choices}") from None
+    return lookup(CALLERS, ALIASES, name)

@@ -24,8 +24,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from shmkernel.errors import UsageError
 from shmkernel.kernel.stop_machine import stop_machine, synchronize_sched
+from shmkernel.kernel.variants import lookup
 from shmkernel.memory.layout import Layout
 from shmkernel.runtime.ctx import Ctx
 
@@ -271,13 +271,7 @@ ALIASES = {"buggy": "percpu-count", "fixed": "percpu-incs-decs"}
 
 
 def refcount_variant(name: str) -> PercpuCount | PercpuIncsDecs | AtomicRefcnt:
-    name = ALIASES.get(name, name)
-    try:
-        return VARIANTS[name]  # type: ignore[return-value]
-    except KeyError:
-        raise UsageError(
-            f"unknown variant {name!r}; choose one of {', '.join([*VARIANTS, *ALIASES])}"
-        ) from None
+    return lookup(VARIANTS, ALIASES, name)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------------
