@@ -131,16 +131,15 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     wl = workloads.get(args.workload)
     opts = _workload_options(wl, extra)
     variants = _variants_to_run(wl, args.variant)
-    if args.memory_model != "native":
-        raise UsageError(f"--memory-model {args.memory_model} runs in scheduled mode only for now "
-                         "(use `shmkernel explore`); free runs use the host's own (native)")
+    if args.memory_model == "lkmm":
+        raise UsageError("--memory-model lkmm is not built yet; choose native, sc, tso or weak")
     seconds = args.seconds if args.seconds is not None or args.iterations is not None else 3.0
     cpus = args.cpus or wl.default_cpus
     records = []
     with open_machine(wl, cpus, opts, pin=not args.no_pin) as m:
         for v in variants:
             records.append(run_free(m, wl, v, opts, seconds=seconds, iterations=args.iterations,
-                                    memory_model=args.memory_model))
+                                    memory_model=args.memory_model, seed=args.seed))
     if args.json:
         for r in records:
             print(json.dumps(r, sort_keys=True))

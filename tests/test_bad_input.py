@@ -97,7 +97,7 @@ OPTION_CASES = [
     (("run", "refcount", "--seed", str(2**63)), "--seed"),
     (("run", "refcount", "--seed", "x"), "--seed"),
     (("run", "refcount", "--memory-model", "quantum"), "--memory-model"),
-    (("run", "refcount", "--memory-model", "sc"), "scheduled mode only"),
+    (("run", "refcount", "--memory-model", "lkmm"), "lkmm is not built yet"),
     (("run", "refcount", "extra-positional"), "unrecognized"),
     # run: workload options
     ((*RUN, "--tally-delay-us", "x"), "--tally-delay-us"),

@@ -28,3 +28,22 @@ def test_nobarrier_is_fine_under_tso_and_the_fix_under_weak():
             r = explore("refcount", variant=variant, scheduler=scheduler, memory_model=model,
                         max_examples=700, seed=7)
             assert not r.found, (model, variant, scheduler, r.schedule)
+
+
+def _free(variant: str, model: str, seconds: float = 1.5) -> dict:
+    import workloads
+    from shmkernel.measure.runner import open_machine, run_free
+
+    wl = workloads.get("refcount")
+    opts = wl.parse_options({})
+    with open_machine(wl, 2, opts) as m:
+        return run_free(m, wl, variant, opts, seconds=seconds, memory_model=model, seed=3)
+
+
+def test_free_mode_weak_model_needs_the_barriers():
+    bad = _free("percpu-incs-decs-nobarrier", "weak")
+    if bad["events"]["false_zero"] == 0:
+        bad = _free("percpu-incs-decs-nobarrier", "weak", 4.0)
+    assert bad["memory_model"] == "weak" and bad["events"]["false_zero"] > 0
+    assert _free("percpu-incs-decs", "weak")["events"]["false_zero"] == 0
+    assert _free("percpu-incs-decs-nobarrier", "tso")["events"]["false_zero"] == 0

@@ -8,6 +8,7 @@ check at quiesce runs; a mismatch raises `RunError` (a runtime bug, loudly).
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 from shmkernel.errors import RunError
 from shmkernel.measure.stats import rate
+from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import Machine
 from shmkernel.workload import Workload
 
@@ -40,11 +42,16 @@ def boot(m: Machine, wl: Workload, variant: str, opts: dict[str, Any]) -> None:
 
 def run_free(m: Machine, wl: Workload, variant: str, opts: dict[str, Any],
              seconds: float | None = None, iterations: int | None = None,
-             memory_model: str = "native") -> dict[str, Any]:
+             memory_model: str = "native", seed: int = 0) -> dict[str, Any]:
     """One free-running measurement of ``variant`` on a started machine."""
     variant = wl.resolve_variant(variant)
     boot(m, wl, variant, opts)
-    res = m.run(wl.programs(variant, m.vars, m.cpus, opts, iterations), seconds=seconds)
+    factory: Any = Ctx
+    if memory_model != "native":
+        from shmkernel.runtime.ctx_models import BufferedCtx
+
+        factory = functools.partial(BufferedCtx, model=memory_model, seed=seed)
+    res = m.run(wl.programs(variant, m.vars, m.cpus, opts, iterations), seconds=seconds, ctx_factory=factory)
     assert m.seg is not None
     problems = wl.check(variant, m.vars, m.seg, m.cpus, opts, res)
     if problems:

@@ -284,7 +284,7 @@ class Machine:
         for role, p in enumerate(programs):
             if p is None:
                 continue
-            msg = self._wait_msg(role, time.monotonic() + 30.0)
+            msg = self._wait_msg(role, time.monotonic() + self.stop_grace)
             if msg[0] == "error":
                 w[ctl.stop] = 1
                 raise RunError(f"{self.role_name(role)}: {msg[2]}")
