@@ -37,7 +37,7 @@ def open_machine(wl: Workload, cpus: int, opts: dict[str, Any], pin: bool = True
 
 def boot(m: Machine, wl: Workload, variant: str, opts: dict[str, Any]) -> None:
     """Run the workload's setup program alone on the coordinator CPU."""
-    m.run([None] * m.cpus + [wl.setup(variant, m.vars, opts)], timeout=60.0)
+    m.run([None] * m.cpus + [wl.setup(variant, m.vars, opts)], timeout=m.stop_grace)
 
 
 def run_free(m: Machine, wl: Workload, variant: str, opts: dict[str, Any],

@@ -160,7 +160,7 @@ class Engine:
                 pass
             raise
         blocked = self._abort_all(active, pending, expected)
-        result = m.wait_done(timeout=60.0)
+        result = m.wait_done(timeout=self.m.stop_grace)  # every CPU posted its end: only a stall waits
         ex = Execution(steps, outcome, result, blocked)
         scheduler.end_execution(ex)
         return ex
