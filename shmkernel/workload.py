@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from shmkernel.errors import UsageError
 from shmkernel.memory.layout import Layout
@@ -114,13 +114,26 @@ class Workload:
     def declare(self, layout: Layout, opts: dict[str, Any]) -> Any:
         raise NotImplementedError
 
+    #: the usual shape: one boot program, the same program on every worker CPU and
+    #: one on the coordinator CPU (None: idle); a workload sets these, or overrides
+    #: `setup`/`programs` when its shape differs
+    setup_fn: ClassVar[Any] = None
+    cpu_fn: ClassVar[Any] = None
+    coordinator_fn: ClassVar[Any] = None
+
+    def params(self, variant: str, v: Any, opts: dict[str, Any], iterations: int | None) -> dict[str, Any]:
+        """What every program of the workload receives."""
+        return {**opts, "variant": variant, "v": v, "iterations": iterations}
+
     def setup(self, variant: str, v: Any, opts: dict[str, Any]) -> Program:
         """The boot program, run free on the coordinator CPU before each run."""
-        raise NotImplementedError
+        return Program(self.setup_fn, self.params(variant, v, opts, None))
 
     def programs(self, variant: str, v: Any, cpus: int, opts: dict[str, Any],
                  iterations: int | None) -> list[Program | None]:
-        raise NotImplementedError
+        p = self.params(variant, v, opts, iterations)
+        coord = Program(self.coordinator_fn, p) if self.coordinator_fn is not None else None
+        return [Program(self.cpu_fn, p)] * cpus + [coord]
 
     def check(self, variant: str, v: Any, seg: Segment, cpus: int, opts: dict[str, Any],
               result: RunResult) -> list[str]:

@@ -75,7 +75,7 @@ def nested_holds(ctx: Any, p: dict) -> None:
 
 class _Nested(StaticKeyWorkload):
     def programs(self, variant: str, v: Any, cpus: int, opts: dict, iterations: Any) -> list:
-        p = {**self._params(variant, v, opts, iterations), "depth": 3}
+        p = {**self.params(variant, v, opts, iterations), "depth": 3}
         return [Program(nested_holds, p)] * cpus + [None]
 
 
@@ -124,7 +124,7 @@ class _Script(StaticKeyWorkload):
         return Program(preset_setup, {"v": v, "preset": self.preset})
 
     def programs(self, variant: str, v: Any, cpus: int, opts: dict, iterations: Any) -> list:
-        p = {**self._params(variant, v, opts, iterations), "ops": self.ops}
+        p = {**self.params(variant, v, opts, iterations), "ops": self.ops}
         return [Program(one_program, p)] + [None] * cpus
 
     def check(self, *args: Any) -> list[str]:

@@ -240,6 +240,8 @@ def setup(ctx: Ctx, p: dict[str, Any]) -> None:
 
 
 class LivepatchWorkload(Workload):
+    setup_fn = staticmethod(setup)
+
     def __init__(self) -> None:
         super().__init__(
             name="livepatch",
@@ -275,19 +277,16 @@ class LivepatchWorkload(Workload):
         return LivepatchVars(lp=declare_livepatch(layout), go=layout.percpu("harness.go"),
                              done=layout.percpu("harness.done"))
 
-    def _params(self, variant: str, v: LivepatchVars, opts: dict[str, Any], iterations: int | None) -> dict:
+    def params(self, variant: str, v: LivepatchVars, opts: dict[str, Any], iterations: int | None) -> dict:
         scen = SCENARIOS[opts["race"]]
         rounds = None if iterations is None else iterations * len(scen)
         return {**opts, "variant": variant, "v": v, "scenarios": scen, "rounds": rounds}
-
-    def setup(self, variant: str, v: LivepatchVars, opts: dict[str, Any]) -> Program:
-        return Program(setup, self._params(variant, v, opts, None))
 
     def programs(self, variant: str, v: LivepatchVars, cpus: int, opts: dict[str, Any],
                  iterations: int | None) -> list[Program | None]:
         if cpus < 2:
             raise UsageError("livepatch needs --cpus >= 2 (CPU0 loads/deletes M, CPU1 patches)")
-        p = self._params(variant, v, opts, iterations)
+        p = self.params(variant, v, opts, iterations)
         return [Program(loader_cpu, p), Program(patcher_cpu, p)] + [None] * (cpus - 2) + [
             Program(coordinator, p)]
 

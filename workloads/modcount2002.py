@@ -40,7 +40,7 @@ from shmkernel.kernel.modcount2002 import (
 from shmkernel.memory.layout import Layout
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
-from shmkernel.runtime.machine import Program, RunResult
+from shmkernel.runtime.machine import RunResult
 from shmkernel.workload import Option, Workload
 
 
@@ -122,6 +122,10 @@ def modcount_setup(ctx: Ctx, p: dict[str, Any]) -> None:
 
 
 class Modcount2002(Workload):
+    setup_fn = staticmethod(modcount_setup)
+    cpu_fn = staticmethod(modcount_cpu)
+    coordinator_fn = staticmethod(modcount_coordinator)
+
     def __init__(self) -> None:
         super().__init__(
             name="modcount-2002",
@@ -156,17 +160,6 @@ class Modcount2002(Workload):
     def declare(self, layout: Layout, opts: dict[str, Any]) -> ModcountVars:
         return ModcountVars(mod=declare_module2002(layout, bool(opts.get("visited_flags"))),
                             busy=layout.percpu("modcount.busy"), opseq=layout.percpu("modcount.opseq"))
-
-    def _params(self, variant: str, v: ModcountVars, opts: dict[str, Any], iterations: int | None) -> dict:
-        return {**opts, "variant": variant, "v": v, "iterations": iterations}
-
-    def setup(self, variant: str, v: ModcountVars, opts: dict[str, Any]) -> Program:
-        return Program(modcount_setup, self._params(variant, v, opts, None))
-
-    def programs(self, variant: str, v: ModcountVars, cpus: int, opts: dict[str, Any],
-                 iterations: int | None) -> list[Program | None]:
-        p = self._params(variant, v, opts, iterations)
-        return [Program(modcount_cpu, p)] * cpus + [Program(modcount_coordinator, p)]
 
     def check(self, variant: str, v: ModcountVars, seg: Segment, cpus: int, opts: dict[str, Any],
               result: RunResult) -> list[str]:

@@ -24,7 +24,7 @@ from shmkernel.kernel.module import Module, declare_module, load_module, refcoun
 from shmkernel.memory.layout import Layout
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
-from shmkernel.runtime.machine import Program, RunResult
+from shmkernel.runtime.machine import RunResult
 from shmkernel.workload import Option, SegmentOracle, Workload
 
 HIST_HALF = 8  # tally error histogram covers -8..+8 (clamped)
@@ -101,6 +101,10 @@ def refcount_setup(ctx: Ctx, p: dict[str, Any]) -> None:
 
 
 class Refcount(Workload):
+    setup_fn = staticmethod(refcount_setup)
+    cpu_fn = staticmethod(refcount_cpu)
+    coordinator_fn = staticmethod(refcount_tallier)
+
     def __init__(self) -> None:
         super().__init__(
             name="refcount",
@@ -136,17 +140,6 @@ class Refcount(Workload):
             mailbox=layout.percpu("refcount.mailbox"),
             hist=layout.table("refcount.tally_hist", 2 * HIST_HALF + 1),
         )
-
-    def _params(self, variant: str, v: RefcountVars, opts: dict[str, Any], iterations: int | None) -> dict:
-        return {**opts, "variant": variant, "v": v, "iterations": iterations}
-
-    def setup(self, variant: str, v: RefcountVars, opts: dict[str, Any]) -> Program:
-        return Program(refcount_setup, self._params(variant, v, opts, None))
-
-    def programs(self, variant: str, v: RefcountVars, cpus: int, opts: dict[str, Any],
-                 iterations: int | None) -> list[Program | None]:
-        p = self._params(variant, v, opts, iterations)
-        return [Program(refcount_cpu, p)] * cpus + [Program(refcount_tallier, p)]
 
     def check(self, variant: str, v: RefcountVars, seg: Segment, cpus: int, opts: dict[str, Any],
               result: RunResult) -> list[str]:

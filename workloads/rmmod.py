@@ -37,7 +37,7 @@ from shmkernel.kernel.module import (
 from shmkernel.memory.layout import Layout
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
-from shmkernel.runtime.machine import Program, RunResult
+from shmkernel.runtime.machine import RunResult
 from shmkernel.workload import Option, SegmentOracle, Workload
 
 
@@ -140,6 +140,10 @@ def rmmod_setup(ctx: Ctx, p: dict[str, Any]) -> None:
 
 
 class Rmmod(Workload):
+    setup_fn = staticmethod(rmmod_setup)
+    cpu_fn = staticmethod(rmmod_cpu)
+    coordinator_fn = staticmethod(rmmod_coordinator)
+
     def __init__(self) -> None:
         super().__init__(
             name="rmmod",
@@ -174,17 +178,6 @@ class Rmmod(Workload):
     def declare(self, layout: Layout, opts: dict[str, Any]) -> RmmodVars:
         return RmmodVars(mod=declare_module(layout), mailbox=layout.percpu("rmmod.mailbox"),
                          held=layout.percpu("rmmod.held"))
-
-    def _params(self, variant: str, v: RmmodVars, opts: dict[str, Any], iterations: int | None) -> dict:
-        return {**opts, "variant": variant, "v": v, "iterations": iterations}
-
-    def setup(self, variant: str, v: RmmodVars, opts: dict[str, Any]) -> Program:
-        return Program(rmmod_setup, self._params(variant, v, opts, None))
-
-    def programs(self, variant: str, v: RmmodVars, cpus: int, opts: dict[str, Any],
-                 iterations: int | None) -> list[Program | None]:
-        p = self._params(variant, v, opts, iterations)
-        return [Program(rmmod_cpu, p)] * cpus + [Program(rmmod_coordinator, p)]
 
     def check(self, variant: str, v: RmmodVars, seg: Segment, cpus: int, opts: dict[str, Any],
               result: RunResult) -> list[str]:

@@ -52,7 +52,7 @@ from shmkernel.kernel.jump_label import (
 from shmkernel.memory.layout import Layout
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
-from shmkernel.runtime.machine import Program, RunResult
+from shmkernel.runtime.machine import RunResult
 from shmkernel.workload import Option, Workload
 
 
@@ -98,6 +98,9 @@ def static_key_setup(ctx: Ctx, p: dict[str, Any]) -> None:
 
 
 class StaticKeyWorkload(Workload):
+    setup_fn = staticmethod(static_key_setup)
+    cpu_fn = staticmethod(kvm_vcpu_storm)  # the coordinator CPU stays idle
+
     def __init__(self) -> None:
         super().__init__(
             name="static-key",
@@ -125,16 +128,8 @@ class StaticKeyWorkload(Workload):
         _site(opts)
         return StaticKeyVars(key=declare_static_key(layout, "kvm_no_apic_vcpu", opts["sites"]))
 
-    def _params(self, variant: str, v: StaticKeyVars, opts: dict[str, Any], iterations: int | None) -> dict:
-        return {**opts, "variant": variant, "v": v, "iterations": iterations, "site_index": _site(opts)}
-
-    def setup(self, variant: str, v: StaticKeyVars, opts: dict[str, Any]) -> Program:
-        return Program(static_key_setup, self._params(variant, v, opts, None))
-
-    def programs(self, variant: str, v: StaticKeyVars, cpus: int, opts: dict[str, Any],
-                 iterations: int | None) -> list[Program | None]:
-        p = self._params(variant, v, opts, iterations)
-        return [Program(kvm_vcpu_storm, p)] * cpus + [None]
+    def params(self, variant: str, v: StaticKeyVars, opts: dict[str, Any], iterations: int | None) -> dict:
+        return super().params(variant, v, opts, iterations) | {"site_index": _site(opts)}
 
     def check(self, variant: str, v: StaticKeyVars, seg: Segment, cpus: int, opts: dict[str, Any],
               result: RunResult) -> list[str]:

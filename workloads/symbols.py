@@ -226,6 +226,8 @@ def symbols_setup(ctx: Ctx, p: dict[str, Any]) -> None:
 
 
 class SymbolGetPut(Workload):
+    setup_fn = staticmethod(symbols_setup)
+
     def __init__(self) -> None:
         super().__init__(
             name="symbol-get-put",
@@ -266,18 +268,15 @@ class SymbolGetPut(Workload):
         return SymbolsVars(sym, layout.percpu("symbols.held"), layout.percpu("symbols.linked"),
                            opts.get("refcount") or "percpu-incs-decs")
 
-    def _params(self, variant: str, v: SymbolsVars, opts: dict[str, Any], iterations: int | None) -> dict:
+    def params(self, variant: str, v: SymbolsVars, opts: dict[str, Any], iterations: int | None) -> dict:
         k = Kernel(v.sym, ks.symbols_variant(variant), opts["refcount"], opts["lock_links"])
-        return {**opts, "variant": variant, "v": v, "k": k, "iterations": iterations}
-
-    def setup(self, variant: str, v: SymbolsVars, opts: dict[str, Any]) -> Program:
-        return Program(symbols_setup, self._params(variant, v, opts, None))
+        return super().params(variant, v, opts, iterations) | {"k": k}
 
     def programs(self, variant: str, v: SymbolsVars, cpus: int, opts: dict[str, Any],
                  iterations: int | None) -> list[Program | None]:
         if cpus > len(v.sym.modules) - 1:
             raise UsageError(f"symbol-get-put runs at most {MAX_USERS} CPUs (one user module each)")
-        p = self._params(variant, v, opts, iterations)
+        p = self.params(variant, v, opts, iterations)
         coord = Program(symbols_coordinator, p) if opts["attempts"] else None
         return [Program(symbols_cpu, p)] * cpus + [coord]
 
