@@ -26,7 +26,7 @@ def add_parsers(sub: Any, add_common: Any, int_in: Any) -> None:
     rp.add_argument("--json", action="store_true")
     lt = sub.add_parser("litmus", help="run LKMM litmus tests (herd7/litmus7-style output)")
     lt.add_argument("files", nargs="+", metavar="FILE")
-    lt.add_argument("--memory-model", choices=("native", "sc", "tso", "weak"), default="native")
+    lt.add_argument("--memory-model", choices=("native", "sc", "tso", "weak", "lkmm"), default="native")
     lt.add_argument("--mode", choices=("exhaustive", "free"), default="exhaustive")
     lt.add_argument("--runs", type=int_in(1, 10**7), default=1000, help="free mode: runs per test")
     lt.add_argument("--json", action="store_true")

@@ -111,6 +111,8 @@ class _Session:
             problems = self.wl.check(self.variant, self.m.vars, self.m.seg, self.cpus, self.opts, ex.result)
             if problems:
                 raise RunError(f"exactness check failed: {'; '.join(problems)}")
+        if ex.outcome == "pruned":  # a state explored before: whatever it leads to is known
+            return ex, {}
         events = {e: ex.result.counters.get(e, 0) for e in (*self.wl.events, "bug", "warn")}
         events = {k: v for k, v in events.items() if v}
         if ex.outcome != "ok":
@@ -187,7 +189,7 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
                 found_ex = info[0]
         else:
             sched = _make_scheduler(scheduler, seed, max_examples, depth, preemption_bound,
-                                    buffered=memory_model in ("tso", "weak"))
+                                    buffered=memory_model in ("tso", "weak", "lkmm"))
             while sched.new_execution():
                 examples += 1
                 ex, events = sess.execute(sched)

@@ -45,6 +45,7 @@ class LitmusResult:
     observation: str = "Never"
     seconds: float = 0.0
     executions: int = 0
+    pruned: int = 0  # executions abandoned at a state explored before
     validated: bool = False
     test: LitmusTest | None = None
 
@@ -144,14 +145,17 @@ def run_exhaustive(test: LitmusTest, model: str, max_executions: int = 2_000_000
     engine_model = "sc" if model == "native" else model
     outcomes = []
     with _Session(wl, "test", len(test.procs), {}, 1, engine_model, 10_000) as sess:
-        sched = DPORScheduler(None, max_executions, buffered=engine_model in ("tso", "weak"))
+        sched = DPORScheduler(None, max_executions, buffered=engine_model in ("tso", "weak", "lkmm"))
         while sched.new_execution():
             ex, _ = sess.execute(sched)
+            res.executions += 1
+            if ex.outcome == "pruned":
+                res.pruned += 1
+                continue
             assert ex.result is not None and sess.m.seg is not None
             regs = [r if isinstance(r, dict) else {} for r in ex.result.results[: len(test.procs)]]
             mem = {v: sess.m.seg.words[a] for v, a in sess.m.vars["addr"].items()}
             outcomes.append((regs, mem))
-            res.executions += 1
     res.seconds = time.perf_counter() - t0
     return _finish(res, test, outcomes, count_states=True)
 

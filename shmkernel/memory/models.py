@@ -41,7 +41,7 @@ from collections.abc import Callable
 
 from shmkernel.errors import UsageError
 
-MODELS = ("native", "sc", "tso", "weak")
+MODELS = ("native", "sc", "tso", "weak", "lkmm")
 #: schedule actions that are not CPU steps are encoded as ints from here on
 ACTION_BASE = 1 << 20
 COMMIT, READ_OLDER = 1, 2
@@ -95,6 +95,7 @@ class SCModel:
     """Sequential consistency: the segment is the memory; no actions."""
 
     name = "sc"
+    acquire_choices = False  # may an acquire load return an older value (lkmm only)
 
     def __init__(self, words: memoryview, ncpus: int) -> None:
         self.w = words
@@ -128,8 +129,12 @@ class SCModel:
             return ret
         return None
 
-    def actions(self, cpus_live: bool) -> list[int]:
+    def actions(self, live: object = True) -> list[int]:
         return []
+
+    def state_key(self) -> tuple:
+        """What later steps depend on beyond the segment itself (for state caching)."""
+        return ()
 
     def do_action(self, aid: int) -> tuple[int, int, int]:
         raise AssertionError("sc has no actions")
@@ -286,7 +291,12 @@ class BufferedModel(SCModel):
             out.append(i)
         return out
 
-    def actions(self, cpus_live: bool) -> list[int]:
+    def state_key(self) -> tuple:
+        return (tuple(tuple(tuple(e) for e in sb) for sb in self.sb), tuple(self.epoch),
+                tuple(sorted((a, tuple(h)) for a, h in self.hist.items())),
+                tuple(tuple(sorted(s.items())) for s in self.seen))
+
+    def actions(self, live: object = True) -> list[int]:
         """Commits: any store that may leave its buffer now."""
         return [ACTION_BASE + (COMMIT << 40) + (c << 20) + i
                 for c in range(self.ncpus) for i in self._committable(c)]
@@ -320,4 +330,8 @@ def make_model(name: str, words: memoryview, ncpus: int) -> SCModel | None:
         return SCModel(words, ncpus)
     if name in ("tso", "weak"):
         return BufferedModel(words, ncpus, name)
+    if name == "lkmm":
+        from shmkernel.memory.lkmm import LKMMModel
+
+        return LKMMModel(words, ncpus)
     raise UsageError(f"unknown memory model {name!r}; choose one of {', '.join(MODELS)}")

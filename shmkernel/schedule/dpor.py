@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 
 from shmkernel.memory.models import ACTION_BASE
-from shmkernel.schedule.engine import Execution, Op, State, Step
+from shmkernel.schedule.engine import PRUNE, Execution, Op, State, Step
 from shmkernel.schedule.ops import conflicts, conflicts_buffered
 
 FULL_UNDER_MODELS = os.environ.get("SHMKERNEL_DPOR_FULL", "1") == "1"
@@ -32,6 +32,8 @@ ALL_RACES = os.environ.get("SHMKERNEL_DPOR_ALL", "1") == "1"
 #: sleep sets stay off: with them the search missed a use-after-free in the rmmod
 #: program that a hand-made schedule reaches (kept as a switch until that is understood)
 SLEEP_SETS = os.environ.get("SHMKERNEL_DPOR_SLEEP", "0") == "1"
+#: under full enumeration (memory models), remember visited states and abandon revisits
+STATE_CACHE = os.environ.get("SHMKERNEL_DPOR_CACHE", "1") == "1"
 
 
 @dataclass
@@ -56,6 +58,11 @@ class DPORScheduler:
         self.conflicts = conflicts_buffered if buffered else conflicts
         self.use_sleep = SLEEP_SETS and not buffered
         self.full = buffered and FULL_UNDER_MODELS
+        # stateful search: under full enumeration a state seen before (same memory
+        # model state, memory, and per-CPU histories) has had, or is having, its every
+        # continuation explored, so the execution is abandoned there
+        self.visited: set | None = set() if self.full and STATE_CACHE else None
+        self.pruned = 0
         self.stack: list[Node] = []
         self.target = -1  # depth where this execution leaves the previous one
         self.target_choice = -1
@@ -120,6 +127,12 @@ class DPORScheduler:
             self._analyse(state)
             return node.chosen
         # a new state: inherit the sleep set, do the DPOR analysis, pick the default
+        if self.visited is not None and state.key is not None:
+            k = state.key()
+            if k in self.visited:
+                self.pruned += 1
+                return PRUNE
+            self.visited.add(k)
         sleep: dict[int, Op] = {}
         if d > 0:
             parent = self.stack[d - 1]

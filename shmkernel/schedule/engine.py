@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple, Protocol
 
 from shmkernel.errors import RunError
 from shmkernel.hw.atomics import Atomics
 from shmkernel.memory.layout import PERCPU_STRIDE
-from shmkernel.memory.models import ACTION_BASE, COMMIT, READ, decode_action, make_model, read_older_id
+from shmkernel.memory.models import ACQ_READ, ACTION_BASE, COMMIT, READ, decode_action, make_model, read_older_id
 from shmkernel.memory.models import CLASS as MODEL_CLASS
 from shmkernel.runtime.machine import Machine, Program, RunResult
 from shmkernel.schedule import gate as g
@@ -40,6 +41,10 @@ class Step(NamedTuple):
     choice: int = -1  # what the scheduler chose, when it is not just ``cpu``
 
 
+#: what a scheduler returns to abandon the execution here (a state it has explored before)
+PRUNE = -2
+
+
 @dataclass
 class State:
     """What a scheduler may look at when it chooses."""
@@ -48,6 +53,9 @@ class State:
     current: int | None
     pending: dict[int, Op]
     steps: list[Step]
+    #: the whole state (memory model, memory, each CPU's history, pending ops), for
+    #: explorers that cache states; computed only when called
+    key: Callable[[], Hashable] | None = None
 
 
 class Scheduler(Protocol):
@@ -59,7 +67,7 @@ class Scheduler(Protocol):
 @dataclass
 class Execution:
     steps: list[Step]
-    outcome: str  # "ok", "deadlock", "livelock"
+    outcome: str  # "ok", "deadlock", "livelock", "pruned" (abandoned at an explored state)
     result: RunResult | None = None
     blocked: dict[int, Op] = field(default_factory=dict)
 
@@ -81,6 +89,16 @@ class Engine:
         self.steps_total = 0
         self.step_seconds = 0.0
         self.model = make_model(memory_model, self.w, machine.roles)
+        spec = gate.spec
+        # memory the state cache compares: everything but the gate's own words
+        self._lo, self._hi = spec.slots, max(spec.slots + g.SLOT_WORDS * machine.roles, spec.coord_sleeping + 1)
+
+    def _state_key(self, pending: dict[int, Op], histories: list[int]) -> Hashable:
+        w = self.w
+        mem = hash((bytes(w[: self._lo]), bytes(w[self._hi:])))
+        model = self.model.state_key() if self.model is not None else None
+        # 64-bit hashes: two distinct states collide with probability ~n^2/2^65 (1e-8 at 10^6 states)
+        return hash((model, mem, tuple(sorted(pending.items())), tuple(histories)))
 
     def _slot(self, cpu: int) -> int:
         assert self.gate.spec is not None
@@ -194,16 +212,19 @@ class Engine:
         outcome = "ok"
         t0 = time.perf_counter()
         model = self.model
+        acq_choices = model is not None and model.acquire_choices
+        histories = [0] * (max(active) + 1 if active else 0)  # per CPU: a hash of its (op, result) sequence
         while True:
             live = [c for c in active if pending[c].code not in (DONE, ERROR)]
             eligible = [c for c in live if self.enabled(c, pending[c], pending)]
             if model is not None:
                 for c in list(eligible):
                     op = pending[c]
-                    if MODEL_CLASS.get(NAME[op.code]) == READ:
+                    cls = MODEL_CLASS.get(NAME[op.code])
+                    if cls == READ or (cls == ACQ_READ and acq_choices):
                         n = model.read_choices(c, op.addr)
                         eligible += [read_older_id(c, k) for k in range(1, n)]
-                eligible += model.actions(bool(live))
+                eligible += model.actions(live)
             if not eligible:
                 if live:
                     outcome = "deadlock"
@@ -211,7 +232,11 @@ class Engine:
             if len(steps) >= self.max_steps:
                 outcome = "livelock"
                 break
-            c = scheduler.next_cpu(State(eligible, current, pending, steps))
+            key = functools.partial(self._state_key, dict(pending), list(histories))
+            c = scheduler.next_cpu(State(eligible, current, pending, steps, key))
+            if c == PRUNE:
+                outcome = "pruned"
+                break
             if c not in eligible:
                 raise RunError(f"scheduler chose {c}, which is not eligible (eligible: {eligible})")
             choice, older = -1, 0
@@ -229,7 +254,9 @@ class Engine:
             self._grant(c, expected[c])
             expected[c] += 1
             self._wait_post(c, expected[c])
-            steps.append(Step(c, op, w[self._slot(c) + g.RESULT], choice))
+            result = w[self._slot(c) + g.RESULT]
+            steps.append(Step(c, op, result, choice))
+            histories[c] = hash((histories[c], op, result))
             pending[c] = self._read_op(c)
             current = c
         self.step_seconds += time.perf_counter() - t0
