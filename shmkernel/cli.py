@@ -132,7 +132,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     opts = _workload_options(wl, extra)
     variants = _variants_to_run(wl, args.variant)
     if args.memory_model == "lkmm":
-        raise UsageError("--memory-model lkmm is not built yet; choose native, sc, tso or weak")
+        raise UsageError("--memory-model lkmm is a scheduled-mode model (explore, litmus, replay): its "
+                         "propagation choices are schedule steps; free runs take native, sc, tso or weak")
     seconds = args.seconds if args.seconds is not None or args.iterations is not None else 3.0
     cpus = args.cpus or wl.default_cpus
     records = []

@@ -97,7 +97,7 @@ OPTION_CASES = [
     (("run", "refcount", "--seed", str(2**63)), "--seed"),
     (("run", "refcount", "--seed", "x"), "--seed"),
     (("run", "refcount", "--memory-model", "quantum"), "--memory-model"),
-    (("run", "refcount", "--memory-model", "lkmm"), "lkmm is not built yet"),
+    (("run", "refcount", "--memory-model", "lkmm"), "lkmm is a scheduled-mode model"),
     (("run", "refcount", "extra-positional"), "unrecognized"),
     # run: workload options
     ((*RUN, "--tally-delay-us", "x"), "--tally-delay-us"),
@@ -155,7 +155,7 @@ OPTION_CASES = [
     (("explore", "refcount", "--depth", "101"), "--depth"),
     (("explore", "refcount", "--preemption-bound", "-1"), "--preemption-bound"),
     (("explore", "refcount", "--max-steps", "0"), "--max-steps"),
-    (("explore", "refcount", "--memory-model", "lkmm"), "memory model"),
+    (("explore", "refcount", "--memory-model", "quantum"), "--memory-model"),
     (("explore", "refcount", "--cpus", "0"), "--cpus"),
     (("explore", "refcount", "--seconds", "1"), "unrecognized"),
     (("explore", "refcount", "--tallies", "0"), "--tallies"),

@@ -96,6 +96,7 @@ def refcount_setup(ctx: Ctx, p: dict[str, Any]) -> None:
     for b in range(2 * HIST_HALF + 1):
         ctx.write_once(v.hist + b, 0)
     ctx.write_once(v.mod.module_mutex, 0)
+    ctx.write_once(v.mod.generation, 0)  # every execution boots the same state (explorers compare states)
     load_module(ctx, variant, v.mod)
     variant.try_module_get(ctx, v.mod)  # the base reference, held all run
 

@@ -26,7 +26,7 @@ from shmkernel.errors import UsageError
 from shmkernel.litmus.parse import LitmusTest, _cond_vars, cond_text, holds, parse_litmus
 from shmkernel.litmus.program import coordinate, run_many, run_once
 from shmkernel.memory.layout import Layout
-from shmkernel.memory.models import MODELS
+from shmkernel.memory.models import BUFFERED_MODELS, MODELS
 from shmkernel.runtime.machine import Machine, Program
 from shmkernel.workload import Workload
 
@@ -135,7 +135,8 @@ def _finish(res: LitmusResult, test: LitmusTest, outcomes: list[tuple[list[dict[
     return res
 
 
-def run_exhaustive(test: LitmusTest, model: str, max_executions: int = 2_000_000) -> LitmusResult:
+def run_exhaustive(test: LitmusTest, model: str, max_executions: int = 2_000_000,
+                   state_cache: bool | None = None) -> LitmusResult:
     from shmkernel.explore import _Session
     from shmkernel.schedule.dpor import DPORScheduler
 
@@ -145,7 +146,8 @@ def run_exhaustive(test: LitmusTest, model: str, max_executions: int = 2_000_000
     engine_model = "sc" if model == "native" else model
     outcomes = []
     with _Session(wl, "test", len(test.procs), {}, 1, engine_model, 10_000) as sess:
-        sched = DPORScheduler(None, max_executions, buffered=engine_model in ("tso", "weak", "lkmm"))
+        sched = DPORScheduler(None, max_executions, buffered=engine_model in BUFFERED_MODELS,
+                              state_cache=state_cache)
         while sched.new_execution():
             ex, _ = sess.execute(sched)
             res.executions += 1

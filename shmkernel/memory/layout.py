@@ -135,6 +135,21 @@ class Layout:
                 return f"{n}[{idx - base}]"
         return f"word{idx}"
 
+    def state_words(self, exclude: tuple[str, ...]) -> list[int]:
+        """Word indices of every declared variable whose name starts with none of
+        ``exclude`` (what an explorer's state cache compares)."""
+        out: list[int] = []
+        for n, i in self._scalars.items():
+            if not n.startswith(exclude):
+                out.append(i)
+        for n, base in self._percpu.items():
+            if not n.startswith(exclude):
+                out.extend(range(base, base + self.nr_slots * PERCPU_STRIDE, PERCPU_STRIDE))
+        for n, (base, ln) in self._tables.items():
+            if not n.startswith(exclude):
+                out.extend(range(base, base + ln))
+        return sorted(out)
+
     def names(self) -> dict[str, str]:
         """Every declared name and its kind (scalar, percpu, table)."""
         out = {n: "scalar" for n in self._scalars}

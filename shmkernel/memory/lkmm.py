@@ -15,8 +15,8 @@ propagation rules lean (Alglave, Maranget, McKenney, Parri, Stern, ASPLOS
 - **Propagation** is per destination: each CPU has its own *view* of each word
   (a position in the word's coherence order). A committed store reaches
   another CPU when that CPU's load chooses to read it (on demand: a load may
-  read any committed store coherence-after its view) or when a fence forces
-  it. Before a store reaches a CPU, every store in its *prerequisites* must
+  read any store coherence-after its view, committing it first if it is still
+  buffered) or when a fence forces it. Before a store reaches a CPU, every store in its *prerequisites* must
   have: that is what the fences add.
 - ``smp_wmb``: every store after it carries the CPU's own earlier stores as
   prerequisites (not cumulative: stores it has merely observed are not
@@ -84,6 +84,7 @@ class LKMMModel(SCModel):
         self.own: list[list[Wid]] = [[] for _ in range(n)]
         self.wmb_pre: list[frozenset[Wid]] = [frozenset() for _ in range(n)]
         self.everywhere: set[Wid] = set()  # stores known to have reached every CPU
+        self.when: dict[Wid, int] = {}  # execution order of the stores (newest read first)
 
     # -- coherence and propagation --------------------------------------------------------------
     def _co(self, addr: int) -> list[Wid]:
@@ -156,14 +157,20 @@ class LKMMModel(SCModel):
                 return self.store[wid][1]
         return None
 
-    def _candidates(self, cpu: int, addr: int) -> list[int]:
-        """Co indices a load may read, newest first."""
+    def _candidates(self, cpu: int, addr: int) -> list[Wid]:
+        """Stores a load may read, the most recently executed first: other CPUs'
+        buffered stores to the word (reading one commits it: commit order is free),
+        committed stores coherence-after the view, then stores the view held
+        (a load satisfied early). The first is what a sequentially consistent
+        machine would return, so a scheduler that takes defaults sees sc."""
         co = self._co(addr)
+        buffered = [wid for c, sb in enumerate(self.sb) if c != cpu for wid in sb if self.store[wid][0] == addr]
+        buffered.sort(key=self.when.__getitem__, reverse=True)
         v = self.view[cpu].get(addr, 0)
         lo = self.floor[cpu].get(addr, 0)
-        newer = list(range(len(co) - 1, v, -1))
-        older = [i for i in reversed(self.hist[cpu].get(addr, [0])) if i >= lo]
-        return newer + older
+        newer = [co[i] for i in range(len(co) - 1, v, -1)]
+        older = [co[i] for i in reversed(self.hist[cpu].get(addr, [0])) if i >= lo]
+        return buffered + newer + older
 
     def read_choices(self, cpu: int, addr: int) -> int:
         if self._forwarded(cpu, addr) is not None:
@@ -175,9 +182,9 @@ class LKMMModel(SCModel):
         if v is not None:
             return v
         cands = self._candidates(cpu, addr)
-        idx = cands[min(older, len(cands) - 1)]
-        wid = self.co[addr][idx]
+        wid = cands[min(older, len(cands) - 1)]
         self._ensure(wid, cpu)
+        idx = self.pos[wid]
         if self.floor[cpu].get(addr, 0) < idx:
             self.floor[cpu][addr] = idx  # CoRR
         return self.store[wid][1]
@@ -186,6 +193,7 @@ class LKMMModel(SCModel):
     def _store(self, cpu: int, addr: int, value: int, pre: frozenset[Wid]) -> Wid:
         wid = (cpu, len(self.own[cpu]))
         self.store[wid] = (addr, value, pre)
+        self.when[wid] = len(self.when)
         self.own[cpu].append(wid)
         self.sb[cpu].append(wid)
         return wid

@@ -42,6 +42,8 @@ from collections.abc import Callable
 from shmkernel.errors import UsageError
 
 MODELS = ("native", "sc", "tso", "weak", "lkmm")
+#: models with schedule actions of their own (store commits, older loads)
+BUFFERED_MODELS = ("tso", "weak", "lkmm")
 #: schedule actions that are not CPU steps are encoded as ints from here on
 ACTION_BASE = 1 << 20
 COMMIT, READ_OLDER = 1, 2

@@ -50,7 +50,7 @@ class DPORScheduler:
     name = "exhaustive"
 
     def __init__(self, preemption_bound: int | None = None, max_executions: int = 100_000,
-                 buffered: bool = False) -> None:
+                 buffered: bool = False, state_cache: bool | None = None) -> None:
         """``buffered``: an emulated memory model is in force; its actions (a
         store commits, a view moves on) get every alternative explored at the
         states where they are possible, and fences and atomics conflict with
@@ -61,7 +61,8 @@ class DPORScheduler:
         # stateful search: under full enumeration a state seen before (same memory
         # model state, memory, and per-CPU histories) has had, or is having, its every
         # continuation explored, so the execution is abandoned there
-        self.visited: set | None = set() if self.full and STATE_CACHE else None
+        use_cache = STATE_CACHE if state_cache is None else state_cache
+        self.visited: set | None = set() if self.full and use_cache else None
         self.pruned = 0
         self.stack: list[Node] = []
         self.target = -1  # depth where this execution leaves the previous one

@@ -89,13 +89,15 @@ class Engine:
         self.steps_total = 0
         self.step_seconds = 0.0
         self.model = make_model(memory_model, self.w, machine.roles)
-        spec = gate.spec
-        # memory the state cache compares: everything but the gate's own words
-        self._lo, self._hi = spec.slots, max(spec.slots + g.SLOT_WORDS * machine.roles, spec.coord_sleeping + 1)
+        # memory the state cache compares: the variables, not the gate's or the run's own words
+        # (the run epoch, the event counters and the free-mode quiescent-state counts grow
+        # across executions; scheduled synchronize_sched waits on the gate's preempt words)
+        self._state_words = machine.seg.layout.state_words(("sched.", "rt.go", "rt.stop", "rt.counters",
+                                                            "rt.qs"))
 
     def _state_key(self, pending: dict[int, Op], histories: list[int]) -> Hashable:
-        w = self.w
-        mem = hash((bytes(w[: self._lo]), bytes(w[self._hi:])))
+        assert self.m.seg is not None
+        mem = hash(self.m.seg.np[self._state_words].tobytes())
         model = self.model.state_key() if self.model is not None else None
         # 64-bit hashes: two distinct states collide with probability ~n^2/2^65 (1e-8 at 10^6 states)
         return hash((model, mem, tuple(sorted(pending.items())), tuple(histories)))

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hyp_seed
 from hypothesis import strategies as st
 
+from shmkernel.memory.models import ACTION_BASE, COMMIT, decode_action
 from shmkernel.schedule.engine import Execution, State
 
 
@@ -30,13 +31,33 @@ class DataScheduler:
         return True
 
     def next_cpu(self, state: State) -> int:
-        order = sorted(state.eligible)
-        if state.current in order:
-            order.remove(state.current)
-            order.insert(0, state.current)
-        if len(order) == 1:
-            return order[0]
-        return order[self.data.draw(st.integers(0, len(order) - 1))]
+        cpus = sorted(c for c in state.eligible if c < ACTION_BASE)
+        actions = sorted(c for c in state.eligible if c >= ACTION_BASE)
+        if actions:
+            # under an emulated memory model: a store commits, or a load returns an
+            # older value, one step in four (drawn last in the shrink order: a
+            # shrunk schedule keeps only the reorderings the failure needs)
+            commits = [a for a in actions if decode_action(a)[0] == COMMIT]
+            if not cpus or self._draw(4) == 3:
+                return self._pick(commits or actions)
+            c = self._pick(self._current_first(cpus, state.current))
+            older = [a for a in actions if a not in commits and decode_action(a)[1] == c]
+            if older and self._draw(4) == 3:
+                return self._pick(older)
+            return c
+        return self._pick(self._current_first(cpus, state.current))
+
+    def _draw(self, n: int) -> int:
+        return int(self.data.draw(st.integers(0, n - 1)))
+
+    def _pick(self, options: list[int]) -> int:
+        return options[0] if len(options) == 1 else options[self._draw(len(options))]
+
+    @staticmethod
+    def _current_first(order: list[int], current: int | None) -> list[int]:
+        if current in order:
+            order = [current] + [c for c in order if c != current]
+        return order
 
     def end_execution(self, execution: Execution) -> None:
         pass
