@@ -2,17 +2,20 @@
 free on the real CPUs, and report in the form of herd7/litmus7.
 
 ``--mode exhaustive`` enumerates every reachable final state: every
-interleaving of the processes and, under ``tso``/``weak``, every order in which
-buffered stores commit and every older value a load may return (``native``
-then means what the scheduled mode runs on: one step at a time, i.e. ``sc``).
+interleaving of the processes and, under ``tso``/``weak``/``lkmm``, every order
+in which buffered stores commit and every other value a load may return
+(``native`` then means what the scheduled mode runs on: one step at a time,
+i.e. ``sc``); states explored before are not explored again (see
+shmkernel.schedule.dpor), so executions counts pruned ones too.
 Positive/Negative count distinct final states. ``--mode free`` runs the
 processes ``--runs`` times on the pinned CPU processes of the host, each run
 released together and memory reset between runs, as litmus7 does;
 Positive/Negative count runs.
 
 Load buffering is out of reach of these operational models (see
-shmkernel.memory.models): LB-shaped tests the LKMM allows (``LB+poonceonces``
-in the corpus) are reported Never; they are listed in `LB_FAMILY`.
+shmkernel.memory.models and shmkernel.memory.lkmm): LB-shaped tests the LKMM
+allows (``LB+poonceonces`` in the corpus) are reported Never, even under
+``lkmm``; they are listed in `LB_FAMILY`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Emulated memory models behind the ctx door: ``sc``, ``tso``, ``weak``.
+"""Emulated memory models behind the ctx door: ``sc``, ``tso``, ``weak`` (and
+``lkmm``, in shmkernel.memory.lkmm).
 
 On an x86 host (TSO) the hardware never reorders loads with loads nor stores
 with stores, so removing the seed-000 barriers changes nothing observable. In
@@ -32,7 +33,8 @@ tokio-rs/loom does not do either. LB-shaped outcomes that the LKMM allows are
 therefore never shown (never a false alarm, but a missed one); the litmus
 runner lists the corpus tests this affects. ``weak`` is also multicopy atomic,
 so outcomes that need writes to reach CPUs in different orders (2+2W with
-smp_wmb, Z6.0) are the ``lkmm`` model's business.
+smp_wmb, Z6.0, seed 000's fix with a relaxed hand-off) are the ``lkmm``
+model's business.
 """
 
 from __future__ import annotations

@@ -10,6 +10,15 @@ reported complete on an rmmod program whose use-after-free a hand-made
 schedule reaches, so until that is understood the explorer does without. Executions are stateless
 re-runs of a prefix, on the same processes.
 
+Under an emulated memory model (``buffered``) the search expands every choice
+(a DPOR over store buffers proved unsound in testing) and is *stateful*: the
+engine hands over a key of the whole state (model, memory variables, each
+CPU's (operation, result) history, pending operations) and a state met before
+is not explored again: the execution is abandoned (``PRUNE``). In a DFS a
+revisited state is never on the current path (every step makes progress), so
+its subtree is complete or being completed elsewhere: nothing is lost. This
+took the corpus's slowest litmus tests from 60-160 s to well under 1 s.
+
 Complete for terminating programs: if it reports nothing, no interleaving of
 these programs shows the event (under the memory model in force). An optional
 ``preemption_bound`` trades completeness for speed (context bounding,
