@@ -12,7 +12,7 @@ from shmkernel.errors import UsageError
 def add_parsers(sub: Any, add_common: Any, int_in: Any) -> None:
     ex = sub.add_parser("explore", help="search interleavings for a violation (exit 1 if found)")
     add_common(ex)
-    ex.add_argument("--scheduler", choices=("hypothesis", "random", "pct", "exhaustive"), default=None,
+    ex.add_argument("--scheduler", choices=("hypothesis", "random", "pct", "exhaustive", "stateful"), default=None,
                     help="default: hypothesis (shrinks to a minimal interleaving); exhaustive under "
                          "tso, weak and lkmm (stateful, complete: a clean result is a proof)")
     ex.add_argument("--max-examples", type=int_in(1, 10**7), default=1000, help="executions at most")

@@ -36,7 +36,7 @@ from shmkernel.schedule.replay import ReplayScheduler
 from shmkernel.schedule.trace import ScheduleHeader, decode, encode, render
 from shmkernel.workload import Workload
 
-SCHEDULERS = ("hypothesis", "random", "pct", "exhaustive")
+SCHEDULERS = ("hypothesis", "random", "pct", "exhaustive", "stateful")
 
 
 @dataclass
@@ -156,6 +156,8 @@ def _make_scheduler(name: str, seed: int, max_examples: int, depth: int, preempt
         return PCTScheduler(depth, seed, max_examples)
     if name == "exhaustive":
         return DPORScheduler(preemption_bound, max_examples, buffered=buffered)
+    if name == "stateful":
+        return DPORScheduler(preemption_bound, max_examples, buffered=buffered, stateful=True)
     raise UsageError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
 
 
@@ -204,7 +206,7 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
                 if events:
                     found_ex = ex
                     break
-            complete = scheduler == "exhaustive" and found_ex is None and sched.exhausted
+            complete = scheduler in ("exhaustive", "stateful") and found_ex is None and sched.exhausted
         res = ExploreResult(wl.name, variant, cpus, scheduler, memory_model, found_ex is not None, examples,
                             0.0, complete=complete)
         if found_ex is not None:

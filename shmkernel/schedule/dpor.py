@@ -59,14 +59,14 @@ class DPORScheduler:
     name = "exhaustive"
 
     def __init__(self, preemption_bound: int | None = None, max_executions: int = 100_000,
-                 buffered: bool = False, state_cache: bool | None = None) -> None:
+                 buffered: bool = False, state_cache: bool | None = None, stateful: bool = False) -> None:
         """``buffered``: an emulated memory model is in force; its actions (a
         store commits, a view moves on) get every alternative explored at the
         states where they are possible, and fences and atomics conflict with
         everything (sound; less reduction)."""
         self.conflicts = conflicts_buffered if buffered else conflicts
         self.use_sleep = SLEEP_SETS and not buffered
-        self.full = buffered and FULL_UNDER_MODELS
+        self.full = (buffered and FULL_UNDER_MODELS) or stateful
         # stateful search: under full enumeration a state seen before (same memory
         # model state, memory, and per-CPU histories) has had, or is having, its every
         # continuation explored, so the execution is abandoned there
