@@ -103,3 +103,23 @@ def test_refcount_fix_with_a_relaxed_handoff_fails_under_weak_too():
     r = explore("refcount", variant="fixed", memory_model="weak", opts={"handoff": "relaxed"},
                           max_examples=20_000)
     assert r.found and r.events.get("false_zero") == 1
+
+
+def test_a_word_written_outside_the_model_starts_anew():
+    m = _model(2)
+    m.cpu_op(0, "write_once", X, 1, 0)
+    m.do_action(m.actions()[0])
+    assert m.cpu_op(1, "read_once", X, 0, 0) == 1
+    m.w[X] = 7  # ctx.oracle_write: harness set-up between rounds, not kernel code
+    assert m.read_choices(1, X) == 1 and m.cpu_op(1, "read_once", X, 0, 0) == 7
+    assert m.read_choices(0, X) == 1 and m.cpu_op(0, "read_once", X, 0, 0) == 7
+
+
+def test_static_key_seed_fix_needs_upstreams_release_under_lkmm():
+    # the seed's atomic_set(&key->enabled, 1) does not order the site patches
+    # before it: a vCPU that sees the key enabled may still run the old branch;
+    # upstream's atomic_set_release() is what forbids it
+    bad = explore("static-key", variant="seed-fix", memory_model="lkmm")
+    assert bad.found and bad.events.get("wrong_path") == 1
+    good = explore("static-key", variant="upstream", memory_model="lkmm", max_examples=50_000)
+    assert not good.found and good.complete

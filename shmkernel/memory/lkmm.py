@@ -57,7 +57,8 @@ from shmkernel.memory.models import (
 )
 
 #: a store's identity: (CPU, index among that CPU's stores); the initial value of
-#: word ``a`` is (-1, a) and has reached every CPU
+#: word ``a`` is (-1, a) and has reached every CPU (a word written outside the
+#: model, by an oracle write, starts anew from (-2, a), (-3, a) ...)
 Wid = tuple[int, int]
 
 
@@ -85,16 +86,25 @@ class LKMMModel(SCModel):
         self.wmb_pre: list[frozenset[Wid]] = [frozenset() for _ in range(n)]
         self.everywhere: set[Wid] = set()  # stores known to have reached every CPU
         self.when: dict[Wid, int] = {}  # execution order of the stores (newest read first)
+        self.resets: dict[int, int] = {}  # word -> initial stores so far (an oracle write starts anew)
 
     # -- coherence and propagation --------------------------------------------------------------
     def _co(self, addr: int) -> list[Wid]:
         c = self.co.get(addr)
+        if c is not None and self.w[addr] != self.store[c[-1]][1]:
+            c = None  # written outside the model (ctx.oracle_write: set-up, not kernel code)
         if c is None:
-            init: Wid = (-1, addr)
+            resets = self.resets.get(addr, 0)
+            self.resets[addr] = resets + 1
+            init: Wid = (-1 - resets, addr)  # a fresh initial store, visible to all
             self.store[init] = (addr, self.w[addr], frozenset())
             self.pos[init] = 0
             self.everywhere.add(init)
             c = self.co[addr] = [init]
+            for cpu in range(self.ncpus):
+                self.view[cpu].pop(addr, None)
+                self.hist[cpu].pop(addr, None)
+                self.floor[cpu].pop(addr, None)
         return c
 
     def _see(self, cpu: int, addr: int, idx: int) -> None:
@@ -128,6 +138,10 @@ class LKMMModel(SCModel):
         """Propagate ``wid`` to ``cpu``, its prerequisites first (committing them if needed)."""
         if wid not in self.pos:
             self._commit_wid(wid)
+        co = self._co(self.store[wid][0])
+        i = self.pos[wid]
+        if i >= len(co) or co[i] != wid:
+            return  # superseded: its word was written outside the model since
         if wid[0] == cpu or wid in self.everywhere or wid in self.reached[cpu]:
             return
         for p in sorted(self.store[wid][2]):

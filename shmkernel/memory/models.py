@@ -168,6 +168,10 @@ class BufferedModel(SCModel):
     # -- memory --------------------------------------------------------------------------------
     def _history(self, addr: int) -> list[int]:
         h = self.hist.get(addr)
+        if h is not None and h[-1] != self.w[addr]:
+            h = None  # written outside the model (ctx.oracle_write: set-up, not kernel code): start anew
+            for seen in self.seen:
+                seen.pop(addr, None)
         if h is None:
             h = self.hist[addr] = [self.w[addr]]
         return h
