@@ -31,6 +31,8 @@ CLASSIC = {  # test -> verdict under sc, tso, weak, lkmm
     # seed 000's fix with a plain hand-off is an ISA2 shape: the LKMM allows the false zero
     "refcount-seed000+relaxed-handoff": ("Never", "Never", "Never", "Sometimes"),
     "refcount-seed000+mb-handoff": ("Never", "Never", "Never", "Never"),
+    "MP+locks": ("Never", "Never", "Never", "Never"),
+    "atomic-inc-twice": ("Never", "Never", "Never", "Never"),
 }
 
 

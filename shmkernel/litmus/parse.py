@@ -3,7 +3,12 @@
 Supported: the ``C name`` line, ``(* comments *)``, the ``{}`` init block
 (``x=1;``, ``int x = 1;``, ``0:r0=2;``), ``P<n>(int *x, ...) { ... }`` bodies
 with ``int`` registers, ``READ_ONCE``, ``WRITE_ONCE``, ``smp_mb``, ``smp_rmb``,
-``smp_wmb``, ``smp_store_release``, ``smp_load_acquire``, ``xchg``,
+``smp_wmb`` (and ``smp_mb__{before,after}_atomic``, ``smp_mb__after_spinlock``,
+``smp_mb__after_unlock_lock``, run as ``smp_mb``), ``spin_lock``/``spin_unlock``
+(``spinlock_t *`` parameters; a lock is a full barrier here, stronger than the
+LKMM's acquire/release lock), ``atomic_read``/``atomic_set``/``atomic_inc``/
+``atomic_dec``/``atomic_add``/``atomic_sub`` (``atomic_t *``, ``ATOMIC_INIT(n)``),
+``smp_store_release``, ``smp_load_acquire``, ``xchg``,
 ``cmpxchg`` (and their ``_relaxed/_acquire/_release`` spellings, run with the
 full ordering: never an outcome the weaker form forbids), ``if``/``else`` with
 simple conditions, register arithmetic, the ``locations [...]`` line, and the
@@ -86,6 +91,14 @@ class _Lexer:
 
 
 _FENCES = {"smp_mb", "smp_rmb", "smp_wmb"}
+#: the LKMM's conditional full fences, run as smp_mb() (at least as strong: never an
+#: outcome they forbid, maybe fewer than they allow)
+_AS_MB = {"smp_mb__before_atomic", "smp_mb__after_atomic", "smp_mb__after_spinlock",
+          "smp_mb__after_unlock_lock"}
+#: statements on a location: name -> (statement kind, number of value arguments)
+_LOC_STMTS = {"spin_lock": ("lock", 0), "spin_unlock": ("unlock", 0), "atomic_set": ("write", 1),
+              "atomic_inc": ("atomic_add", -1), "atomic_dec": ("atomic_add", -2), "atomic_add": ("atomic_add", 1),
+              "atomic_sub": ("atomic_sub", 1)}
 _PREC = [("||",), ("&&",), ("|",), ("^",), ("&",), ("==", "!="), ("<", ">", "<=", ">="), ("+", "-"), ("*",)]
 
 
@@ -141,7 +154,7 @@ def _call_args(lx: _Lexer, name: str, n_exprs: int) -> tuple[str, list[Expr]]:
 def _rhs_call(lx: _Lexer, reg: str) -> Stmt:
     kind, name, line = lx.peek()
     base = re.sub(r"_(relaxed|acquire|release)$", "", name)
-    if name == "READ_ONCE":
+    if name in ("READ_ONCE", "atomic_read"):
         lx.next()
         loc, _ = _call_args(lx, name, 0)
         return ("read", reg, loc)
@@ -217,12 +230,22 @@ def _stmt(lx: _Lexer, regs: list[str]) -> list[Stmt]:
         loc, args = _call_args(lx, val, 1)
         lx.expect(";")
         return [("store_release", loc, args[0])]
-    if val in _FENCES:
+    if val in _FENCES or val in _AS_MB:
         lx.next()
         lx.expect("(")
         lx.expect(")")
         lx.expect(";")
-        return [("fence", val)]
+        return [("fence", val if val in _FENCES else "smp_mb")]
+    if val in _LOC_STMTS:
+        lx.next()
+        kind_, nargs = _LOC_STMTS[val]
+        loc, args = _call_args(lx, val, max(nargs, 0))
+        lx.expect(";")
+        if kind_ == "atomic_add" and nargs < 0:  # atomic_inc/atomic_dec
+            args = [("int", 1 if nargs == -1 else -1)]
+        if kind_ == "atomic_sub":
+            kind_, args = "atomic_add", [("neg", args[0])]
+        return [(kind_, loc, *args)]
     if lx.peek(1)[1] == "=":
         lx.next()
         lx.next()
@@ -282,6 +305,13 @@ def _cond_atom(lx: _Lexer) -> Any:
 
 def _value(lx: _Lexer) -> int:
     k, v, ln = lx.next()
+    if v == "ATOMIC_INIT":
+        lx.expect("(")
+        n = _value(lx)
+        lx.expect(")")
+        return n
+    if v == "-":
+        return -_value(lx)
     if k != "num":
         raise UsageError(f"{lx.path}:{ln}: expected an integer, found {v!r}")
     return int(v)

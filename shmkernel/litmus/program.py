@@ -50,6 +50,12 @@ def execute(ctx: Ctx, stmts: list, regs: dict[str, int], addr: dict[str, int]) -
             regs[s[1]] = ctx.atomic_xchg(addr[s[2]], _eval(s[3], regs))
         elif k == "cmpxchg":
             regs[s[1]] = ctx.atomic_cmpxchg(addr[s[2]], _eval(s[3], regs), _eval(s[4], regs))
+        elif k == "lock":
+            ctx.spin_lock(addr[s[1]])
+        elif k == "unlock":
+            ctx.spin_unlock(addr[s[1]])
+        elif k == "atomic_add":
+            ctx.atomic_add(addr[s[1]], _eval(s[2], regs))
         elif k == "assign":
             regs[s[1]] = _eval(s[2], regs)
         elif k == "if":
