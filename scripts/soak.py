@@ -132,9 +132,13 @@ def plan(rng: random.Random, workloads: list[tuple[str, list[str]]], i: int,
     cpus = rng.randint(1, 4)
     if rng.random() < 0.5:
         args = ["run", name, "--variant", variant, "--seconds", "0.2", "--cpus", str(cpus), "--json"]
+        model = rng.choice(("native", "native", "sc", "tso", "weak"))
     else:
-        args = ["explore", name, "--variant", variant, "--scheduler", "random", "--max-examples", "20",
-                "--cpus", str(cpus), "--seed", str(rng.randrange(2**31)), "--json"]
+        args = ["explore", name, "--variant", variant, "--scheduler", rng.choice(("random", "exhaustive")),
+                "--max-examples", "20", "--cpus", str(cpus), "--seed", str(rng.randrange(2**31)), "--json"]
+        model = rng.choice(("native", "native", "sc", "tso", "weak", "lkmm"))
+    if model != "native":
+        args += ["--memory-model", model]
     fault = rng.choices([f for f, _ in faults], [w for _, w in faults])[0]
     return args, fault
 

@@ -98,6 +98,7 @@ OPTION_CASES = [
     (("run", "refcount", "--seed", "x"), "--seed"),
     (("run", "refcount", "--memory-model", "quantum"), "--memory-model"),
     (("run", "refcount", "--memory-model", "lkmm"), "lkmm is a scheduled-mode model"),
+    (("run", "rmmod", "--memory-model", "weak"), "rmmod reloads the module at the same addresses"),
     (("run", "refcount", "extra-positional"), "unrecognized"),
     # run: workload options
     ((*RUN, "--tally-delay-us", "x"), "--tally-delay-us"),

@@ -140,6 +140,11 @@ def rmmod_setup(ctx: Ctx, p: dict[str, Any]) -> None:
 
 
 class Rmmod(Workload):
+    # each reload re-forms the module at the same addresses: a free CPU's weak read
+    # cache cannot tell the old generation's per-CPU counts from stale memory (the
+    # kernel would use new memory), so counts would drift; scheduled weak is exact
+    free_weak_refused = ("rmmod reloads the module at the same addresses, which the free weak model's "
+                         "read cache takes for stale memory; use explore --memory-model weak")
     setup_fn = staticmethod(rmmod_setup)
     cpu_fn = staticmethod(rmmod_cpu)
     coordinator_fn = staticmethod(rmmod_coordinator)

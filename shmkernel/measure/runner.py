@@ -14,7 +14,7 @@ import platform
 import time
 from typing import Any
 
-from shmkernel.errors import RunError
+from shmkernel.errors import RunError, UsageError
 from shmkernel.measure.stats import rate
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import Machine
@@ -45,6 +45,8 @@ def run_free(m: Machine, wl: Workload, variant: str, opts: dict[str, Any],
              memory_model: str = "native", seed: int = 0) -> dict[str, Any]:
     """One free-running measurement of ``variant`` on a started machine."""
     variant = wl.resolve_variant(variant)
+    if memory_model == "weak" and wl.free_weak_refused:
+        raise UsageError(wl.free_weak_refused)
     boot(m, wl, variant, opts)
     factory: Any = Ctx
     if memory_model != "native":

@@ -52,8 +52,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shmkernel.memory.models import (
-    ACQ_READ, ACTION_BASE, CLASS, COMMIT, FENCE_MB, FENCE_RMB, FENCE_WMB, PERCPU_RMW, READ, REL_WRITE,
-    RMW_FULL, RMW_RELAXED, WRITE, SCModel, _rmw, decode_action,
+    ACQ_READ,
+    ACTION_BASE,
+    CLASS,
+    COMMIT,
+    FENCE_MB,
+    FENCE_RMB,
+    FENCE_WMB,
+    PERCPU_RMW,
+    READ,
+    REL_WRITE,
+    RMW_FULL,
+    RMW_RELAXED,
+    WRITE,
+    SCModel,
+    _rmw,
+    decode_action,
 )
 
 #: a store's identity: (CPU, index among that CPU's stores); the initial value of

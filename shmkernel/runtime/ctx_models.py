@@ -79,6 +79,8 @@ class BufferedCtx(Ctx):
 
     def _store(self, v: int, x: int) -> None:
         self._tick()
+        if self.model == "weak":
+            self._cache[v] = x  # never read older than its own store (CoWR), once it leaves the buffer
         if self.model == "sc":
             self._xchg(v, x)
         else:
@@ -145,13 +147,23 @@ class BufferedCtx(Ctx):
         self._drain()
 
 
+#: atomics that return no value order nothing else (LKMM): they forget only their own word
+_UNORDERED = ("atomic_inc", "atomic_dec", "atomic_add")
+
+
 def _drained(name: str):  # type: ignore[no-untyped-def]
-    """Atomics and locks act on the latest value: drain first (locked ops on x86)."""
+    """Atomics and locks act on the latest value: drain first (locked ops on x86).
+    Value-returning atomics and locks are barriers: the weak read cache is dropped
+    (a lock's critical section never reads values older than the lock)."""
     base = getattr(Ctx, name)
+    unordered = name in _UNORDERED
 
     def op(self: BufferedCtx, *args):  # type: ignore[no-untyped-def]
         self._drain()
-        self._cache.pop(args[0], None) if args else None
+        if unordered:
+            self._cache.pop(args[0], None)
+        else:
+            self._cache.clear()
         return base(self, *args)
 
     op.__name__ = name

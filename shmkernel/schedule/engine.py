@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field, replace
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
 from shmkernel.errors import RunError
 from shmkernel.hw.atomics import Atomics
 from shmkernel.memory.layout import PERCPU_STRIDE
-from shmkernel.memory.models import ACQ_READ, ACTION_BASE, COMMIT, READ, decode_action, make_model, read_older_id
+from shmkernel.memory.models import (
+    ACQ_READ,
+    ACTION_BASE,
+    COMMIT,
+    READ,
+    decode_action,
+    make_model,
+    read_older_id,
+)
 from shmkernel.memory.models import CLASS as MODEL_CLASS
 from shmkernel.runtime.machine import Machine, Program, RunResult
 from shmkernel.schedule import gate as g
