@@ -5,8 +5,7 @@ Supported: the ``C name`` line, ``(* comments *)``, the ``{}`` init block
 with ``int`` registers, ``READ_ONCE``, ``WRITE_ONCE``, ``smp_mb``, ``smp_rmb``,
 ``smp_wmb`` (and ``smp_mb__{before,after}_atomic``, ``smp_mb__after_spinlock``,
 ``smp_mb__after_unlock_lock``, run as ``smp_mb``), ``spin_lock``/``spin_unlock``
-(``spinlock_t *`` parameters; a lock is a full barrier here, stronger than the
-LKMM's acquire/release lock), ``atomic_read``/``atomic_set``/``atomic_inc``/
+(``spinlock_t *`` parameters; see the models for what a lock orders), ``atomic_read``/``atomic_set``/``atomic_inc``/
 ``atomic_dec``/``atomic_add``/``atomic_sub`` (``atomic_t *``, ``ATOMIC_INIT(n)``),
 ``smp_store_release``, ``smp_load_acquire``, ``xchg``,
 ``cmpxchg`` (and their ``_relaxed/_acquire/_release`` spellings, run with the

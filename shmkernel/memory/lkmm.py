@@ -35,8 +35,10 @@ propagation rules lean (Alglave, Maranget, McKenney, Parri, Stern, ASPLOS
 - **Atomic RMWs** read the coherence-latest store of their word (propagated
   to the CPU with its prerequisites) and append theirs right after it; the
   ones that return no value, and a *failing* cmpxchg, order nothing else.
-  Locks are acquire-release atomics treated as full barriers (stronger than the
-  LKMM's lock: fewer outcomes, never a forbidden one).
+- **Locks**: ``spin_lock`` is an acquire RMW that reads the previous unlock
+  (a release), drains the buffer and makes the CPU's later stores carry all
+  that reached it (the LKMM's po-unlock-lock-po, a little stronger); not a
+  strong fence. ``spin_unlock`` is a release.
 
 What it does not show: load buffering (a load is satisfied when the CPU
 reaches it, so a later store cannot become visible before it: no LB; see
@@ -69,6 +71,9 @@ from shmkernel.memory.models import (
     _rmw,
     decode_action,
 )
+
+#: lock acquisitions: acquire RMWs with the LKMM's unlock-lock ordering, not full barriers
+LOCKS = ("spin_lock", "mutex_lock", "mutex_trylock")
 
 #: a store's identity: (CPU, index among that CPU's stores); the initial value of
 #: word ``a`` is (-1, a) and has reached every CPU (a word written outside the
@@ -239,6 +244,9 @@ class LKMMModel(SCModel):
             new, ret, ok = _rmw(name)(old, a1, a2)
             if name == "mutex_trylock" and ok:
                 new = cpu + 1
+        if ok and name in LOCKS:
+            self._lock_acquired(cpu, addr, new)
+            return ret
         if ok and full:
             self._strong_fence(cpu)
         if ok:
@@ -248,6 +256,19 @@ class LKMMModel(SCModel):
         if ok and full:
             self._strong_fence(cpu)
         return ret
+
+    def _lock_acquired(self, cpu: int, addr: int, new: int) -> None:
+        """A lock is an acquire RMW that read the previous owner's unlock (a release:
+        what reached that CPU before it has reached this one). On top, as the LKMM's
+        po-unlock-lock-po asks and a little more: the CPU's buffer drains, its later
+        stores carry everything that has reached it (cumulative), and its later loads
+        read nothing older than its view now. Not a strong fence: nothing is pushed to
+        other CPUs (SB with unlock+lock stays allowed, as smp_mb__after_unlock_lock says)."""
+        while self.sb[cpu]:
+            self._commit(cpu, 0)
+        self._commit_wid(self._store(cpu, addr, new, self.wmb_pre[cpu]))
+        self.wmb_pre[cpu] = self.wmb_pre[cpu] | frozenset(self.own[cpu]) | frozenset(self.reached[cpu])
+        self._read_fence(cpu)
 
     def cpu_op(self, cpu: int, name: str, addr: int, a1: int, a2: int, older: int = 0) -> object:
         cls = CLASS[name]
