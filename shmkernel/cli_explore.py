@@ -38,7 +38,8 @@ def _print_result(r: Any, as_json: bool) -> None:
     if as_json:
         print(json.dumps(r.as_json(), sort_keys=True))
         return
-    head = (f"{r.workload}/{r.variant}: {r.scheduler} ran {r.examples} execution(s) in {r.seconds:.2f} s "
+    states = f", {r.pruned} ending at a state seen before" if r.pruned else ""
+    head = (f"{r.workload}/{r.variant}: {r.scheduler} ran {r.examples} execution(s){states} in {r.seconds:.2f} s "
             f"({r.steps_per_second:,.0f} steps/s)")
     if r.found:
         print(f"{head}: FOUND {', '.join(f'{k}={v}' for k, v in r.events.items())}")

@@ -56,6 +56,7 @@ class ExploreResult:
     steps: int = 0
     complete: bool = False  # exhaustive search finished (a proof for these bounds)
     steps_per_second: float = 0.0
+    pruned: int = 0  # executions abandoned at a state explored before (stateful search)
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -185,7 +186,7 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
     t0 = time.perf_counter()
     with _Session(wl, variant, cpus, parsed, iters, memory_model, max_steps) as sess:
         found_ex: Execution | None = None
-        examples = 0
+        examples = pruned = 0
         complete = False
         if scheduler == "hypothesis":
             from shmkernel.schedule.hypothesis_sched import explore_with_hypothesis
@@ -207,8 +208,9 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
                     found_ex = ex
                     break
             complete = scheduler in ("exhaustive", "stateful") and found_ex is None and sched.exhausted
+            pruned = getattr(sched, "pruned", 0)
         res = ExploreResult(wl.name, variant, cpus, scheduler, memory_model, found_ex is not None, examples,
-                            0.0, complete=complete)
+                            0.0, complete=complete, pruned=pruned)
         if found_ex is not None:
             # replay the failing choices once more with tracing on, for the diagram
             # (a step budget of exactly its length, so a livelock replays as one)
