@@ -118,10 +118,10 @@ class Workload:
     #: one on the coordinator CPU (None: idle); a workload sets these, or overrides
     #: `setup`/`programs` when its shape differs
     setup_fn: ClassVar[Any] = None
-    #: why the free-running ``weak`` model cannot run this workload (None: it can)
-    free_weak_refused: ClassVar[str | None] = None
     cpu_fn: ClassVar[Any] = None
     coordinator_fn: ClassVar[Any] = None
+    #: why the free-running ``weak`` model cannot run this workload (None: it can)
+    free_weak_refused: ClassVar[str | None] = None
 
     def params(self, variant: str, v: Any, opts: dict[str, Any], iterations: int | None) -> dict[str, Any]:
         """What every program of the workload receives."""

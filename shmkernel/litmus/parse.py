@@ -18,6 +18,7 @@ Anything else is a `UsageError` naming the file and line.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,10 +95,16 @@ _FENCES = {"smp_mb", "smp_rmb", "smp_wmb"}
 #: outcome they forbid, maybe fewer than they allow)
 _AS_MB = {"smp_mb__before_atomic", "smp_mb__after_atomic", "smp_mb__after_spinlock",
           "smp_mb__after_unlock_lock"}
-#: statements on a location: name -> (statement kind, number of value arguments)
-_LOC_STMTS = {"spin_lock": ("lock", 0), "spin_unlock": ("unlock", 0), "atomic_set": ("write", 1),
-              "atomic_inc": ("atomic_add", -1), "atomic_dec": ("atomic_add", -2), "atomic_add": ("atomic_add", 1),
-              "atomic_sub": ("atomic_sub", 1)}
+#: statements on a location: name -> (value arguments, the statement from (location, arguments))
+_LOC_STMTS: dict[str, tuple[int, Callable[[str, list[Expr]], Stmt]]] = {
+    "spin_lock": (0, lambda loc, a: ("lock", loc)),
+    "spin_unlock": (0, lambda loc, a: ("unlock", loc)),
+    "atomic_set": (1, lambda loc, a: ("write", loc, a[0])),
+    "atomic_add": (1, lambda loc, a: ("atomic_add", loc, a[0])),
+    "atomic_sub": (1, lambda loc, a: ("atomic_add", loc, ("neg", a[0]))),
+    "atomic_inc": (0, lambda loc, a: ("atomic_add", loc, ("int", 1))),
+    "atomic_dec": (0, lambda loc, a: ("atomic_add", loc, ("int", -1))),
+}
 _PREC = [("||",), ("&&",), ("|",), ("^",), ("&",), ("==", "!="), ("<", ">", "<=", ">="), ("+", "-"), ("*",)]
 
 
@@ -237,14 +244,10 @@ def _stmt(lx: _Lexer, regs: list[str]) -> list[Stmt]:
         return [("fence", val if val in _FENCES else "smp_mb")]
     if val in _LOC_STMTS:
         lx.next()
-        kind_, nargs = _LOC_STMTS[val]
-        loc, args = _call_args(lx, val, max(nargs, 0))
+        nargs, build = _LOC_STMTS[val]
+        loc, args = _call_args(lx, val, nargs)
         lx.expect(";")
-        if kind_ == "atomic_add" and nargs < 0:  # atomic_inc/atomic_dec
-            args = [("int", 1 if nargs == -1 else -1)]
-        if kind_ == "atomic_sub":
-            kind_, args = "atomic_add", [("neg", args[0])]
-        return [(kind_, loc, *args)]
+        return [build(loc, args)]
     if lx.peek(1)[1] == "=":
         lx.next()
         lx.next()

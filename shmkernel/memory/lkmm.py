@@ -51,13 +51,9 @@ fences, so it never shows an outcome the LKMM forbids on the kernel's corpus
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from shmkernel.memory.models import (
     ACQ_READ,
-    ACTION_BASE,
     CLASS,
-    COMMIT,
     FENCE_MB,
     FENCE_RMB,
     FENCE_WMB,
@@ -67,9 +63,10 @@ from shmkernel.memory.models import (
     RMW_FULL,
     RMW_RELAXED,
     WRITE,
+    CommitActions,
     SCModel,
     _rmw,
-    decode_action,
+    commit_id,
 )
 
 #: lock acquisitions: acquire RMWs with the LKMM's unlock-lock ordering, not full barriers
@@ -81,7 +78,7 @@ LOCKS = ("spin_lock", "mutex_lock", "mutex_trylock")
 Wid = tuple[int, int]
 
 
-class LKMMModel(SCModel):
+class LKMMModel(CommitActions, SCModel):
     """Per-CPU views over per-word coherence orders; fences as propagation prerequisites."""
 
     name = "lkmm"
@@ -168,10 +165,18 @@ class LKMMModel(SCModel):
         self.reached[cpu].add(wid)
         self._see(cpu, self.store[wid][0], self.pos[wid])
 
-    def _strong_fence(self, cpu: int) -> None:
-        """smp_mb: drain the buffer; what reached this CPU reaches every CPU."""
+    def _drain_sb(self, cpu: int) -> None:
         while self.sb[cpu]:
             self._commit(cpu, 0)
+
+    def _cumulative(self, cpu: int) -> frozenset[Wid]:
+        """Prerequisites of a cumulative store: the CPU's write-barrier ones, its own
+        stores, and every store that has reached it (and so theirs)."""
+        return self.wmb_pre[cpu] | frozenset(self.own[cpu]) | frozenset(self.reached[cpu])
+
+    def _strong_fence(self, cpu: int) -> None:
+        """smp_mb: drain the buffer; what reached this CPU reaches every CPU."""
+        self._drain_sb(cpu)
         for wid in sorted(self.reached[cpu] | set(self.own[cpu])):
             if wid in self.everywhere:
                 continue
@@ -264,10 +269,9 @@ class LKMMModel(SCModel):
         stores carry everything that has reached it (cumulative), and its later loads
         read nothing older than its view now. Not a strong fence: nothing is pushed to
         other CPUs (SB with unlock+lock stays allowed, as smp_mb__after_unlock_lock says)."""
-        while self.sb[cpu]:
-            self._commit(cpu, 0)
+        self._drain_sb(cpu)
         self._commit_wid(self._store(cpu, addr, new, self.wmb_pre[cpu]))
-        self.wmb_pre[cpu] = self.wmb_pre[cpu] | frozenset(self.own[cpu]) | frozenset(self.reached[cpu])
+        self.wmb_pre[cpu] = self._cumulative(cpu)
         self._read_fence(cpu)
 
     def cpu_op(self, cpu: int, name: str, addr: int, a1: int, a2: int, older: int = 0) -> object:
@@ -283,8 +287,7 @@ class LKMMModel(SCModel):
             return None
         if cls == REL_WRITE:
             value = 0 if name in ("spin_unlock", "mutex_unlock") else a1
-            pre = self.wmb_pre[cpu] | frozenset(self.own[cpu]) | frozenset(self.reached[cpu])
-            self._store(cpu, addr, value, pre)
+            self._store(cpu, addr, value, self._cumulative(cpu))
             return None
         if cls == PERCPU_RMW:  # __this_cpu_inc: a plain load and a buffered store
             new, ret, _ = _rmw(name)(self._load(cpu, addr), a1, a2)
@@ -301,7 +304,7 @@ class LKMMModel(SCModel):
         return None
 
     # -- schedule actions ----------------------------------------------------------------------
-    def actions(self, live: object = True) -> list[int]:
+    def actions(self) -> list[int]:
         """Commits: any buffered store that passes no older store to its word."""
         out = []
         for c, sb in enumerate(self.sb):
@@ -309,18 +312,9 @@ class LKMMModel(SCModel):
             for i, wid in enumerate(sb):
                 a = self.store[wid][0]
                 if a not in words:
-                    out.append(ACTION_BASE + (COMMIT << 40) + (c << 20) + i)
+                    out.append(commit_id(c, i))
                     words.add(a)
         return out
-
-    def do_action(self, aid: int) -> tuple[int, int, int]:
-        kind, cpu, arg = decode_action(aid)
-        addr = self._commit(cpu, arg)
-        return COMMIT, addr, self.w[addr]
-
-    def describe(self, aid: int, name_of: Callable[[int], str]) -> str:
-        kind, cpu, arg = decode_action(aid)
-        return f"commit CPU {cpu}'s store #{arg}"
 
     def state_key(self) -> tuple:
         """Everything later steps depend on, canonical (for the explorer's state cache)."""

@@ -133,7 +133,7 @@ class SCModel:
             return ret
         return None
 
-    def actions(self, live: object = True) -> list[int]:
+    def actions(self) -> list[int]:
         return []
 
     def state_key(self) -> tuple:
@@ -147,7 +147,32 @@ class SCModel:
         return "?"
 
 
-class BufferedModel(SCModel):
+def commit_id(cpu: int, index: int) -> int:
+    """The action 'CPU ``cpu``'s ``index``-th buffered store commits'."""
+    return ACTION_BASE + (COMMIT << 40) + (cpu << 20) + index
+
+
+class CommitActions:
+    """Schedule actions of a model whose only actions are store commits: it
+    provides ``_commit(cpu, index) -> word`` and the memory ``w``."""
+
+    w: memoryview
+
+    def _commit(self, cpu: int, index: int) -> int:
+        raise NotImplementedError
+
+    def do_action(self, aid: int) -> tuple[int, int, int]:
+        """Commit a buffered store; return (kind, word, value) for the trace."""
+        kind, cpu, arg = decode_action(aid)
+        addr = self._commit(cpu, arg)
+        return COMMIT, addr, self.w[addr]
+
+    def describe(self, aid: int, name_of: Callable[[int], str]) -> str:
+        kind, cpu, arg = decode_action(aid)
+        return f"commit CPU {cpu}'s store #{arg}"
+
+
+class BufferedModel(CommitActions, SCModel):
     """Store buffers (``tso``: FIFO; ``weak``: out of order, fenced) and, for
     ``weak``, per-CPU views lagging behind each word's coherence order."""
 
@@ -304,20 +329,9 @@ class BufferedModel(SCModel):
                 tuple(sorted((a, tuple(h)) for a, h in self.hist.items())),
                 tuple(tuple(sorted(s.items())) for s in self.seen))
 
-    def actions(self, live: object = True) -> list[int]:
+    def actions(self) -> list[int]:
         """Commits: any store that may leave its buffer now."""
-        return [ACTION_BASE + (COMMIT << 40) + (c << 20) + i
-                for c in range(self.ncpus) for i in self._committable(c)]
-
-    def do_action(self, aid: int) -> tuple[int, int, int]:
-        """Commit a buffered store; return (kind, word, value) for the trace."""
-        kind, cpu, arg = decode_action(aid)
-        addr = self._commit(cpu, arg)
-        return COMMIT, addr, self.w[addr]
-
-    def describe(self, aid: int, name_of: Callable[[int], str]) -> str:
-        kind, cpu, arg = decode_action(aid)
-        return f"commit CPU {cpu}'s store #{arg}"
+        return [commit_id(c, i) for c in range(self.ncpus) for i in self._committable(c)]
 
 
 def read_older_id(cpu: int, older: int) -> int:

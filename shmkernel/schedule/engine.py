@@ -14,6 +14,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
+
 from shmkernel.errors import RunError
 from shmkernel.hw.atomics import Atomics
 from shmkernel.memory.layout import PERCPU_STRIDE
@@ -62,7 +64,7 @@ class State:
     pending: dict[int, Op]
     steps: list[Step]
     #: the whole state (memory model, memory, each CPU's history, pending ops), for
-    #: explorers that cache states; computed only when called
+    #: explorers that cache states; computed only when called, and only during next_cpu
     key: Callable[[], Hashable] | None = None
 
 
@@ -100,8 +102,8 @@ class Engine:
         # memory the state cache compares: the variables, not the gate's or the run's own words
         # (the run epoch, the event counters and the free-mode quiescent-state counts grow
         # across executions; scheduled synchronize_sched waits on the gate's preempt words)
-        self._state_words = machine.seg.layout.state_words(("sched.", "rt.go", "rt.stop", "rt.counters",
-                                                            "rt.qs"))
+        self._state_words = np.array(machine.seg.layout.state_words(("sched.", "rt.go", "rt.stop",
+                                                                     "rt.counters", "rt.qs")), dtype=np.intp)
 
     def _state_key(self, pending: dict[int, Op], histories: list[int]) -> Hashable:
         assert self.m.seg is not None
@@ -234,7 +236,7 @@ class Engine:
                     if cls == READ or (cls == ACQ_READ and acq_choices):
                         n = model.read_choices(c, op.addr)
                         eligible += [read_older_id(c, k) for k in range(1, n)]
-                eligible += model.actions(live)
+                eligible += model.actions()
             if not eligible:
                 if live:
                     outcome = "deadlock"
@@ -242,7 +244,8 @@ class Engine:
             if len(steps) >= self.max_steps:
                 outcome = "livelock"
                 break
-            key = functools.partial(self._state_key, dict(pending), list(histories))
+            # the key reads pending and histories as they are now: valid during next_cpu only
+            key = functools.partial(self._state_key, pending, histories)
             c = scheduler.next_cpu(State(eligible, current, pending, steps, key))
             if c == PRUNE:
                 outcome = "pruned"
