@@ -78,7 +78,7 @@ def build_parser() -> _Parser:
     run.add_argument("--no-pin", action="store_true", help="do not pin CPU processes to cores")
     from shmkernel import cli_explore
 
-    cli_explore.add_parsers(sub, _add_workload_common, _int_in)
+    cli_explore.add_parsers(sub, _add_workload_common, _int_in, _positive_float)
     from shmkernel import cli_sweep
 
     cli_sweep.add_parser(sub, _add_workload_common, _int_in)

@@ -9,16 +9,24 @@ from typing import Any
 from shmkernel.errors import UsageError
 
 
-def add_parsers(sub: Any, add_common: Any, int_in: Any) -> None:
-    ex = sub.add_parser("explore", help="search interleavings for a violation (exit 1 if found)")
+def add_parsers(sub: Any, add_common: Any, int_in: Any, positive_float: Any) -> None:
+    ex = sub.add_parser("explore", help="search interleavings: exit 1 found, 0 proved, 4 not-proved")
     add_common(ex)
-    ex.add_argument("--scheduler", choices=("hypothesis", "random", "pct", "exhaustive", "stateful"), default=None,
-                    help="default: hypothesis (shrinks to a minimal interleaving); exhaustive under "
-                         "tso, weak and lkmm (stateful, complete: a clean result is a proof)")
-    ex.add_argument("--max-examples", type=int_in(1, 10**7), default=1000, help="executions at most")
+    ex.add_argument("--scheduler", choices=("exhaustive", "stateful", "hypothesis", "random", "pct"),
+                    default=None,
+                    help="default exhaustive: Optimal DPOR under native/sc, the stateful search under "
+                         "tso/weak/lkmm; both complete, so a clean end is a proof. hypothesis shrinks a "
+                         "failure to few switches; random and pct sample (never a proof)")
+    ex.add_argument("--max-examples", type=int_in(1, 10**9), default=None,
+                    help="executions at most (default 100,000 for exhaustive/stateful, or the "
+                         "workload's own; 1,000 for hypothesis/random/pct)")
+    ex.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS",
+                    help="stop after this long (checked between executions): NOT a proof then")
     ex.add_argument("--iterations", type=int_in(1, 10**6), default=None, help="iterations per CPU program")
     ex.add_argument("--depth", type=int_in(1, 100), default=3, help="PCT bug depth")
-    ex.add_argument("--preemption-bound", type=int_in(0, 1000), default=None, help="exhaustive: bound")
+    ex.add_argument("--preemption-bound", type=int_in(0, 1000), default=None,
+                    help="exhaustive/stateful: skip interleavings with more preemptions (NOT a proof "
+                         "when it skipped any)")
     ex.add_argument("--max-steps", type=int_in(1, 10**7), default=20_000, help="livelock step budget")
     rp = sub.add_parser("replay", help="re-run a schedule string exactly")
     rp.add_argument("workload")
@@ -38,33 +46,39 @@ def _print_result(r: Any, as_json: bool) -> None:
     if as_json:
         print(json.dumps(r.as_json(), sort_keys=True))
         return
-    states = f", {r.pruned} ending at a state seen before" if r.pruned else ""
-    head = (f"{r.workload}/{r.variant}: {r.scheduler} ran {r.examples} execution(s){states} in {r.seconds:.2f} s "
-            f"({r.steps_per_second:,.0f} steps/s)")
+    print(r.headline())
+    extra = []
+    if r.pruned:
+        extra.append(f"{r.pruned:,} ended at a state seen before")
+    if r.sleep_blocked:
+        extra.append(f"{r.sleep_blocked:,} abandoned with every CPU asleep")
+    note = f"; {', '.join(extra)}" if extra else ""
+    print(f"{r.workload}/{r.variant}: {r.scheduler}, {r.memory_model}, {r.cpus} CPUs x {r.iterations} "
+          f"iteration(s): {r.examples:,} execution(s){note} in {r.seconds:.2f} s "
+          f"({r.steps_per_second:,.0f} steps/s)")
     if r.found:
-        print(f"{head}: FOUND {', '.join(f'{k}={v}' for k, v in r.events.items())}")
         print(r.trace)
         print(f"schedule: {r.schedule}")
         print(f"replay:   shmkernel replay {r.workload} '{r.schedule}'")
-    else:
-        proof = " (exhaustive: every interleaving covered)" if r.complete else ""
-        print(f"{head}: no violation{proof}")
+
+
+EXIT = {"found": 1, "proved": 0, "not-proved": 4}
 
 
 def cmd_explore(args: argparse.Namespace, extra: list[str]) -> int:
     import workloads
     from shmkernel.cli import _workload_options
-    from shmkernel.explore import explore
+    from shmkernel.explore import EXPLORE_KEYS, explore
 
     wl = workloads.get(args.workload)
-    raw = {k: v for k, v in wl.explore_defaults.items() if k != "iterations"}
+    raw = {k: v for k, v in wl.explore_defaults.items() if k not in EXPLORE_KEYS}
     raw.update({k: v for k, v in _workload_options(wl, extra).items() if v != _default(wl, k)})
     r = explore(wl, variant=args.variant, scheduler=args.scheduler, max_examples=args.max_examples,
                 seed=args.seed, cpus=args.cpus, iterations=args.iterations, opts=raw,
                 memory_model=args.memory_model, max_steps=args.max_steps, depth=args.depth,
-                preemption_bound=args.preemption_bound)
+                preemption_bound=args.preemption_bound, time_limit=args.time_limit)
     _print_result(r, args.json)
-    return 1 if r.found else 0
+    return EXIT[r.verdict]
 
 
 def _default(wl: Any, name: str) -> Any:

@@ -27,3 +27,9 @@ class RunError(ShmkernelError):
     """The run itself failed: a CPU died or raised, or an exactness check failed."""
 
     exit_code = 3
+
+
+class NondeterminismError(RunError):
+    """A re-executed prefix did not repeat itself: the program reads something
+    the explorer does not control (a global changed between executions, the
+    time, a random draw), so no search over it can be trusted."""

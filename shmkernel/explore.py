@@ -1,12 +1,22 @@
 """``shmkernel.explore`` and ``shmkernel.replay``: find and replay interleavings.
 
 In the spirit of tokio-rs/loom and awslabs/shuttle: the workload's programs
-are the test, a scheduler is the checker, and a failure comes back as a
-result with ``found``, ``schedule`` (a string `replay` takes back), ``trace``
-(the interleaving as CPU columns) and ``examples`` (executions run)::
+are the test, a scheduler is the checker, and a search ends with one of three
+verdicts, never confused:
 
-    r = shmkernel.explore("refcount", variant="buggy", scheduler="hypothesis")
-    assert r.found
+- ``found``: a violation, with ``schedule`` (a string `replay` takes back)
+  and ``trace`` (the interleaving as CPU columns);
+- ``proved``: every execution of the bounded program (``--iterations``, the
+  CPU count) was covered under the memory model in force, by a complete
+  search (``exhaustive``, ``stateful``) that was not cut short;
+- ``not-proved``: the budget, the time limit or a preemption bound stopped
+  the search, or the scheduler samples (hypothesis, random, pct); the
+  result's ``stopped_by`` says which, and what to raise is in `headline`.
+
+::
+
+    r = shmkernel.explore("refcount", variant="buggy")
+    assert r.verdict == "found"
     print(r.trace)
     shmkernel.replay("refcount", r.schedule)   # same trace, same events
 
@@ -18,6 +28,7 @@ or a ``livelock`` (step budget exceeded).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,10 +44,18 @@ from shmkernel.schedule.gate import Gate
 from shmkernel.schedule.pct import PCTScheduler
 from shmkernel.schedule.random_sched import RandomScheduler
 from shmkernel.schedule.replay import ReplayScheduler
+from shmkernel.schedule.stateful import StatefulScheduler
 from shmkernel.schedule.trace import ScheduleHeader, decode, encode, render
 from shmkernel.workload import Workload
 
-SCHEDULERS = ("hypothesis", "random", "pct", "exhaustive", "stateful")
+SCHEDULERS = ("exhaustive", "stateful", "hypothesis", "random", "pct")
+#: executions a complete search (exhaustive, stateful) may run unless told otherwise;
+#: enough for every seed's default program (the largest, rmmod's use-after-free, takes
+#: about 1,500); a search that stops there says NOT a proof
+DEFAULT_SEARCH_BUDGET = 100_000
+#: executions a sampling scheduler (hypothesis, random, pct) runs unless told otherwise
+DEFAULT_SAMPLE_BUDGET = 1_000
+VERDICTS = ("found", "proved", "not-proved")
 
 
 @dataclass
@@ -54,12 +73,43 @@ class ExploreResult:
     schedule: str = ""
     trace: str = ""
     steps: int = 0
-    complete: bool = False  # exhaustive search finished (a proof for these bounds)
+    complete: bool = False  # every execution of the bounded program covered: the verdict is "proved"
     steps_per_second: float = 0.0
     pruned: int = 0  # executions abandoned at a state explored before (stateful search)
+    #: "found" (a replayable schedule), "proved" (every execution covered) or "not-proved"
+    verdict: str = "not-proved"
+    #: what stopped a not-proved search: "budget" (max_examples), "time" (time_limit),
+    #: "bound" (the preemption bound cut choices) or "sampling" (no complete search)
+    stopped_by: str = ""
+    max_examples: int = 0
+    time_limit: float | None = None
+    preemption_bound: int | None = None
+    iterations: int = 1
+    #: executions abandoned because every eligible CPU was asleep (covered elsewhere)
+    sleep_blocked: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def headline(self) -> str:
+        """The verdict in one line: what a user must read first."""
+        n = f"{self.examples:,} execution{'s' if self.examples != 1 else ''}"
+        if self.verdict == "found":
+            ev = ", ".join(f"{k}={v}" for k, v in self.events.items())
+            return f"FOUND {ev} after {n} ({self.scheduler}, {self.seconds:.2f} s)"
+        if self.verdict == "proved":
+            return (f"PROVED: no execution of {self.workload}/{self.variant} shows a violation "
+                    f"({n} covered every interleaving of {self.cpus} CPUs x {self.iterations} "
+                    f"iteration(s) under {self.memory_model}; {self.scheduler}, {self.seconds:.2f} s)")
+        why = {
+            "budget": f"stopped at {n}; raise --max-examples or --time-limit",
+            "time": f"time limit of {self.time_limit:g} s reached after {n}; raise --time-limit",
+            "bound": (f"the preemption bound {self.preemption_bound} left interleavings out ({n} run); "
+                      f"drop --preemption-bound for a proof"),
+            "sampling": (f"{self.scheduler} sampled {n} and found nothing; "
+                         f"use --scheduler exhaustive for a proof"),
+        }.get(self.stopped_by, f"the search stopped after {n}")
+        return f"NOT a proof: {why}"
 
 
 class _Session:
@@ -140,7 +190,7 @@ def _resolve(workload: str | Workload, variant: str | None, opts: dict[str, Any]
 
     wl = workloads.get(workload) if isinstance(workload, str) else workload
     variant = wl.resolve_variant(variant or "buggy")
-    raw = {k: v for k, v in wl.explore_defaults.items() if k != "iterations"}
+    raw = {k: v for k, v in wl.explore_defaults.items() if k not in EXPLORE_KEYS}
     raw.update(opts or {})
     parsed = wl.parse_options(raw)
     iters = iterations if iterations is not None else wl.explore_defaults.get("iterations", 1)
@@ -149,68 +199,112 @@ def _resolve(workload: str | Workload, variant: str | None, opts: dict[str, Any]
     return wl, variant, parsed, cpus or wl.default_cpus, iters
 
 
+#: explore_defaults keys that are settings of the search, not workload options
+EXPLORE_KEYS = ("iterations", "max_examples")
+
+
 def _make_scheduler(name: str, seed: int, max_examples: int, depth: int, preemption_bound: int | None,
                     buffered: bool = False) -> Any:
     if name == "random":
         return RandomScheduler(seed, max_examples)
     if name == "pct":
         return PCTScheduler(depth, seed, max_examples)
-    if name == "exhaustive":
-        return DPORScheduler(preemption_bound, max_examples, buffered=buffered)
-    if name == "stateful":
-        return DPORScheduler(preemption_bound, max_examples, buffered=buffered, stateful=True)
+    if name == "exhaustive" and not buffered:
+        return DPORScheduler(max_examples, preemption_bound)
+    if name in ("exhaustive", "stateful"):
+        # under tso/weak/lkmm the exhaustive search is the stateful one: a partial-order
+        # reduction over store buffers is the graph explorer's business, not built yet
+        return StatefulScheduler(max_examples, preemption_bound)
     raise UsageError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
 
 
+class _TimeUp(Exception):
+    pass
+
+
 def explore(workload: str | Workload, variant: str | None = None, scheduler: str | None = None,
-            max_examples: int = 1000, seed: int = 0, cpus: int | None = None,
+            max_examples: int | None = None, seed: int = 0, cpus: int | None = None,
             iterations: int | None = None, opts: dict[str, Any] | None = None,
             memory_model: str = "native", max_steps: int = 20_000, depth: int = 3,
-            preemption_bound: int | None = None) -> ExploreResult:
-    """Search interleavings of ``workload`` for one of its events.
+            preemption_bound: int | None = None, time_limit: float | None = None) -> ExploreResult:
+    """Search interleavings of ``workload`` for one of its events; the result's
+    ``verdict`` is "found", "proved" or "not-proved".
 
-    ``scheduler`` defaults to hypothesis, and to exhaustive under an emulated
-    memory model: there the store commits and older loads multiply the choices
-    hypothesis draws blindly among, while the stateful exhaustive search
-    (visited states are not explored twice) covers the seeds' bounded programs in
-    well under a second and makes a clean result a proof."""
-    if scheduler is None:
-        scheduler = "exhaustive" if memory_model in BUFFERED_MODELS else "hypothesis"
+    ``scheduler`` defaults to ``exhaustive``: Optimal DPOR under native and sc,
+    the stateful full enumeration under tso, weak and lkmm; both are complete, so
+    a clean end is a proof. ``max_examples`` defaults to the workload's
+    ``explore_defaults`` or `DEFAULT_SEARCH_BUDGET` (`DEFAULT_SAMPLE_BUDGET` for
+    hypothesis, random and pct, which never prove anything); ``time_limit``
+    (seconds, checked between executions) stops a search too. Whatever stopped a
+    search before it covered every execution (the budget, the time limit, a
+    preemption bound) makes it "not-proved", never "proved"."""
+    scheduler = scheduler or "exhaustive"
     wl, variant, parsed, cpus, iters = _resolve(workload, variant, opts, cpus, iterations)
     if scheduler not in SCHEDULERS:
         raise UsageError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     if memory_model not in MODELS:
         raise UsageError(f"unknown memory model {memory_model!r}; choose one of {', '.join(MODELS)}")
+    complete_search = scheduler in ("exhaustive", "stateful")
+    if max_examples is None:
+        max_examples = int(wl.explore_defaults.get("max_examples", DEFAULT_SEARCH_BUDGET)) \
+            if complete_search else DEFAULT_SAMPLE_BUDGET
     if max_examples < 1:
         raise UsageError("--max-examples must be >= 1")
+    if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
+        raise UsageError("--time-limit must be a number of seconds > 0")
     t0 = time.perf_counter()
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     with _Session(wl, variant, cpus, parsed, iters, memory_model, max_steps) as sess:
         found_ex: Execution | None = None
-        examples = pruned = 0
-        complete = False
+        examples = pruned = sleep_blocked = 0
+        stopped_by = ""
         if scheduler == "hypothesis":
             from shmkernel.schedule.hypothesis_sched import explore_with_hypothesis
 
             def run_one(sched: Any) -> tuple[bool, Any]:
+                if deadline is not None and time.monotonic() > deadline and examples_box[0] > 0:
+                    raise _TimeUp()
+                examples_box[0] += 1
                 ex, events = sess.execute(sched)
                 return bool(events), (ex, events)
 
-            info, examples = explore_with_hypothesis(run_one, max_examples, seed)
+            examples_box = [0]
+            try:
+                info, examples = explore_with_hypothesis(run_one, max_examples, seed)
+            except _TimeUp:
+                info, examples, stopped_by = None, examples_box[0], "time"
             if info is not None:
                 found_ex = info[0]
+            stopped_by = stopped_by or "sampling"
         else:
             sched = _make_scheduler(scheduler, seed, max_examples, depth, preemption_bound,
                                     buffered=memory_model in BUFFERED_MODELS)
-            while sched.new_execution():
+            while True:
+                if deadline is not None and examples > 0 and time.monotonic() > deadline:
+                    stopped_by = "time"
+                    break
+                if not sched.new_execution():
+                    break
                 examples += 1
                 ex, events = sess.execute(sched)
                 if events:
                     found_ex = ex
                     break
-            complete = scheduler in ("exhaustive", "stateful") and found_ex is None and sched.exhausted
             pruned = getattr(sched, "pruned", 0)
+            sleep_blocked = getattr(sched, "sleep_blocked", 0)
+            if found_ex is None and not stopped_by:
+                if not getattr(sched, "complete_search", False):
+                    stopped_by = "sampling"
+                elif not sched.exhausted:
+                    stopped_by = "budget"
+                elif sched.bound_hit:
+                    stopped_by = "bound"
+        verdict = "found" if found_ex is not None else ("not-proved" if stopped_by else "proved")
         res = ExploreResult(wl.name, variant, cpus, scheduler, memory_model, found_ex is not None, examples,
-                            0.0, complete=complete, pruned=pruned)
+                            0.0, complete=verdict == "proved", pruned=pruned, verdict=verdict,
+                            stopped_by=stopped_by if verdict == "not-proved" else "",
+                            max_examples=max_examples, time_limit=time_limit,
+                            preemption_bound=preemption_bound, iterations=iters, sleep_blocked=sleep_blocked)
         if found_ex is not None:
             # replay the failing choices once more with tracing on, for the diagram
             # (a step budget of exactly its length, so a livelock replays as one)
@@ -250,6 +344,8 @@ def replay(workload: str | Workload, schedule: str, variant: str | None = None, 
             ex, events = sess.execute(ReplayScheduler(choices), trace=trace)
             r = ExploreResult(wl.name, h.variant, h.cpus, "replay", h.memory_model, bool(events), 1,
                               time.perf_counter() - t0, ex.outcome, events, encode(sess.header(), ex.choices),
-                              sess.diagram(ex) if trace else "", len(ex.steps))
+                              sess.diagram(ex) if trace else "", len(ex.steps),
+                              verdict="found" if events else "not-proved",
+                              stopped_by="" if events else "replay", iterations=h.iterations)
             out.append(r)
     return out

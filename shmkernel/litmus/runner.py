@@ -142,6 +142,7 @@ def run_exhaustive(test: LitmusTest, model: str, max_executions: int = 2_000_000
                    state_cache: bool | None = None) -> LitmusResult:
     from shmkernel.explore import _Session
     from shmkernel.schedule.dpor import DPORScheduler
+    from shmkernel.schedule.stateful import StatefulScheduler
 
     wl = LitmusWorkload(test)
     res = LitmusResult(test.name, model, "exhaustive")
@@ -149,8 +150,11 @@ def run_exhaustive(test: LitmusTest, model: str, max_executions: int = 2_000_000
     engine_model = "sc" if model == "native" else model
     outcomes = []
     with _Session(wl, "test", len(test.procs), {}, 1, engine_model, 10_000) as sess:
-        sched = DPORScheduler(None, max_executions, buffered=engine_model in BUFFERED_MODELS,
-                              state_cache=state_cache)
+        sched: DPORScheduler | StatefulScheduler
+        if engine_model in BUFFERED_MODELS:
+            sched = StatefulScheduler(max_executions, state_cache=state_cache is not False)
+        else:
+            sched = DPORScheduler(max_executions)
         while sched.new_execution():
             ex, _ = sess.execute(sched)
             res.executions += 1

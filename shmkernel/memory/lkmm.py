@@ -303,6 +303,18 @@ class LKMMModel(CommitActions, SCModel):
             self._read_fence(cpu)
         return None
 
+    def fence_cpu(self, cpu: int) -> None:
+        self._strong_fence(cpu)
+
+    def fence_all(self) -> None:
+        """Every buffer drains, every store reaches every CPU, no load reads older."""
+        for cpu in range(self.ncpus):
+            self._drain_sb(cpu)
+        for cpu in range(self.ncpus):
+            self._strong_fence(cpu)
+        for cpu in range(self.ncpus):
+            self._read_fence(cpu)
+
     # -- schedule actions ----------------------------------------------------------------------
     def actions(self) -> list[int]:
         """Commits: any buffered store that passes no older store to its word."""

@@ -136,6 +136,15 @@ class SCModel:
     def actions(self) -> list[int]:
         return []
 
+    def fence_cpu(self, cpu: int) -> None:
+        """A full barrier on ``cpu`` that is no ``smp_mb()`` of its program: a
+        context switch (parking for stop_machine, ``schedule()``)."""
+
+    def fence_all(self) -> None:
+        """A strong fence on every CPU: the end of a grace period, a stop_machine."""
+        for cpu in range(self.ncpus):
+            self.fence_cpu(cpu)
+
     def state_key(self) -> tuple:
         """What later steps depend on beyond the segment itself (for state caching)."""
         return ()
@@ -306,6 +315,16 @@ class BufferedModel(CommitActions, SCModel):
         elif cls == FENCE_RMB:
             self._drain_view(cpu)
         return None
+
+    def fence_cpu(self, cpu: int) -> None:
+        self._drain_sb(cpu)
+        self._drain_view(cpu)
+
+    def fence_all(self) -> None:
+        for cpu in range(self.ncpus):  # every buffer first: then every view sees every store
+            self._drain_sb(cpu)
+        for cpu in range(self.ncpus):
+            self._drain_view(cpu)
 
     # -- schedule actions ---------------------------------------------------------------------
     def _committable(self, cpu: int) -> list[int]:

@@ -215,7 +215,11 @@ class Ctx:
 
     def preemption_point(self) -> None:
         """A place where the task may be preempted (schedule()): report a
-        quiescent state, and park here if stop_machine asked for it."""
+        quiescent state, and park here if stop_machine asked for it. Inside a
+        preempt-disabled section it is none (the loop boundary of a program
+        that holds one open, say)."""
+        if self._preempt:
+            return
         w = self.w
         w[self._qs] += 1
         if w[self._sm_req] and not self._stopper:

@@ -267,7 +267,11 @@ class Machine:
         rid = self._run_id
         w, ctl = self.seg.words, self.ctl
         w[ctl.stop] = 0
+        # no stop_machine in progress, none handed out yet: a run's epochs are its own
+        # (1, 2 ...), so equal states of two scheduled executions hold equal words
         w[ctl.sm_req] = 0
+        w[ctl.sm_seq] = 0
+        self.seg.np[ctl.sm_parked : ctl.sm_parked + self.roles * PERCPU_STRIDE : PERCPU_STRIDE] = 0
         self.seg.np[ctl.counters : ctl.counters + self.roles * ctl.row_words] = 0
         self._active = [p is not None for p in programs]
         for role, p in enumerate(programs):

@@ -1,206 +1,240 @@
-"""``exhaustive``: dynamic partial-order reduction (Flanagan & Godefroid, POPL 2005).
+"""``exhaustive``: Optimal DPOR (Abdulla, Aronis, Jonsson, Sagonas, POPL 2014; JACM 2017).
 
-Explores every interleaving *up to commuting independent steps*: two steps
-commute unless they touch the same word and one writes (`ops.conflicts`).
-After each step, for every CPU's pending operation, the last conflicting step
-of another CPU that does not happen-before it (vector clocks) gets a
-backtrack point (at every racing step, which is safe and cheap here). Sleep
-sets (Godefroid 1996) are implemented but off: with them on, the search
-reported complete on an rmmod program whose use-after-free a hand-made
-schedule reaches, so until that is understood the explorer does without. Executions are stateless
-re-runs of a prefix, on the same processes.
+Explores every interleaving *up to commuting independent steps* (two steps
+commute unless they touch the same word and one writes, `ops.dependent`; a
+failed conditional read-modify-write only reads). Executions are stateless
+re-runs of a prefix on the same CPUs. After each execution its races are
+found (`shmkernel.schedule.hb`), and each reversible race ``e ⋖ e'`` gets a
+*wakeup sequence* (the steps after ``e`` that do not depend on it, then the
+CPU of ``e'``) inserted into the wakeup tree of the state before ``e``,
+unless a CPU in that state's *sleep set* (CPUs whose next step was explored
+there already and is still independent of everything since) can start it.
+Then the search backtracks to the deepest state whose tree is not empty and
+follows its leftmost branch. With wakeup trees no execution is begun that
+the sleep sets would block (exactly one execution per Mazurkiewicz trace,
+when no lock or wait blocks a CPU); with ``wakeup_trees=False`` the
+algorithm is Source-DPOR (the same paper's Algorithm 1): the race adds one
+*initial* of the wakeup sequence to the state's backtrack set, and an
+execution whose every eligible CPU is asleep is abandoned.
 
-Under an emulated memory model (``buffered``) the search expands every choice
-(a DPOR over store buffers proved unsound in testing) and is *stateful*: the
-engine hands over a key of the whole state (model, memory variables, each
-CPU's (operation, result) history, pending operations) and a state met before
-is not explored again: the execution is abandoned (``PRUNE``). In a DFS a
-revisited state is never on the current path (every step makes progress), so
-its subtree is complete or being completed elsewhere: nothing is lost. This
-took the corpus's slowest litmus tests from 60-160 s to well under 1 s.
+Sound with blocking steps: a lock acquisition races with the acquisition
+before it (not with the unlock it waited for, a race that cannot be
+reversed), a CPU left blocked at a deadlock races as if it moved next, a
+branch whose CPU turns out blocked is dropped, and every wait whose
+enabledness reads hidden state conflicts with everything (`ops`).
 
-Complete for terminating programs: if it reports nothing, no interleaving of
-these programs shows the event (under the memory model in force). An optional
-``preemption_bound`` trades completeness for speed (context bounding,
-Musuvathi & Qadeer 2007). Misses: anything beyond the program's bounds
-(``--iterations``); with a step budget hit, the run says so.
+Every re-executed prefix is checked: the eligible CPUs and their pending
+operations must be those recorded, or the program is nondeterministic and
+the search stops with one line naming the step (shuttle and loom do the
+same). A ``preemption_bound`` skips choices that would preempt a runnable CPU
+more often than that (context bounding, Musuvathi & Qadeer 2007); a search
+that skipped one reports ``bound_hit`` and proves nothing.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-from shmkernel.memory.models import ACTION_BASE
-from shmkernel.schedule.engine import PRUNE, Execution, Op, State, Step
-from shmkernel.schedule.ops import conflicts, conflicts_buffered
-
-FULL_UNDER_MODELS = os.environ.get("SHMKERNEL_DPOR_FULL", "1") == "1"
-#: add a backtrack point at every racing step, not only the last one (safe; costs a little)
-ALL_RACES = os.environ.get("SHMKERNEL_DPOR_ALL", "1") == "1"
-#: sleep sets stay off: with them the search missed a use-after-free in the rmmod
-#: program that a hand-made schedule reaches (kept as a switch until that is understood)
-SLEEP_SETS = os.environ.get("SHMKERNEL_DPOR_SLEEP", "0") == "1"
-#: under full enumeration (memory models), remember visited states and abandon revisits
-STATE_CACHE = os.environ.get("SHMKERNEL_DPOR_CACHE", "1") == "1"
+from shmkernel.errors import NondeterminismError
+from shmkernel.schedule.drive import PRUNE, Execution, Op, State
+from shmkernel.schedule.hb import Clocks, Race, analyse, step_dependence
+from shmkernel.schedule.ops import NAME, dependence, dependent
+from shmkernel.schedule.wakeup import Ev, WNode, after_weak_initial, initials, insert
 
 
 @dataclass
 class Node:
-    enabled: list[int]
+    """A state of the current execution where a choice was made."""
+
+    eligible: list[int]
     pending: dict[int, Op]
-    backtrack: set[int] = field(default_factory=set)
-    done: set[int] = field(default_factory=set)
-    sleep: dict[int, Op] = field(default_factory=dict)
+    sleep: dict[int, Op]  # CPU -> its next step, explored here (or above) already
+    wut: list[WNode] = field(default_factory=list)  # wakeup tree: what is still to explore here
+    backtrack: set[int] = field(default_factory=set)  # Source-DPOR: CPUs to try here
+    done: set[int] = field(default_factory=set)  # Source-DPOR: CPUs tried here
     chosen: int = -1
+    sub: list[WNode] = field(default_factory=list)  # the chosen branch's subtree, for the next state
+    preemptions: int = 0  # preemptions on the path up to and including this choice
+
+
+def check_replayed(node_eligible: list[int], node_pending: dict[int, Op], state: State, depth: int) -> None:
+    """Raise `NondeterminismError` if a replayed state differs from the recorded one."""
+    if list(state.eligible) == node_eligible and state.pending == node_pending:
+        return
+    for cpu in sorted(set(node_pending) | set(state.pending)):
+        was, now = node_pending.get(cpu), state.pending.get(cpu)
+        if was != now:
+            what = f"{_op_text(was)} the first time, {_op_text(now)} now"
+            raise NondeterminismError(f"nondeterministic program at step {depth}: CPU {cpu} posted {what} "
+                                      f"(does it read state the explorer does not control?)")
+    raise NondeterminismError(f"nondeterministic program at step {depth}: eligible CPUs were "
+                              f"{node_eligible} the first time, {list(state.eligible)} now")
+
+
+def _op_text(op: Op | None) -> str:
+    return "nothing" if op is None else f"{NAME[op.code]}(word {op.addr}, {op.a1}, {op.a2})"
 
 
 class DPORScheduler:
     name = "exhaustive"
+    complete_search = True
 
-    def __init__(self, preemption_bound: int | None = None, max_executions: int = 100_000,
-                 buffered: bool = False, state_cache: bool | None = None, stateful: bool = False) -> None:
-        """``buffered``: an emulated memory model is in force; its actions (a
-        store commits, a view moves on) get every alternative explored at the
-        states where they are possible, and fences and atomics conflict with
-        everything (sound; less reduction)."""
-        self.conflicts = conflicts_buffered if buffered else conflicts
-        self.use_sleep = SLEEP_SETS and not buffered
-        self.full = (buffered and FULL_UNDER_MODELS) or stateful
-        # stateful search: under full enumeration a state seen before (same memory
-        # model state, memory, and per-CPU histories) has had, or is having, its every
-        # continuation explored, so the execution is abandoned there
-        use_cache = STATE_CACHE if state_cache is None else state_cache
-        self.visited: set | None = set() if self.full and use_cache else None
-        self.pruned = 0
+    def __init__(self, max_executions: int = 100_000, preemption_bound: int | None = None,
+                 wakeup_trees: bool = True, ncpus: int = 64) -> None:
+        self.left = max_executions
+        self.bound = preemption_bound
+        self.optimal = wakeup_trees
+        self.ncpus = ncpus
         self.stack: list[Node] = []
-        self.target = -1  # depth where this execution leaves the previous one
-        self.target_choice = -1
+        self.start = 0  # depth where the current execution leaves the previous one
         self.started = False
         self.exhausted = False
-        self.bound = preemption_bound
-        self.left = max_executions
+        self.bound_hit = False
         self.executions = 0
-        self._clocks: list[dict[int, int]] = []
+        self.sleep_blocked = 0  # executions abandoned because every eligible CPU was asleep
+        self.dead_branches = 0  # wakeup-tree branches whose CPU was blocked when reached
+        self.pruned = 0
 
     # -- execution boundaries ----------------------------------------------------------------
     def new_execution(self) -> bool:
-        self._clocks = []
+        if self.left <= 0:
+            return False
         if not self.started:
             self.started = True
-            self.target = -1
-        else:
-            if not self._next_target():
-                self.exhausted = True
-                return False
+            self.start = 0
+        elif not self._backtrack():
+            self.exhausted = True
+            return False
         self.left -= 1
         self.executions += 1
-        return self.left >= 0
+        return True
 
-    def _next_target(self) -> bool:
+    def _backtrack(self) -> bool:
+        """Move to the deepest state with something left to explore."""
         while self.stack:
             d = len(self.stack) - 1
             node = self.stack[d]
-            todo = sorted(node.backtrack - node.done - set(node.sleep))
-            while todo:
-                c = todo.pop(0)
-                node.done.add(c)
-                if self.bound is not None and self._preemptions(d, c) > self.bound:
-                    continue
-                self.target, self.target_choice = d, c
+            if node.chosen >= 0:
+                node.sleep[node.chosen] = node.pending[node.chosen]  # explored: asleep here now
+                node.done.add(node.chosen)
+                node.chosen = -1
+            if self._choose_planned(node, d):
+                self.start = d
                 return True
             self.stack.pop()
         return False
 
-    def _preemptions(self, depth: int, choice: int) -> int:
-        n, prev = 0, None
-        for i in range(depth + 1):
-            c = choice if i == depth else self.stack[i].chosen
-            if prev is not None and c != prev and prev in self.stack[i].enabled:
-                n += 1
-            prev = c
-        return n
+    def _preemptions(self, d: int, node: Node, cpu: int, prev: int | None) -> int:
+        base = self.stack[d - 1].preemptions if d > 0 else 0
+        return base + (1 if prev is not None and cpu != prev and prev in node.eligible else 0)
+
+    def _within_bound(self, d: int, node: Node, cpu: int, prev: int | None) -> bool:
+        if self.bound is None or self._preemptions(d, node, cpu, prev) <= self.bound:
+            return True
+        self.bound_hit = True
+        return False
+
+    def _take(self, d: int, node: Node, cpu: int, prev: int | None, sub: list[WNode] | None = None) -> int:
+        node.chosen = cpu
+        node.sub = sub or []
+        node.preemptions = self._preemptions(d, node, cpu, prev)
+        return cpu
+
+    def _prev(self, d: int) -> int | None:
+        return self.stack[d - 1].chosen if d > 0 else None
+
+    def _choose_planned(self, node: Node, d: int) -> bool:
+        """Take the next planned choice at ``node`` (its wakeup tree, or backtrack set)."""
+        prev = self._prev(d)
+        if self.optimal:
+            while node.wut:
+                branch = node.wut.pop(0)
+                cpu = branch.ev.cpu
+                if cpu not in node.eligible:
+                    self.dead_branches += 1
+                    continue
+                if not self._within_bound(d, node, cpu, prev):
+                    continue
+                self._take(d, node, cpu, prev, branch.children)
+                return True
+            return False
+        for cpu in sorted(node.backtrack - node.done - set(node.sleep)):
+            node.done.add(cpu)
+            if cpu not in node.eligible or not self._within_bound(d, node, cpu, prev):
+                continue
+            self._take(d, node, cpu, prev)
+            return True
+        return False
 
     # -- one step ---------------------------------------------------------------------------
     def next_cpu(self, state: State) -> int:
         d = len(state.steps)
-        self._update_clocks(state.steps)
-        if d < self.target:
-            return self.stack[d].chosen
-        if d == self.target:
+        if d < len(self.stack):
             node = self.stack[d]
-            # the sleep set carries the siblings explored before this choice
-            for c in (node.done - {self.target_choice}) if self.use_sleep else ():
-                if c in node.pending and c not in node.sleep and c != self.target_choice:
-                    node.sleep[c] = node.pending[c]
-            node.chosen = self.target_choice
-            self._analyse(state)
+            check_replayed(node.eligible, node.pending, state, d)
             return node.chosen
-        # a new state: inherit the sleep set, do the DPOR analysis, pick the default
-        if self.visited is not None and state.key is not None:
-            k = state.key()
-            if k in self.visited:
-                self.pruned += 1
-                return PRUNE
-            self.visited.add(k)
+        # a new state: inherit the sleep set, follow the wakeup tree or pick freely
         sleep: dict[int, Op] = {}
+        sub: list[WNode] = []
         if d > 0:
             parent = self.stack[d - 1]
             last = state.steps[-1]
-            sleep = {c: op for c, op in parent.sleep.items()
-                     if c != last.cpu and not self.conflicts(op.code, op.addr, last.op.code, last.op.addr)}
-        node = Node(list(state.eligible), dict(state.pending), sleep=sleep)
+            ldep = step_dependence(last)
+            sleep = {q: op for q, op in parent.sleep.items()
+                     if q != last.cpu and not dependent(ldep, last.op.addr, dependence(op.code), op.addr)}
+            sub = parent.sub
+        node = Node(list(state.eligible), dict(state.pending), sleep, wut=sub)
         self.stack.append(node)
-        self._analyse(state)
-        if self.full or any(c >= ACTION_BASE for c in state.eligible):
-            node.backtrack.update(state.eligible)  # memory-model choices: try every one
-        awake = [c for c in state.eligible if c not in sleep] or list(state.eligible)
-        c = state.current if state.current in awake else awake[0]
-        node.chosen = c
-        node.backtrack.add(c)
-        node.done.add(c)
-        return c
+        if self._choose_planned(node, d):
+            return node.chosen
+        prev = self._prev(d)
+        awake = [c for c in state.eligible if c not in sleep]
+        if state.current in awake:
+            awake.remove(state.current)
+            awake.insert(0, state.current)
+        for c in awake:
+            if self._within_bound(d, node, c, prev):
+                node.backtrack.add(c)
+                node.done.add(c)
+                return self._take(d, node, c, prev)
+        self.stack.pop()
+        if awake:
+            return PRUNE  # only choices beyond the preemption bound are left
+        self.sleep_blocked += 1
+        return PRUNE
 
-    def _update_clocks(self, steps: list[Step]) -> None:
-        for i in range(len(self._clocks), len(steps)):
-            s = steps[i]
-            clock: dict[int, int] = {}
-            for j in range(i - 1, -1, -1):
-                t = steps[j]
-                if t.cpu == s.cpu:
-                    for k, v in self._clocks[j].items():
-                        if clock.get(k, -1) < v:
-                            clock[k] = v
-                    break
-            for j in range(i):
-                t = steps[j]
-                if t.cpu != s.cpu and self.conflicts(t.op.code, t.op.addr, s.op.code, s.op.addr):
-                    for k, v in self._clocks[j].items():
-                        if clock.get(k, -1) < v:
-                            clock[k] = v
-            clock[s.cpu] = i
-            self._clocks.append(clock)
-
-    def _analyse(self, state: State) -> None:
-        steps = state.steps
-        last_clock: dict[int, dict[int, int]] = {}
-        for i, s in enumerate(steps):
-            last_clock[s.cpu] = self._clocks[i]
-        for p, op in state.pending.items():
-            mine = last_clock.get(p, {})
-            for i in range(len(steps) - 1, -1, -1):
-                s = steps[i]
-                if s.cpu == p or not self.conflicts(s.op.code, s.op.addr, op.code, op.addr):
-                    continue
-                if mine.get(s.cpu, -1) >= i:
-                    continue  # ordered before p's next step: look further back
-                node = self.stack[i]
-                if p in node.enabled:
-                    node.backtrack.add(p)
-                else:
-                    node.backtrack.update(node.enabled)
-                if not ALL_RACES:
-                    break
-
+    # -- after an execution ---------------------------------------------------------------------
     def end_execution(self, execution: Execution) -> None:
-        del self.stack[len(execution.steps):]
+        steps = execution.steps
+        del self.stack[len(steps):]
+        blocked = execution.blocked if execution.outcome == "deadlock" else None
+        hb, races = analyse(steps, self._ncpus(steps, blocked), self.start, blocked)
+        for race in races:
+            self._reverse(race, hb, steps)
+
+    def _ncpus(self, steps: list, blocked: dict[int, Op] | None) -> int:
+        top = max([s.cpu for s in steps] + list(blocked or ()) + [-1])
+        return max(top + 1, 1)
+
+    def _reverse(self, race: Race, hb: Clocks, steps: list) -> None:
+        """Plan the reversal of ``race`` at the state before its first step."""
+        i, j = race.first, race.second
+        if i >= len(self.stack):
+            return
+        node = self.stack[i]
+        seq = [Ev(s.cpu, s.op, hb.dep[k]) for k, s in enumerate(steps[i + 1:j], start=i + 1)
+               if not hb.before(i, k)]
+        seq.append(Ev(race.cpu, race.op, dependence(race.op.code)))  # may not do what it did there
+        if self.optimal:
+            for q, op in node.sleep.items():
+                if after_weak_initial(Ev(q, op, dependence(op.code)), seq) is not None:
+                    return  # a CPU explored here already starts it
+            insert(node.wut, seq, node.eligible)
+            return
+        starts = initials(seq)
+        if set(starts) & (node.backtrack | node.done):
+            return
+        awake = [c for c in starts if c not in node.sleep and c in node.eligible]
+        pick = awake[0] if awake else (starts[0] if starts else None)
+        if pick is not None:
+            node.backtrack.add(pick)

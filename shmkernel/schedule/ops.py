@@ -4,6 +4,16 @@ Every ``ctx`` operation becomes one step. Its *access class* tells the
 exhaustive explorer (DPOR) which steps commute: two steps conflict when they
 touch the same word and one of them writes; blocking steps (parking, waiting
 for a grace period) conflict with everything, which is always safe.
+
+**The invariant that keeps enabledness sound.** A reduction may only swap
+two steps that commute, and "commute" includes "neither enables or disables
+the other". A lock's enabledness reads its word, which only conflicting steps
+(lock, unlock, trylock, a write) change, so the address rule covers it. The
+waits below read state that is *not* a step's address: preempt counts and
+quiescent states (written between a CPU's steps, as part of the step before),
+the stop_machine request word and which CPUs are parked. Each such operation
+therefore conflicts with every step of every CPU (`HIDDEN_STATE`, asserted
+at import below): then no reduction ever moves a step across one of them.
 """
 
 from __future__ import annotations
@@ -19,12 +29,12 @@ class Access(enum.IntEnum):
     LOCK = 4  # blocking acquire: eligible only while the lock word is 0
     PARK = 5  # stop_machine: parked until the epoch in arg is over
     SM_WAIT = 6  # stop_machine: eligible once every other CPU parked
-    QS_WAIT = 7  # synchronize_sched: eligible once no other CPU is in a preempt-disabled section
+    QS_WAIT = 7  # synchronize_sched: eligible once every CPU that was in a read-side section when it began has left it
     GLOBAL = 8  # conflicts with everything
     END = 9  # program finished (done) or raised (error)
 
 
-#: (name, access, which argument holds the address) — index = op code
+#: (name, access) — index = op code
 OPS: list[tuple[str, Access]] = [
     ("done", Access.END),
     ("error", Access.END),
@@ -68,7 +78,10 @@ OPS: list[tuple[str, Access]] = [
     ("stop_machine", Access.GLOBAL),
     ("stop_machine_wait", Access.SM_WAIT),
     ("stop_machine_end", Access.GLOBAL),
-    ("synchronize_sched", Access.QS_WAIT),
+    # a grace period is two steps: its start snapshots which CPUs are inside a
+    # preempt-disabled (RCU-sched read-side) section, its end waits for those only
+    ("synchronize_sched", Access.GLOBAL),
+    ("synchronize_sched_wait", Access.QS_WAIT),
     ("memory", Access.GLOBAL),  # a memory-model action: a store commits, a view moves on
 ]
 CODE = {name: i for i, (name, _) in enumerate(OPS)}
@@ -76,28 +89,84 @@ NAME = [name for name, _ in OPS]
 ACCESS = [acc for _, acc in OPS]
 DONE, ERROR = CODE["done"], CODE["error"]
 WRITES = (Access.WRITE, Access.RMW, Access.LOCK)
-
-
 MEMORY = len(OPS) - 1
+assert NAME[MEMORY] == "memory"
 
-
-def conflicts_buffered(a_code: int, a_addr: int, b_code: int, b_addr: int) -> bool:
-    """Under an emulated memory model fences and atomics act on buffers and
-    views too, so they conflict with everything (sound, less reduction)."""
-    a, b = ACCESS[a_code], ACCESS[b_code]
-    if a in (Access.NONE, Access.RMW, Access.LOCK) or b in (Access.NONE, Access.RMW, Access.LOCK):
-        if Access.END not in (a, b):
-            return True
-    return conflicts(a_code, a_addr, b_code, b_addr)
+#: accesses whose enabledness (or effect) reads state that is not their address
+HIDDEN_STATE = (Access.PARK, Access.SM_WAIT, Access.QS_WAIT, Access.GLOBAL)
+#: accesses that may be disabled (a CPU posted them but cannot take them yet)
+BLOCKING = (Access.LOCK, Access.PARK, Access.SM_WAIT, Access.QS_WAIT)
+#: what a lock operation leaves its word as: held (True) or free (False)
+LOCK_EFFECT = {CODE["spin_lock"]: True, CODE["mutex_lock"]: True, CODE["spin_unlock"]: False,
+               CODE["mutex_unlock"]: False}
 
 
 def conflicts(a_code: int, a_addr: int, b_code: int, b_addr: int) -> bool:
-    """Do two steps (of different CPUs) fail to commute?"""
+    """Do two steps (of different CPUs) fail to commute? By operation code only:
+    a read-modify-write counts as a write (what `dependence` refines for a step
+    that has run)."""
     a, b = ACCESS[a_code], ACCESS[b_code]
-    if a in (Access.GLOBAL, Access.PARK, Access.SM_WAIT, Access.QS_WAIT) or b in (
-        Access.GLOBAL, Access.PARK, Access.SM_WAIT, Access.QS_WAIT
-    ):
+    if a in HIDDEN_STATE or b in HIDDEN_STATE:
         return True
     if a in (Access.NONE, Access.END) or b in (Access.NONE, Access.END):
         return False
     return a_addr == b_addr and (a in WRITES or b in WRITES)
+
+
+# -- dependence classes for the reductions ---------------------------------------------------------
+#: a step's dependence class: touches nothing, reads its word, writes it, or everything
+D_NONE, D_READ, D_WRITE, D_ALL = 0, 1, 2, 3
+
+
+def rmw_wrote(code: int, a1: int, a2: int, result: int) -> bool:
+    """Did a read-modify-write that returned ``result`` write its word? A failed
+    conditional one (a cmpxchg that found another value, ``atomic_add_unless``
+    at the limit, ``atomic_inc_not_zero`` of 0, ``atomic_dec_if_positive`` of
+    0, a failed trylock) only read it, in every memory model."""
+    name = NAME[code]
+    if name == "atomic_cmpxchg":
+        return result == a1
+    if name in ("atomic_add_unless", "atomic_inc_not_zero", "mutex_trylock"):
+        return bool(result)
+    if name == "atomic_dec_if_positive":
+        return result >= 0
+    return True
+
+
+def dependence(code: int, a1: int = 0, a2: int = 0, result: int | None = None) -> int:
+    """The dependence class of an operation; ``result`` given (the step ran), a
+    failed conditional read-modify-write is a read. Without it (a step not yet
+    taken, whose outcome may change where it is moved) it is a write: the
+    conservative side."""
+    acc = ACCESS[code]
+    if acc in HIDDEN_STATE:
+        return D_ALL
+    if acc in (Access.NONE, Access.END):
+        return D_NONE
+    if acc is Access.READ:
+        return D_READ
+    if acc is Access.RMW and result is not None and not rmw_wrote(code, a1, a2, result):
+        return D_READ
+    return D_WRITE
+
+
+def dependent(a_dep: int, a_addr: int, b_dep: int, b_addr: int) -> bool:
+    """Do two steps with these dependence classes fail to commute?"""
+    if a_dep == D_ALL or b_dep == D_ALL:
+        return True
+    if a_dep == D_NONE or b_dep == D_NONE:
+        return False
+    return a_addr == b_addr and (a_dep == D_WRITE or b_dep == D_WRITE)
+
+
+def _check_invariant() -> None:
+    """Every operation with hidden-state enabledness conflicts with every step."""
+    for code, (name, acc) in enumerate(OPS):
+        if acc not in HIDDEN_STATE:
+            continue
+        for other in range(len(OPS)):
+            assert conflicts(code, -1, other, 7) and conflicts(other, 7, code, -1), (name, NAME[other])
+            assert dependent(dependence(code), -1, dependence(other), 7), (name, NAME[other])
+
+
+_check_invariant()

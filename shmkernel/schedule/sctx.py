@@ -179,7 +179,12 @@ class ScheduledCtx(Ctx):
             self._stopper = False
 
     def synchronize_sched(self) -> None:
+        """Two steps: the grace period begins (the coordinator notes which CPUs
+        are inside a preempt-disabled section now), then ends once each of
+        those has left it; sections that begin later are not waited for."""
         self._step(CODE["synchronize_sched"], -1)
+        self._result(0)
+        self._step(CODE["synchronize_sched_wait"], -1)
         self._result(0)
 
     def schedule(self) -> None:
@@ -222,7 +227,7 @@ _ADDR = {"this_cpu_read": _addr_this_cpu, "this_cpu_write": _addr_this_cpu, "thi
          "this_cpu_dec": _addr_this_cpu, "this_cpu_add": _addr_this_cpu, "per_cpu_read": _addr_per_cpu,
          "smp_mb": _addr_none, "smp_rmb": _addr_none, "smp_wmb": _addr_none, "cpu_relax": _addr_none}
 _SKIP = {"done", "error", "park", "stop_machine", "stop_machine_wait", "stop_machine_end",
-         "synchronize_sched", "schedule"}
+         "synchronize_sched", "synchronize_sched_wait", "schedule", "memory"}
 
 for _name, _code in CODE.items():
     if _name in _SKIP:

@@ -1,0 +1,259 @@
+"""The drive loop of a scheduled execution, whoever runs the CPUs' programs.
+
+Each step: compute which CPUs may move (their pending operation is enabled)
+and which memory-model actions are possible, ask the scheduler, carry the
+choice out, record it. `Driver` holds that loop, the enabledness rules, the
+grace-period and stop_machine bookkeeping, the memory model and the state
+key; a subclass says how a CPU takes its step: `shmkernel.schedule.engine`
+grants it to a real CPU process at its gate, `shmkernel.schedule.inprocess`
+advances a program held in this process (the explorer's differential tests
+run thousands of small programs that way).
+
+Kernel synchronisation carries its ordering under every memory model: a
+grace period's end and a stop_machine's start and end act as a strong fence
+on every CPU (the kernel's grace period and stop_machine imply a full
+barrier on each CPU), parking and ``schedule()`` as a full barrier on their
+own CPU (a context switch), the start of ``synchronize_sched()`` as one on
+its caller.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from shmkernel.errors import RunError
+from shmkernel.memory.models import (
+    ACQ_READ,
+    ACTION_BASE,
+    COMMIT,
+    READ,
+    decode_action,
+    make_model,
+    read_older_id,
+)
+from shmkernel.memory.models import CLASS as MODEL_CLASS
+from shmkernel.schedule.ops import ACCESS, CODE, DONE, ERROR, MEMORY, NAME, Access
+
+
+class Op(NamedTuple):
+    """A pending operation as posted at a gate (a tuple: built once per step)."""
+
+    code: int
+    addr: int
+    a1: int
+    a2: int
+
+
+class Step(NamedTuple):
+    cpu: int  # the CPU (or, for a memory-model action, the action id)
+    op: Op
+    result: int
+    choice: int = -1  # what the scheduler chose, when it is not just ``cpu``
+
+
+#: what a scheduler returns to abandon the execution here (a state it has explored
+#: before, or one whose every continuation is covered by another execution)
+PRUNE = -2
+
+SYNC_START, SYNC_WAIT = CODE["synchronize_sched"], CODE["synchronize_sched_wait"]
+PARK, SM_START, SM_WAIT, SM_END = CODE["park"], CODE["stop_machine"], CODE["stop_machine_wait"], \
+    CODE["stop_machine_end"]
+SCHEDULE, MUTEX_LOCK = CODE["schedule"], CODE["mutex_lock"]
+
+
+@dataclass
+class State:
+    """What a scheduler may look at when it chooses."""
+
+    eligible: list[int]
+    current: int | None
+    pending: dict[int, Op]
+    steps: list[Step]
+    #: the whole state (memory model, memory, each CPU's history, pending ops,
+    #: grace periods in progress), for explorers that cache states; computed only
+    #: when called, and only during next_cpu
+    key: Callable[[], Hashable] | None = None
+
+
+class Scheduler(Protocol):
+    def new_execution(self) -> bool: ...
+    def next_cpu(self, state: State) -> int: ...
+    def end_execution(self, execution: Execution) -> None: ...
+
+
+@dataclass
+class Execution:
+    steps: list[Step]
+    #: "ok", "deadlock", "livelock", "pruned" (abandoned: a state explored before,
+    #: or every continuation covered elsewhere)
+    outcome: str
+    result: Any = None
+    blocked: dict[int, Op] = field(default_factory=dict)
+
+    @property
+    def choices(self) -> list[int]:
+        return [s.cpu if s.choice < 0 else s.choice for s in self.steps]
+
+
+class Driver:
+    """The drive loop; subclasses implement `_take`, `_preempt`, `_qs`, `_memory_key`."""
+
+    def __init__(self, words: Any, roles: int, memory_model: str, max_steps: int,
+                 sm_req: int | None = None) -> None:
+        self.w = words
+        self.roles = roles
+        self.max_steps = max_steps
+        self.memory_model = memory_model
+        self.model = make_model(memory_model, words, roles)
+        self.sm_req = sm_req
+        self.steps_total = 0
+        self.step_seconds = 0.0
+        #: grace periods in progress: caller -> {CPU it waits for: that CPU's
+        #: quiescent-state count when the grace period began}
+        self.gp_wait: dict[int, dict[int, int]] = {}
+
+    # -- what a subclass provides -----------------------------------------------------------------
+    def _take(self, cpu: int, op: Op, older: int) -> tuple[int, Op]:
+        """Let ``cpu`` take its pending step ``op`` (a load returning the value
+        ``older`` writes behind, under a model); return (result, its next op)."""
+        raise NotImplementedError
+
+    def _preempt(self, cpu: int) -> int:
+        """The CPU's preempt count now (0: not in a read-side section)."""
+        return 0
+
+    def _qs(self, cpu: int) -> int:
+        """How many quiescent states the CPU has passed (grows only)."""
+        return 0
+
+    def _memory_key(self) -> Hashable:
+        raise NotImplementedError
+
+    # -- enabledness ---------------------------------------------------------------------------------
+    def enabled(self, cpu: int, op: Op, pending: dict[int, Op]) -> bool:
+        acc = ACCESS[op.code]
+        if acc is Access.LOCK:
+            return self.w[op.addr] == 0
+        if acc is Access.PARK:
+            return self.sm_req is not None and self.w[self.sm_req] != op.a1
+        if acc is Access.SM_WAIT:
+            return all(self._parked_or_done(o, p, op.a1) for o, p in pending.items() if o != cpu)
+        if acc is Access.QS_WAIT:
+            return not self.gp_wait.get(cpu)
+        return True
+
+    def _parked_or_done(self, cpu: int, p: Op, ep: int) -> bool:
+        if p.code in (DONE, ERROR):
+            return True
+        if p.code == PARK and p.a1 == ep:
+            return True
+        # a task asleep on a mutex is not running: stop_machine does not wait for it
+        return p.code == MUTEX_LOCK and self.w[p.addr] != 0 and self._preempt(cpu) == 0
+
+    # -- kernel synchronisation ---------------------------------------------------------------------
+    def _synchronise(self, cpu: int, op: Op, pending: dict[int, Op]) -> None:
+        """What a granted synchronisation step does beyond the CPU's own code:
+        grace-period bookkeeping and the memory ordering it carries."""
+        code, model = op.code, self.model
+        if code == SYNC_START:
+            # RCU-sched waits for the read-side sections in progress now, no others
+            self.gp_wait[cpu] = {o: self._qs(o) for o, p in pending.items()
+                                 if o != cpu and p.code not in (DONE, ERROR) and self._preempt(o) > 0}
+            if model is not None:
+                model.fence_cpu(cpu)
+        elif code == SYNC_WAIT:
+            self.gp_wait.pop(cpu, None)
+            if model is not None:
+                model.fence_all()
+        elif code in (SM_WAIT, SM_END):
+            if model is not None:
+                model.fence_all()
+        elif code in (PARK, SCHEDULE, SM_START) and model is not None:
+            model.fence_cpu(cpu)
+
+    def _quiescent(self, cpu: int, op: Op) -> None:
+        """After ``cpu``'s step: the grace periods that waited for it and no longer do."""
+        finished = op.code in (DONE, ERROR)
+        for waits in self.gp_wait.values():
+            if cpu in waits and (finished or self._qs(cpu) != waits[cpu]):
+                del waits[cpu]
+
+    # -- state key ---------------------------------------------------------------------------------------
+    def _state_key(self, pending: dict[int, Op], histories: list[int]) -> Hashable:
+        model = self.model.state_key() if self.model is not None else None
+        gp = tuple(sorted((c, tuple(sorted(w))) for c, w in self.gp_wait.items()))
+        # 64-bit hashes: two distinct states collide with probability ~n^2/2^65 (1e-8 at 10^6 states)
+        return hash((model, self._memory_key(), tuple(sorted(pending.items())), tuple(histories), gp))
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def _reset_execution(self) -> None:
+        self.gp_wait = {}
+        if self.model is not None:
+            self.model.reset()
+
+    def _drive(self, active: list[int], pending: dict[int, Op], steps: list[Step], scheduler: Scheduler) -> str:
+        current: int | None = None
+        outcome = "ok"
+        t0 = time.perf_counter()
+        model = self.model
+        acq_choices = model is not None and model.acquire_choices
+        histories = [0] * (max(active) + 1 if active else 0)  # per CPU: a hash of its (op, result) sequence
+        while True:
+            live = [c for c in active if pending[c].code not in (DONE, ERROR)]
+            eligible = [c for c in live if self.enabled(c, pending[c], pending)]
+            if model is not None:
+                for c in list(eligible):
+                    op = pending[c]
+                    cls = MODEL_CLASS.get(NAME[op.code])
+                    if cls == READ or (cls == ACQ_READ and acq_choices):
+                        n = model.read_choices(c, op.addr)
+                        eligible += [read_older_id(c, k) for k in range(1, n)]
+                eligible += model.actions()
+            if not eligible:
+                if live:
+                    outcome = "deadlock"
+                break
+            if len(steps) >= self.max_steps:
+                outcome = "livelock"
+                break
+            # the key reads pending and histories as they are now: valid during next_cpu only
+            key = functools.partial(self._state_key, pending, histories)
+            c = scheduler.next_cpu(State(eligible, current, pending, steps, key))
+            if c == PRUNE:
+                outcome = "pruned"
+                break
+            if c not in eligible:
+                raise RunError(f"scheduler chose {c}, which is not eligible (eligible: {eligible})")
+            choice, older = -1, 0
+            if c >= ACTION_BASE:
+                assert model is not None
+                kind, cpu, arg = decode_action(c)
+                if kind == COMMIT:
+                    kind, addr, value = model.do_action(c)
+                    steps.append(Step(c, Op(MEMORY, addr, kind, 0), value))
+                    continue
+                choice, c, older = c, cpu, arg  # a load that returns an older value
+            op = pending[c]
+            self._synchronise(c, op, pending)
+            result, nxt = self._take(c, op, older)
+            steps.append(Step(c, op, result, choice))
+            histories[c] = hash((histories[c], op, result))
+            pending[c] = nxt
+            if self.gp_wait:
+                self._quiescent(c, nxt)
+            current = c
+        self.step_seconds += time.perf_counter() - t0
+        self.steps_total += len(steps)
+        return outcome
+
+    def model_value(self, cpu: int, op: Op, older: int) -> tuple[bool, Any]:
+        """Under a memory model, carry out ``cpu``'s memory operation in the model:
+        (True, the value it returns); (False, None) for an operation the model does not see."""
+        name = NAME[op.code]
+        if self.model is None or name not in MODEL_CLASS:
+            return False, None
+        return True, self.model.cpu_op(cpu, name, op.addr, op.a1, op.a2, older)
