@@ -101,14 +101,17 @@ class ExploreResult:
             return (f"PROVED: no execution of {self.workload}/{self.variant} shows a violation "
                     f"({n} covered every interleaving of {self.cpus} CPUs x {self.iterations} "
                     f"iteration(s) under {self.memory_model}; {self.scheduler}, {self.seconds:.2f} s)")
-        why = {
-            "budget": f"stopped at {n}; raise --max-examples or --time-limit",
-            "time": f"time limit of {self.time_limit:g} s reached after {n}; raise --time-limit",
-            "bound": (f"the preemption bound {self.preemption_bound} left interleavings out ({n} run); "
-                      f"drop --preemption-bound for a proof"),
-            "sampling": (f"{self.scheduler} sampled {n} and found nothing; "
-                         f"use --scheduler exhaustive for a proof"),
-        }.get(self.stopped_by, f"the search stopped after {n}")
+        if self.stopped_by == "budget":
+            why = f"stopped at {n}; raise --max-examples or --time-limit"
+        elif self.stopped_by == "time":
+            why = f"time limit of {self.time_limit or 0:g} s reached after {n}; raise --time-limit"
+        elif self.stopped_by == "bound":
+            why = (f"the preemption bound {self.preemption_bound} left interleavings out ({n} run); "
+                   f"drop --preemption-bound for a proof")
+        elif self.stopped_by == "sampling":
+            why = f"{self.scheduler} sampled {n} and found nothing; use --scheduler exhaustive for a proof"
+        else:
+            why = f"the search stopped after {n}"
         return f"NOT a proof: {why}"
 
 

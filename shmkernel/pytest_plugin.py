@@ -27,7 +27,7 @@ __all__ = ["assert_shows", "assert_never_shows", "leaks", "machine"]
 
 _FREE_SECONDS = 1.0
 _SCHEDULED_KEYS = ("scheduler", "max_examples", "seed", "iterations", "memory_model", "max_steps", "depth",
-                   "preemption_bound")
+                   "preemption_bound", "time_limit")
 
 
 # -- leak checks ---------------------------------------------------------------------------------
@@ -94,7 +94,6 @@ def _explore(wl: Any, variant: str, cpus: int | None, kw: dict[str, Any]) -> Any
     from shmkernel.explore import explore
 
     skw = {k: kw.pop(k) for k in list(kw) if k in _SCHEDULED_KEYS}
-    skw.setdefault("scheduler", "exhaustive")
     return explore(wl, variant=variant, cpus=cpus, opts=kw, **skw)
 
 
@@ -130,11 +129,15 @@ def assert_shows(workload: Any, variant: str, event: str, mode: str = "free", *,
 
 
 def assert_never_shows(workload: Any, variant: str, event: str, mode: str = "free", *,
-                       seconds: float = _FREE_SECONDS, cpus: int | None = None, **kw: Any) -> Any:
+                       seconds: float = _FREE_SECONDS, cpus: int | None = None, allow_incomplete: bool = False,
+                       **kw: Any) -> Any:
     """Fail if ``variant`` shows ``event`` (free: one run of ``seconds``; scheduled: the whole search).
 
-    In scheduled mode with the exhaustive scheduler the result's ``complete``
-    says whether every interleaving (within the bounds) was covered.
+    Scheduled, it passes only on a *proof* (verdict ``proved``: a complete
+    search that covered every execution): a search that ran out of budget or
+    time, was cut by a preemption bound, or only sampled (hypothesis, random,
+    pct) fails with the reason, unless ``allow_incomplete=True`` accepts a
+    ``not-proved`` verdict (a smoke test, not a guarantee).
     """
     __tracebackhide__ = True
     wl = _check_event(workload, event)
@@ -149,6 +152,9 @@ def assert_never_shows(workload: Any, variant: str, event: str, mode: str = "fre
         if res.found:
             pytest.fail(f"{wl.name}/{variant}: {res.scheduler} found {res.events}\n{res.trace}\n"
                         f"replay: shmkernel replay {res.workload} '{res.schedule}'", pytrace=False)
+        if res.verdict != "proved" and not allow_incomplete:
+            pytest.fail(f"{wl.name}/{variant}: the search was not complete, so nothing is proved: "
+                        f"{res.headline()} (allow_incomplete=True accepts that)", pytrace=False)
         return res
     raise ValueError(f"mode must be 'free' or 'scheduled', got {mode!r}")
 

@@ -66,8 +66,11 @@ def test_the_three_cpu_counterexample_to_racing_cpu_backtracking(wakeup_trees):
     d = DPORScheduler(wakeup_trees=wakeup_trees)
     got, runs = outcomes(THREE_CPUS, d)
     assert need in got and got == expected
-    assert runs == _traces(THREE_CPUS) == 8  # one execution per Mazurkiewicz trace
-    assert d.sleep_blocked == 0
+    assert _traces(THREE_CPUS) == 8
+    if wakeup_trees:  # optimal: one execution per Mazurkiewicz trace, none begun in vain
+        assert runs == 8 and d.sleep_blocked == 0
+    else:  # Source-DPOR may begin an execution the sleep sets then block
+        assert runs - d.sleep_blocked >= 8
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -80,11 +80,11 @@ class DPORScheduler:
     complete_search = True
 
     def __init__(self, max_executions: int = 100_000, preemption_bound: int | None = None,
-                 wakeup_trees: bool = True, ncpus: int = 64) -> None:
+                 wakeup_trees: bool = True, prefer: str = "next") -> None:
+        self.prefer = prefer
         self.left = max_executions
         self.bound = preemption_bound
         self.optimal = wakeup_trees
-        self.ncpus = ncpus
         self.stack: list[Node] = []
         self.start = 0  # depth where the current execution leaves the previous one
         self.started = False
@@ -188,10 +188,7 @@ class DPORScheduler:
         if self._choose_planned(node, d):
             return node.chosen
         prev = self._prev(d)
-        awake = [c for c in state.eligible if c not in sleep]
-        if state.current in awake:
-            awake.remove(state.current)
-            awake.insert(0, state.current)
+        awake = self._order([c for c in state.eligible if c not in sleep], state.current)
         for c in awake:
             if self._within_bound(d, node, c, prev):
                 node.backtrack.add(c)
@@ -202,6 +199,19 @@ class DPORScheduler:
             return PRUNE  # only choices beyond the preemption bound are left
         self.sleep_blocked += 1
         return PRUNE
+
+    def _order(self, awake: list[int], current: int | None) -> list[int]:
+        """The free choices at a new state, preferred first: round-robin from the
+        CPU that moved last (``prefer="next"``, the default), or that CPU again
+        (``"current"``). Round-robin makes the first execution interleave finely,
+        so a bug that needs one CPU to act in the middle of another's sequence
+        comes early in the depth-first search: rmmod's use-after-free after 531
+        executions instead of 21,555 (a proof explores the same traces either way)."""
+        if current is None:
+            return awake
+        if self.prefer == "current":
+            return [current] + [c for c in awake if c != current] if current in awake else awake
+        return sorted(awake, key=lambda c: (c <= current, c))
 
     # -- after an execution ---------------------------------------------------------------------
     def end_execution(self, execution: Execution) -> None:

@@ -13,8 +13,11 @@ Kernel synchronisation carries its ordering under every memory model: a
 grace period's end and a stop_machine's start and end act as a strong fence
 on every CPU (the kernel's grace period and stop_machine imply a full
 barrier on each CPU), parking and ``schedule()`` as a full barrier on their
-own CPU (a context switch), the start of ``synchronize_sched()`` as one on
-its caller.
+own CPU (a context switch). The start of ``synchronize_sched()`` is a full
+barrier on its caller and on every CPU outside a read-side section (those
+are in a quiescent state, which the kernel's grace period orders after its
+start: a section they begin later sees what the caller stored before); the
+grace period then waits only for the sections in progress at its start.
 """
 
 from __future__ import annotations
@@ -161,10 +164,15 @@ class Driver:
         code, model = op.code, self.model
         if code == SYNC_START:
             # RCU-sched waits for the read-side sections in progress now, no others
-            self.gp_wait[cpu] = {o: self._qs(o) for o, p in pending.items()
-                                 if o != cpu and p.code not in (DONE, ERROR) and self._preempt(o) > 0}
+            live = [o for o, p in pending.items() if o != cpu and p.code not in (DONE, ERROR)]
+            self.gp_wait[cpu] = {o: self._qs(o) for o in live if self._preempt(o) > 0}
             if model is not None:
+                # the caller's earlier stores reach everyone; a CPU outside a section is in
+                # a quiescent state (its barrier): any section it begins later sees them
                 model.fence_cpu(cpu)
+                for o in live:
+                    if o not in self.gp_wait[cpu]:
+                        model.fence_cpu(o)
         elif code == SYNC_WAIT:
             self.gp_wait.pop(cpu, None)
             if model is not None:
@@ -176,11 +184,18 @@ class Driver:
             model.fence_cpu(cpu)
 
     def _quiescent(self, cpu: int, op: Op) -> None:
-        """After ``cpu``'s step: the grace periods that waited for it and no longer do."""
+        """After ``cpu``'s step: the grace periods that waited for it and no longer
+        do. Its quiescent state orders what it does next after the grace period's
+        start (the kernel reports it with a full barrier): a section it begins now
+        sees what the caller stored before ``synchronize_sched()``."""
         finished = op.code in (DONE, ERROR)
+        passed = False
         for waits in self.gp_wait.values():
             if cpu in waits and (finished or self._qs(cpu) != waits[cpu]):
                 del waits[cpu]
+                passed = True
+        if passed and not finished and self.model is not None:
+            self.model.fence_cpu(cpu)
 
     # -- state key ---------------------------------------------------------------------------------------
     def _state_key(self, pending: dict[int, Op], histories: list[int]) -> Hashable:

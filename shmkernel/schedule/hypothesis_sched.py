@@ -18,7 +18,7 @@ from hypothesis import seed as hyp_seed
 from hypothesis import strategies as st
 
 from shmkernel.memory.models import ACTION_BASE, COMMIT, decode_action
-from shmkernel.schedule.engine import Execution, State
+from shmkernel.schedule.drive import Execution, State
 
 
 class DataScheduler:

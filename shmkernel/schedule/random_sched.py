@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from shmkernel.schedule.engine import Execution, State
+from shmkernel.schedule.drive import Execution, State
 
 
 class RandomScheduler:

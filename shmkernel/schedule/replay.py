@@ -7,7 +7,8 @@ is an error naming the step, never a silent divergence.
 from __future__ import annotations
 
 from shmkernel.errors import UsageError
-from shmkernel.schedule.engine import Execution, State
+from shmkernel.schedule.drive import Execution, State
+from shmkernel.schedule.trace import token
 
 
 class ReplayScheduler:
@@ -28,8 +29,8 @@ class ReplayScheduler:
                              f"(a truncated schedule, or one that ended in a livelock)")
         c = self.choices[i]
         if c not in state.eligible:
-            raise UsageError(f"schedule does not fit this program: step {i} picks CPU {c}, "
-                             f"eligible are {state.eligible}")
+            raise UsageError(f"schedule does not fit this program: step {i} picks {token(c)}, "
+                             f"eligible are {', '.join(token(e) for e in state.eligible)}")
         return c
 
     def end_execution(self, execution: Execution) -> None:

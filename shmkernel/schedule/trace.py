@@ -17,7 +17,7 @@ from typing import Any
 
 from shmkernel.errors import UsageError
 from shmkernel.memory.models import ACTION_BASE, COMMIT, decode_action, read_older_id
-from shmkernel.schedule.engine import Step
+from shmkernel.schedule.drive import Step
 from shmkernel.schedule.ops import ACCESS, NAME, Access
 
 VERSION = "sk1"
@@ -34,7 +34,8 @@ class ScheduleHeader:
     options: dict[str, str]
 
 
-def _token(choice: int) -> str:
+def token(choice: int) -> str:
+    """A choice as the schedule string writes it: ``2``, ``c0.1``, ``r1.2``."""
     if choice < ACTION_BASE:
         return str(choice)
     kind, cpu, arg = decode_action(choice)
@@ -64,7 +65,7 @@ def encode_choices(choices: list[int]) -> str:
         j = i
         while j < len(choices) and choices[j] == choices[i]:
             j += 1
-        tok = _token(choices[i])
+        tok = token(choices[i])
         out.append(tok if j - i == 1 else f"{tok}x{j - i}")
         i = j
     return "-".join(out)
