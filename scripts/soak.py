@@ -11,7 +11,7 @@ to the coordinator, SIGSTOP of a CPU (with a later SIGCONT, or never), or none.
 After every run it checks: /dev/shm segments and semaphores named after the
 coordinator (``shmkernel-<pid>-...``) or one of its CPUs; CPU processes still
 alive (every descendant seen while it ran, identified by pid and start time);
-the exit code and message class (0/1 ok, 2 usage, 3 run failed, 130/143
+the exit code and message class (0/1/4 ok, 2 usage, 3 run failed, 130/143
 signal; anything else, a Traceback, or a non-one-line error = bad); a hang
 (no exit within ``--timeout``); and exactness (exit 3 "exactness check
 failed", or --json output that does not parse). Leftovers are cleaned up after
@@ -45,7 +45,7 @@ DEFAULT_WORKLOADS = ("refcount", "rmmod", "static-key", "modcount-2002", "livepa
 # "-group" signals go to the whole process group, as Ctrl-C in a terminal or `timeout` do
 FAULTS = (("none", 3), ("kill9-cpu", 3), ("sigint", 2), ("sigterm", 2), ("sigint-group", 1),
           ("sigterm-group", 1), ("stop-cont", 2), ("stop", 1))
-OK_CODES = {0: "ok", 1: "ok", 2: "usage", 3: "failed", 130: "signal", 143: "signal"}
+OK_CODES = {0: "ok", 1: "ok", 4: "ok", 2: "usage", 3: "failed", 130: "signal", 143: "signal"}
 POLL = 0.02
 
 

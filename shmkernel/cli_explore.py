@@ -17,7 +17,7 @@ def add_parsers(sub: Any, add_common: Any, int_in: Any, positive_float: Any) -> 
                     help="default exhaustive: Optimal DPOR under native/sc, the stateful search under "
                          "tso/weak/lkmm; both complete, so a clean end is a proof. hypothesis shrinks a "
                          "failure to few switches; random and pct sample (never a proof)")
-    ex.add_argument("--max-examples", type=int_in(1, 10**9), default=None,
+    ex.add_argument("--max-examples", type=int_in(1, 10**7), default=None,
                     help="executions at most (default 100,000 for exhaustive/stateful, or the "
                          "workload's own; 1,000 for hypothesis/random/pct)")
     ex.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS",

@@ -212,6 +212,10 @@ def _fields(s: str) -> list[str]:
     return s.split(":")[:8]
 
 
+def _edit_first_step(steps: str) -> str:
+    return ("1" if steps[0] != "1" else "0") + steps[1:]
+
+
 def _resign(s: str, **change: str) -> str:
     f = _fields(s)
     names = ["version", "workload", "variant", "cpus", "iterations", "model", "options", "steps"]
@@ -226,7 +230,8 @@ SCHEDULE_CASES = {
     "truncated": (lambda s: s[: len(s) // 2], "malformed schedule"),
     "truncated-crc": (lambda s: s[:-1], "checksum"),
     "bad-checksum": (lambda s: s[:-8] + ("00000000" if not s.endswith("00000000") else "11111111"), "checksum"),
-    "edited-steps": (lambda s: s.replace(":2-", ":1-", 1), "checksum"),
+    "edited-steps": (lambda s: ":".join([*_fields(s)[:7], _edit_first_step(_fields(s)[7]), s.rsplit(":", 1)[1]]),
+                     "checksum"),
     "extra-field": (lambda s: s + ":x", "malformed schedule"),
     "version": (lambda s: _resign(s, version="sk2"), "malformed schedule"),
     "wrong-workload": (lambda s: _resign(s, workload="rmmod"), "workload 'rmmod'"),

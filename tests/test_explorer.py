@@ -96,7 +96,7 @@ def test_optimal_dpor_runs_one_execution_per_trace_without_conditional_rmws():
         prog = generate(rng, max_cpus=4, max_ops=7)
         if any(ins[0] == "cmpxchg" for cpu in prog.code for ins in cpu):
             continue
-        d = DPORScheduler()
+        d = DPORScheduler(restart_after=None)
         _, runs = outcomes(prog, d)
         assert runs - d.sleep_blocked == _traces(prog), prog.text()
 

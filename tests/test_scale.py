@@ -23,9 +23,9 @@ def test_64_cpus_free_mode():
 def test_64_cpus_scheduled_mode():
     r = cli("explore", "refcount", "--variant", "fixed", "--cpus", "64", "--scheduler", "random",
             "--max-examples", "2", "--json")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 4, r.stderr  # two random executions prove nothing
     rec = json.loads(r.stdout)
-    assert rec["cpus"] == 64 and rec["examples"] == 2 and not rec["found"]
+    assert rec["cpus"] == 64 and rec["examples"] == 2 and not rec["found"] and rec["verdict"] == "not-proved"
 
 
 def test_4096_possible_cpus_tally():

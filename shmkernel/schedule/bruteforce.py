@@ -5,37 +5,54 @@ The oracle the reductions are checked against (`tests/test_explorer.py`,
 choices the engine offers (CPUs and memory-model actions alike). It is kept
 deliberately naive and separate from `dpor` and `stateful`: the number of
 executions it runs is the number of schedules, so it is for small programs.
+
+With ``sleep_sets=True`` it is the classic full search with sleep sets
+(Godefroid 1996): every eligible CPU is still tried at every state, but one
+whose next step was tried already at an ancestor (and is independent of
+everything since) is not, and an execution whose every CPU is asleep is
+abandoned. Its complete executions are then exactly one per Mazurkiewicz
+trace, which makes it the independent count of a program's traces that the
+benchmarks hold the DPOR against (native/sc only).
 """
 
 from __future__ import annotations
 
-from shmkernel.schedule.drive import Execution, State
+from shmkernel.schedule.drive import PRUNE, Execution, Op, State
+from shmkernel.schedule.hb import step_dependence
+from shmkernel.schedule.ops import dependence, dependent
 
 
 class BruteForceScheduler:
     name = "bruteforce"
     complete_search = True
 
-    def __init__(self, max_executions: int = 1_000_000) -> None:
+    def __init__(self, max_executions: int = 1_000_000, sleep_sets: bool = False) -> None:
         self.left = max_executions
+        self.sleep_sets = sleep_sets
         self.path: list[int] = []  # the choice taken at each depth
         self.options: list[list[int]] = []  # the choices not yet taken at each depth
+        self.pending: list[dict[int, Op]] = []  # each depth's pending operations
+        self.sleep: list[dict[int, Op]] = []  # each depth's sleep set (tried siblings included)
         self.started = False
         self.exhausted = False
         self.bound_hit = False
         self.executions = 0
+        self.sleep_blocked = 0
 
     def new_execution(self) -> bool:
         if self.left <= 0:
             return False
         if self.started:
             while self.options and not self.options[-1]:
-                self.options.pop()
-                self.path.pop()
+                for stack in (self.options, self.path, self.pending, self.sleep):
+                    stack.pop()
             if not self.options:
                 self.exhausted = True
                 return False
-            self.path[-1] = self.options[-1].pop(0)
+            d = len(self.path) - 1
+            if self.sleep_sets:  # the sibling just explored sleeps for the next ones
+                self.sleep[d][self.path[d]] = self.pending[d][self.path[d]]
+            self.path[d] = self.options[d].pop(0)
         self.started = True
         self.left -= 1
         self.executions += 1
@@ -45,10 +62,23 @@ class BruteForceScheduler:
         d = len(state.steps)
         if d < len(self.path):
             return self.path[d]
-        self.path.append(state.eligible[0])
-        self.options.append(list(state.eligible[1:]))
-        return state.eligible[0]
+        sleep: dict[int, Op] = {}
+        if self.sleep_sets and d > 0:
+            last = state.steps[-1]
+            ld = step_dependence(last)
+            sleep = {q: op for q, op in self.sleep[d - 1].items()
+                     if q != last.cpu and not dependent(ld, last.op.addr, dependence(op.code), op.addr)}
+        awake = [c for c in state.eligible if c not in sleep]
+        if not awake:
+            self.sleep_blocked += 1
+            return PRUNE
+        self.path.append(awake[0])
+        self.options.append(awake[1:])
+        self.pending.append(dict(state.pending))
+        self.sleep.append(sleep)
+        return awake[0]
 
     def end_execution(self, execution: Execution) -> None:
-        del self.path[len(execution.steps):]
-        del self.options[len(execution.steps):]
+        n = len(execution.steps)
+        for stack in (self.options, self.path, self.pending, self.sleep):
+            del stack[n:]

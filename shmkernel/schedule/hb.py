@@ -225,16 +225,8 @@ def canonical(steps: list[Step]) -> tuple:
     trace (they differ only by swapping adjacent independent steps): the
     happens-before order linearised taking the lowest CPU first. Quadratic: for
     counting the traces of small programs (the benchmarks, the tests)."""
-    n = len(steps)
-    deps = [step_dependence(s) for s in steps]
-    succs: list[list[int]] = [[] for _ in range(n)]
-    indeg = [0] * n
-    for j in range(n):
-        for i in range(j):
-            if steps[i].cpu == steps[j].cpu or dependent(deps[i], steps[i].op.addr, deps[j], steps[j].op.addr):
-                succs[i].append(j)
-                indeg[j] += 1
-    ready = sorted((steps[k].cpu, k) for k in range(n) if indeg[k] == 0)
+    succs, indeg = _order_of(steps)
+    ready = sorted((steps[k].cpu, k) for k in range(len(steps)) if indeg[k] == 0)
     out = []
     while ready:
         _, k = ready.pop(0)
@@ -245,3 +237,44 @@ def canonical(steps: list[Step]) -> tuple:
                 ready.append((steps[j].cpu, j))
         ready.sort()
     return tuple(out)
+
+
+def _order_of(steps: list[Step]) -> tuple[list[list[int]], list[int]]:
+    """Happens-before successors and in-degrees of ``steps`` (quadratic)."""
+    n = len(steps)
+    deps = [step_dependence(s) for s in steps]
+    succs: list[list[int]] = [[] for _ in range(n)]
+    indeg = [0] * n
+    for j in range(n):
+        for i in range(j):
+            if steps[i].cpu == steps[j].cpu or dependent(deps[i], steps[i].op.addr, deps[j], steps[j].op.addr):
+                succs[i].append(j)
+                indeg[j] += 1
+    return succs, indeg
+
+
+def fewest_switches(steps: list[Step]) -> list[int]:
+    """The CPU choices of an execution of the same trace as ``steps`` (so with
+    the same results and events) that switches CPUs as rarely as a greedy order
+    can: keep running the CPU that ran last while its next step is ready, else
+    take the ready step that came first. A DPOR counterexample reads like the
+    seed's diagram then, not like the search order that found it."""
+    succs, indeg = _order_of(steps)
+    ready = [k for k in range(len(steps)) if indeg[k] == 0]
+    out: list[int] = []
+    current = -1
+    while ready:
+        mine = [k for k in ready if steps[k].cpu == current]
+        k = mine[0] if mine else min(ready)
+        ready.remove(k)
+        current = steps[k].cpu
+        out.append(current)
+        for j in succs[k]:
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                ready.append(j)
+    return out
+
+
+def switches(choices: list[int]) -> int:
+    return sum(1 for a, b in zip(choices, choices[1:], strict=False) if a != b)

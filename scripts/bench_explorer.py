@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""The explorer against brute force, on many random programs (the long run of
+tests/test_explorer.py).
+
+For each random program (2-4 CPUs, reads, writes of constants and of a read
+value plus one, cmpxchg, atomic_inc, an optional mutex, value-dependent skips;
+under the emulated models also barriers) it enumerates every schedule
+(`bruteforce`), then runs Optimal DPOR, Source-DPOR and the stateful search
+(native), or the stateful search (sc, tso, weak, lkmm), and compares the sets
+of outcomes (final memory, every register, ok or deadlock). Any difference is
+a MISS and is printed with the program. It also counts the Mazurkiewicz
+traces of each native program (brute force, canonical happens-before form)
+and prints executions per search against that baseline.
+
+Run: python scripts/bench_explorer.py --programs 10000 [--seed S] [--models native,tso,weak,lkmm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from shmkernel.schedule.bruteforce import BruteForceScheduler  # noqa: E402
+from shmkernel.schedule.dpor import DPORScheduler  # noqa: E402
+from shmkernel.schedule.hb import canonical  # noqa: E402
+from shmkernel.schedule.inprocess import InProcessEngine  # noqa: E402
+from shmkernel.schedule.randprog import RandomProgram, generate, outcomes  # noqa: E402
+from shmkernel.schedule.stateful import StatefulScheduler  # noqa: E402
+
+
+def traces(prog: RandomProgram) -> int:
+    eng = InProcessEngine(prog.nwords, len(prog.code))
+    s = BruteForceScheduler()
+    keys = set()
+    while s.new_execution():
+        keys.add(canonical(eng.run(prog.programs(), s).steps))
+    return len(keys)
+
+
+def run_model(model: str, programs: int, seed: int) -> int:
+    rng = random.Random(seed)
+    native = model in ("native", "sc")
+    searches = ["optimal", "source", "stateful"] if native else ["stateful"]
+    execs = dict.fromkeys(["bruteforce", *searches], 0)
+    blocked = dict.fromkeys(searches, 0)
+    trace_total = 0
+    misses = 0
+    t0 = time.perf_counter()
+    for k in range(programs):
+        prog = generate(rng, max_cpus=4 if native else 3, max_ops=7 if native else 5, fences=not native)
+        expected, n = outcomes(prog, BruteForceScheduler(), model)
+        execs["bruteforce"] += n
+        if model == "native":
+            trace_total += traces(prog)
+        for name in searches:
+            s = {"optimal": lambda: DPORScheduler(restart_after=None),
+                 "source": lambda: DPORScheduler(wakeup_trees=False, restart_after=None),
+                 "stateful": lambda: StatefulScheduler()}[name]()
+            got, n = outcomes(prog, s, model)
+            execs[name] += n
+            blocked[name] += getattr(s, "sleep_blocked", 0)
+            if got != expected:
+                misses += 1
+                print(f"MISS {name} under {model}, program {k}:\n{prog.text()}\n  missed {expected - got}\n"
+                      f"  invented {got - expected}", flush=True)
+    secs = time.perf_counter() - t0
+    print(f"{model:6} {programs:6} programs in {secs:7.1f} s: misses {misses}")
+    base = f"; traces {trace_total:,}" if trace_total else ""
+    print(f"       executions: bruteforce {execs['bruteforce']:,}{base}")
+    for name in searches:
+        ratio = f" ({execs[name] / trace_total:.3f}x traces)" if trace_total else ""
+        sb = f", {blocked[name]:,} abandoned asleep" if blocked[name] else ""
+        print(f"       {name:10} {execs[name]:,}{ratio}{sb}")
+    return misses
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--programs", type=int, default=500, help="random programs per memory model")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--models", default="native,sc,tso,weak,lkmm")
+    args = ap.parse_args()
+    misses = 0
+    for i, model in enumerate(args.models.split(",")):
+        misses += run_model(model, args.programs, args.seed + i)
+    print(f"total misses: {misses}")
+    sys.exit(1 if misses else 0)
+
+
+if __name__ == "__main__":
+    main()
