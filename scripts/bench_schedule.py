@@ -1,52 +1,103 @@
 #!/usr/bin/env python3
-"""Scheduled mode: steps/s with real processes, executions/s, and the time to a
-counterexample (median of 5 seeds, machine start included) per scheduler, on the
-refcount workload (2 workers + the tallier). Also the executions the DPOR and
-the stateful search need to prove the fixes, and the stateful search's time to
-the rmmod use-after-free.  Run: python scripts/bench_schedule.py"""
+"""Scheduled mode: executions to a counterexample and to a proof, per scheduler.
+
+For each program (a workload, variant and size) and each scheduler
+(exhaustive, stateful, pct, hypothesis, random) it prints the executions the
+search ran and its wall time: to the first counterexample on a buggy variant,
+to a proof on a fixed one (the sampling schedulers never prove: "-"). The
+baseline, measured in the same run, is the program's Mazurkiewicz trace count:
+a full search with sleep sets (`BruteForceScheduler(sleep_sets=True)`,
+independent of the DPOR) counts the distinct happens-before classes of its
+complete executions, where that is affordable (``n/a`` when it is not). An
+optimal search proves a program in exactly its trace count: the "x traces"
+column is the ratio.
+
+Run: python scripts/bench_schedule.py [--quick] [--budget N]
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
-import statistics
 import sys
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shmkernel.explore import explore  # noqa: E402
+from shmkernel.explore import _resolve, _Session, explore  # noqa: E402
+from shmkernel.schedule.bruteforce import BruteForceScheduler  # noqa: E402
+from shmkernel.schedule.hb import canonical  # noqa: E402
+
+#: (label, workload, variant, cpus, iterations, options, expect a bug)
+PROGRAMS: list[tuple[str, str, str, int | None, int | None, dict[str, Any], bool]] = [
+    ("refcount buggy 2 CPUs", "refcount", "buggy", 2, None, {}, True),
+    ("refcount fixed 2 CPUs", "refcount", "fixed", 2, None, {}, False),
+    ("refcount buggy 3 CPUs", "refcount", "buggy", 3, None, {}, True),
+    ("refcount fixed 3 CPUs", "refcount", "fixed", 3, None, {}, False),
+    ("refcount buggy 4 CPUs", "refcount", "buggy", 4, None, {}, True),
+    ("refcount fixed 4 CPUs", "refcount", "fixed", 4, None, {}, False),
+    ("refcount buggy --iterations 2", "refcount", "buggy", 2, 2, {}, True),
+    ("refcount fixed --iterations 2", "refcount", "fixed", 2, 2, {}, False),
+    ("static-key pre-fix", "static-key", "pre-fix", None, None, {}, True),
+    ("static-key seed-fix", "static-key", "seed-fix", None, None, {}, False),
+    ("static-key upstream", "static-key", "upstream", None, None, {}, False),
+    ("rmmod buggy", "rmmod", "buggy", None, None, {}, True),
+    ("livepatch fixed going", "livepatch", "fixed", None, None, {"race": "going"}, False),
+    ("modcount-2002 busmouse-locked", "modcount-2002", "busmouse-locked", None, None, {}, False),
+    ("symbol-get-put buggy", "symbol-get-put", "buggy", None, None, {}, True),
+]
+SCHEDULERS = ("exhaustive", "stateful", "pct", "hypothesis", "random")
+SLOW = {"rmmod buggy": ("stateful", "hypothesis", "random"), "symbol-get-put buggy": ("stateful",)}
+
+
+def trace_count(workload: str, variant: str, cpus: int | None, iterations: int | None, opts: dict[str, Any],
+                cap: int) -> tuple[int | None, float]:
+    """Distinct Mazurkiewicz traces of the program (None past ``cap`` executions)."""
+    t0 = time.perf_counter()
+    wl, variant, parsed, ncpus, iters = _resolve(workload, variant, opts, cpus, iterations)
+    sched = BruteForceScheduler(cap, sleep_sets=True)
+    keys = set()
+    with _Session(wl, variant, ncpus, parsed, iters, "native", 20_000) as sess:
+        while sched.new_execution():
+            ex, _ = sess.execute(sched)
+            if ex.outcome != "pruned":
+                keys.add(canonical(ex.steps))
+    return (len(keys) if sched.exhausted else None), time.perf_counter() - t0
 
 
 def main() -> None:
-    print(f"{'scheduler':12} {'found in (median s)':>20} {'executions (median)':>20} {'steps/s':>10} {'exec/s':>8}")
-    for sched in ("exhaustive", "stateful", "hypothesis", "pct", "random"):
-        times, execs, sps, eps = [], [], [], []
-        for seed in range(5):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=int, default=20_000, help="executions per search at most")
+    ap.add_argument("--trace-cap", type=int, default=20_000, help="executions of the trace count at most")
+    ap.add_argument("--quick", action="store_true", help="skip the slowest searches (marked 'skipped')")
+    args = ap.parse_args()
+    print(f"{'program':31} {'traces':>8} | " + " | ".join(f"{s:>19}" for s in SCHEDULERS) + " | x traces")
+    for label, wl, variant, cpus, iters, opts, buggy in PROGRAMS:
+        traces, _ = (None, 0.0) if buggy else trace_count(wl, variant, cpus, iters, opts, args.trace_cap)
+        cells = []
+        ratio = ""
+        for sched in SCHEDULERS:
+            if args.quick and sched in SLOW.get(label, ()):
+                cells.append(f"{'skipped':>19}")
+                continue
+            if not buggy and sched in ("pct", "hypothesis", "random"):
+                cells.append(f"{'-':>19}")
+                continue
+            budget = args.budget if sched in ("exhaustive", "stateful") else min(args.budget, 5_000)
             t0 = time.perf_counter()
-            r = explore("refcount", variant="buggy", scheduler=sched, max_examples=5000, seed=seed)
-            times.append(time.perf_counter() - t0)
-            execs.append(r.examples)
-            sps.append(r.steps_per_second)
-            eps.append(r.examples / r.seconds)
-            assert r.found, f"{sched} seed {seed} found nothing"
-        print(f"{sched:12} {statistics.median(times):20.3f} {statistics.median(execs):20.0f} "
-              f"{statistics.median(sps):10,.0f} {statistics.median(eps):8,.0f}")
-    print()
-    proofs = [("refcount", "percpu-incs-decs", "native"), ("refcount", "atomic", "native"),
-              ("static-key", "fixed", "native"), ("static-key", "upstream", "lkmm"),
-              ("refcount", "percpu-incs-decs", "lkmm")]
-    for wl, variant, model in proofs:
-        for sched in ("exhaustive", "stateful"):
-            if model != "native" and sched == "exhaustive":
-                continue  # under a model exhaustive is the stateful search already
-            t0 = time.perf_counter()
-            r = explore(wl, variant=variant, scheduler=sched, memory_model=model, max_examples=100_000)
-            print(f"{sched:10} proves {wl}/{variant} under {model}: complete={r.complete} found={r.found} "
-                  f"in {r.examples} executions, {time.perf_counter() - t0:.2f} s")
-    t0 = time.perf_counter()
-    r = explore("rmmod", variant="percpu-count", scheduler="stateful", max_examples=100_000)
-    print(f"stateful finds the rmmod use-after-free: found={r.found} in {r.examples} executions, "
-          f"{time.perf_counter() - t0:.2f} s")
+            r = explore(wl, variant=variant, scheduler=sched, cpus=cpus, iterations=iters, opts=opts,
+                        max_examples=budget, seed=1)
+            secs = time.perf_counter() - t0
+            good = r.verdict == ("found" if buggy else "proved")
+            mark = "" if good else ("?" if r.verdict == "not-proved" else "!")
+            cells.append(f"{r.examples:>9,}{mark:1} {secs:7.2f} s")
+            if sched == "exhaustive" and traces and good:
+                ratio = f"{r.examples / traces:.2f}"
+        tr = f"{traces:,}" if traces is not None else ("" if buggy else "n/a")
+        print(f"{label:31} {tr:>8} | " + " | ".join(cells) + f" | {ratio}", flush=True)
+    print("cells: executions and seconds to a counterexample (buggy) or a proof (fixed); "
+          "?: budget reached without one; !: a wrong verdict")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
 import sys
 from typing import Any
@@ -150,11 +151,30 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _stdout_broken() -> bool:
+    """Is our standard output a pipe whose reader is gone (``| head``)?"""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        if any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0)):
+            return True
+    except (OSError, ValueError):
+        pass
     try:
         sys.stdout.flush()
         return False
     except BrokenPipeError:
         return True
+
+
+def quiet_stdout() -> None:
+    """The reader of our output left: send the rest to /dev/null, so that neither
+    a later print nor the interpreter's last flush complains."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return 143
     except BrokenPipeError:
         if sys.stdout.closed or _stdout_broken():
+            quiet_stdout()
             return 0  # output piped into head: not an error
         print("shmkernel: error: a channel to a CPU process broke", file=sys.stderr)
         return 3

@@ -77,7 +77,12 @@ def cmd_explore(args: argparse.Namespace, extra: list[str]) -> int:
                 seed=args.seed, cpus=args.cpus, iterations=args.iterations, opts=raw,
                 memory_model=args.memory_model, max_steps=args.max_steps, depth=args.depth,
                 preemption_bound=args.preemption_bound, time_limit=args.time_limit)
-    _print_result(r, args.json)
+    try:
+        _print_result(r, args.json)
+    except BrokenPipeError:  # `| head`: the verdict still decides the exit code
+        from shmkernel.cli import quiet_stdout
+
+        quiet_stdout()
     return EXIT[r.verdict]
 
 
