@@ -25,8 +25,10 @@ frees the provider under its static users, ``tracked-split`` does not);
 ``--linked half --unbalanced-rate 0`` (a correct program: the patch still BUG()s,
 its use lists being changed under two locks; ``--lock-links true`` cures it);
 ``--leak-rate 0.01 --unbalanced-rate 0 --linked half --lock-links true`` (leaks
-reported: none, about half, all). Explore with ``--scheduler pct``: the
-use-after-free needs a few precise switches that hypothesis rarely draws.
+reported: none, about half, all). ``shmkernel explore symbol-get-put`` (the
+exhaustive search) finds an ``rmmod_hang`` in 1,346 executions; ``--scheduler
+pct`` finds the use-after-free too, whose few precise switches hypothesis
+rarely draws.
 """
 
 from __future__ import annotations
