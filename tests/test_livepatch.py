@@ -54,8 +54,7 @@ def test_ignoring_going_modules_runs_unpatched_b_against_patched_a():
 ])
 def test_klp_alive_exhaustively_shows_no_race(variant, race):
     r = _explore(variant, race, max_examples=5000)
-    assert r.complete and not r.found, r.events
-    assert r.examples > 10
+    assert r.verdict == "proved" and r.complete and not r.found, r.events
 
 
 def test_rounds_reset_between_scheduled_iterations():

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from shmkernel.errors import NondeterminismError
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
 from shmkernel.schedule.hb import Clocks, Race, analyse, step_dependence
-from shmkernel.schedule.ops import NAME, dependence, dependent
+from shmkernel.schedule.ops import ACCESS, NAME, Access, dependence, dependent
 from shmkernel.schedule.wakeup import Ev, WNode, after_weak_initial, initials, insert
 
 
@@ -243,10 +243,27 @@ class DPORScheduler:
         top = max([s.cpu for s in steps] + list(blocked or ()) + [-1])
         return max(top + 1, 1)
 
+    def _reversible(self, race: Race) -> bool:
+        """Rule out waits that cannot go first. stop_machine's wait needs every
+        other CPU parked, and the race's first step belongs to a CPU that is
+        not (it was about to move): never. A park or a grace period's end that
+        the first step itself enabled (not eligible just before it, eligible just
+        after) needs that step first: the wakeup sequence would end dead."""
+        acc = ACCESS[race.op.code]
+        if acc is Access.SM_WAIT:
+            return False
+        i, cpu = race.first, race.cpu
+        if acc in (Access.PARK, Access.QS_WAIT) and i + 1 < len(self.stack):
+            before, after = self.stack[i], self.stack[i + 1]
+            if before.pending.get(cpu) == race.op == after.pending.get(cpu) \
+                    and cpu not in before.eligible and cpu in after.eligible:
+                return False
+        return True
+
     def _reverse(self, race: Race, hb: Clocks, steps: list) -> None:
         """Plan the reversal of ``race`` at the state before its first step."""
         i, j = race.first, race.second
-        if i >= len(self.stack):
+        if i >= len(self.stack) or not self._reversible(race):
             return
         node = self.stack[i]
         seq = [Ev(s.cpu, s.op, hb.dep[k]) for k, s in enumerate(steps[i + 1:j], start=i + 1)

@@ -98,6 +98,9 @@ class _Tracker:
         self.lock_writes: dict[int, list[int]] = {}
         self.lock_held: dict[int, list[bool | None]] = {}
         self.acquired: dict[int, list[int]] = {}
+        #: what a lock operation itself tells of its word just before it: an acquisition
+        #: or a trylock that took it found it free; an unlock or a failed trylock, held
+        self.free_at: dict[int, bool] = {}
 
     def preds(self, cpu: int, dep: int, addr: int) -> list[int]:
         """The direct predecessors of a step by another CPU or the last global one
@@ -122,7 +125,12 @@ class _Tracker:
         return out
 
     def lock_free_before(self, addr: int, index: int) -> bool:
-        """Was the lock word free just before step ``index``? (Unknown writes: assumed free.)"""
+        """Was the lock word free just before step ``index``? The step itself may
+        say (an unlock found it held, even one held since before the execution:
+        a completion); else the last write before it; unknown: assumed free."""
+        known = self.free_at.get(index)
+        if known is not None:
+            return known
         idx = self.lock_writes.get(addr)
         if not idx:
             return True
@@ -134,6 +142,10 @@ class _Tracker:
 
     def record(self, j: int, s: Step, dep: int) -> None:
         cpu, addr = s.cpu, s.op.addr
+        if s.op.code in LOCK_EFFECT:
+            self.free_at[j] = LOCK_EFFECT[s.op.code]  # acquire: was free; unlock: was held
+        elif s.op.code == TRYLOCK:
+            self.free_at[j] = bool(s.result)
         if dep == D_READ:
             self.rd.setdefault(addr, {})[cpu] = j
         elif dep == D_WRITE:

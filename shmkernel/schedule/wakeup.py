@@ -12,10 +12,15 @@ Compatibility is computed from the steps themselves: CPU ``p`` is an
 *initial* of ``w`` when its first step in ``w`` depends on no earlier step of
 ``w`` (then ``w`` can start with ``p``), and a *weak initial* when it is an
 initial or it does not appear in ``w`` and its next step is independent of
-all of ``w`` (then ``p`` first changes nothing for ``w``). A CPU whose next
-step may block (a lock, a wait) is never taken as a weak initial of a
-sequence it is absent from: if it were blocked there, the branch through it
-would be dead and would hide ``w``.
+all of ``w`` (then ``p`` first changes nothing for ``w``).
+
+Blocking steps need one more rule. Every step of a wakeup sequence but its
+last ran in some execution after steps it depends on only, so it can run
+where the sequence puts it; the last one (the racing CPU's) may not: a lock
+held there, a wait not over. A branch ending in such a *dead* step is
+dropped when the search reaches it, so it must not be taken as covering
+another sequence: a node made as the last step of its sequence, whose step
+may block, is never taken as a weak initial of a sequence it is absent from.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class WNode:
 
     ev: Ev
     children: list[WNode] = field(default_factory=list)
+    #: made as the last step of its sequence, with a step that may block: maybe dead
+    unsure: bool = False
 
 
 def _first(seq: list[Ev], cpu: int) -> int:
@@ -69,13 +76,14 @@ def initials(seq: list[Ev]) -> list[int]:
     return out
 
 
-def after_weak_initial(ev: Ev, seq: list[Ev]) -> list[Ev] | None:
+def after_weak_initial(ev: Ev, seq: list[Ev], unsure: bool = False) -> list[Ev] | None:
     """``seq`` once ``ev`` (a CPU's next step) has gone first, or None when
-    ``ev.cpu`` is no weak initial of ``seq``."""
+    ``ev.cpu`` is no weak initial of ``seq``; ``unsure``: ``ev`` may be unable to
+    run there (see the module's docstring)."""
     k = _first(seq, ev.cpu)
     if k >= 0:
         return None if _depends_on_earlier(seq, k) else seq[:k] + seq[k + 1:]
-    if ACCESS[ev.op.code] in BLOCKING:
+    if unsure and ACCESS[ev.op.code] in BLOCKING:
         return None
     if any(dependent(ev.dep, ev.op.addr, x.dep, x.op.addr) for x in seq):
         return None
@@ -91,7 +99,7 @@ def insert(children: list[WNode], seq: list[Ev], eligible: Container[int]) -> bo
     level = children
     while rem:
         for child in level:
-            nxt = after_weak_initial(child.ev, rem)
+            nxt = after_weak_initial(child.ev, rem, child.unsure)
             if nxt is not None:
                 break
         else:
@@ -102,6 +110,7 @@ def insert(children: list[WNode], seq: list[Ev], eligible: Container[int]) -> bo
             for e in rem[1:]:
                 node.children.append(WNode(e))
                 node = node.children[0]
+            node.unsure = rem[-1] is seq[-1]
             return True
         if not child.children:
             return False  # a leaf compatible with seq: exploring it covers seq
