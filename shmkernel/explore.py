@@ -222,10 +222,6 @@ def _make_scheduler(name: str, seed: int, max_examples: int, depth: int, preempt
     raise UsageError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
 
 
-class _TimeUp(Exception):
-    pass
-
-
 def explore(workload: str | Workload, variant: str | None = None, scheduler: str | None = None,
             max_examples: int | None = None, seed: int = 0, cpus: int | None = None,
             iterations: int | None = None, opts: dict[str, Any] | None = None,
@@ -266,20 +262,17 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
             from shmkernel.schedule.hypothesis_sched import explore_with_hypothesis
 
             def run_one(sched: Any) -> tuple[bool, Any]:
-                if deadline is not None and time.monotonic() > deadline and examples_box[0] > 0:
-                    raise _TimeUp()
-                examples_box[0] += 1
                 ex, events = sess.execute(sched)
                 return bool(events), (ex, events)
 
-            examples_box = [0]
-            try:
-                info, examples = explore_with_hypothesis(run_one, max_examples, seed)
-            except _TimeUp:
-                info, examples, stopped_by = None, examples_box[0], "time"
+            def time_up() -> bool:
+                return deadline is not None and time.monotonic() > deadline
+
+            info, examples, timed_out = explore_with_hypothesis(run_one, max_examples, seed,
+                                                                time_up if deadline is not None else None)
             if info is not None:
                 found_ex = info[0]
-            stopped_by = stopped_by or "sampling"
+            stopped_by = "time" if timed_out else "sampling"
         else:
             sched = _make_scheduler(scheduler, seed, max_examples, depth, preemption_bound,
                                     buffered=memory_model in BUFFERED_MODELS)

@@ -147,3 +147,8 @@ def test_a_program_that_does_not_repeat_itself_is_reported():
     with pytest.raises(NondeterminismError, match=r"nondeterministic program at step 0: CPU 0 posted "
                                                   r"write_once\(word \d+, 1, 0\) the first time, read_once"):
         explore(_Toy(flaky), scheduler="exhaustive")
+
+
+def test_a_time_limit_stops_hypothesis_cleanly_too():
+    r = explore("refcount", variant="fixed", scheduler="hypothesis", time_limit=1e-6, max_examples=100_000)
+    assert r.verdict == "not-proved" and r.stopped_by == "time" and 1 <= r.examples <= 100

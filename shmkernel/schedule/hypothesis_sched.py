@@ -67,24 +67,46 @@ class _Found(Exception):
     pass
 
 
+#: examples per hypothesis run when a time limit is in force (checked between runs)
+ROUND = 50
+
+
 def explore_with_hypothesis(run_one: Callable[[DataScheduler], tuple[bool, Any]], max_examples: int,
-                            seed: int) -> tuple[Any | None, int]:
-    """Search with hypothesis; return (last failing execution or None, executions run)."""
+                            seed: int, should_stop: Callable[[], bool] | None = None) -> tuple[Any | None, int, bool]:
+    """Search with hypothesis; return (last failing execution or None, executions
+    run, whether ``should_stop`` cut the search short).
+
+    Without ``should_stop`` it is one hypothesis run of ``max_examples``. With
+    it (a time limit) the budget is spent in runs of `ROUND` examples, each
+    with its own seed, and ``should_stop`` is asked between runs: stopping
+    hypothesis from inside its test would make it shrink (or distrust) the
+    interruption. A failure is shrunk to its end within its run."""
     state: dict[str, Any] = {"found": None, "n": 0}
 
-    @settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
-              phases=(Phase.generate, Phase.shrink), report_multiple_bugs=False,
-              suppress_health_check=list(HealthCheck), print_blob=False)
-    @given(st.data())
-    def search(data: Any) -> None:
-        state["n"] += 1
-        failed, info = run_one(DataScheduler(data))
-        if failed:
-            state["found"] = info
-            raise _Found()
+    def one_run(examples: int, run_seed: int) -> None:
+        @settings(max_examples=examples, database=None, deadline=None, derandomize=False,
+                  phases=(Phase.generate, Phase.shrink), report_multiple_bugs=False,
+                  suppress_health_check=list(HealthCheck), print_blob=False)
+        @given(st.data())
+        def search(data: Any) -> None:
+            state["n"] += 1
+            failed, info = run_one(DataScheduler(data))
+            if failed:
+                state["found"] = info
+                raise _Found()
 
-    try:
-        hyp_seed(seed)(search)()
-    except _Found:
-        pass
-    return state["found"], state["n"]
+        try:
+            hyp_seed(run_seed)(search)()
+        except _Found:
+            pass
+
+    if should_stop is None:
+        one_run(max_examples, seed)
+        return state["found"], state["n"], False
+    rounds = 0
+    while state["found"] is None and state["n"] < max_examples:
+        if rounds and should_stop():
+            return None, state["n"], True
+        one_run(min(ROUND, max_examples - state["n"]), seed * 1_000_003 + rounds)
+        rounds += 1
+    return state["found"], state["n"], False
