@@ -27,19 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shmkernel.schedule.bruteforce import BruteForceScheduler  # noqa: E402
 from shmkernel.schedule.dpor import DPORScheduler  # noqa: E402
-from shmkernel.schedule.hb import canonical  # noqa: E402
-from shmkernel.schedule.inprocess import InProcessEngine  # noqa: E402
-from shmkernel.schedule.randprog import RandomProgram, generate, outcomes  # noqa: E402
+from shmkernel.schedule.randprog import generate, outcomes, trace_count  # noqa: E402
 from shmkernel.schedule.stateful import StatefulScheduler  # noqa: E402
-
-
-def traces(prog: RandomProgram) -> int:
-    eng = InProcessEngine(prog.nwords, len(prog.code))
-    s = BruteForceScheduler()
-    keys = set()
-    while s.new_execution():
-        keys.add(canonical(eng.run(prog.programs(), s).steps))
-    return len(keys)
 
 
 def run_model(model: str, programs: int, seed: int) -> int:
@@ -56,7 +45,7 @@ def run_model(model: str, programs: int, seed: int) -> int:
         expected, n = outcomes(prog, BruteForceScheduler(), model)
         execs["bruteforce"] += n
         if model == "native":
-            trace_total += traces(prog)
+            trace_total += trace_count(prog)
         for name in searches:
             s = {"optimal": lambda: DPORScheduler(restart_after=None),
                  "source": lambda: DPORScheduler(wakeup_trees=False, restart_after=None),

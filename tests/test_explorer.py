@@ -16,9 +16,7 @@ import pytest
 
 from shmkernel.schedule.bruteforce import BruteForceScheduler
 from shmkernel.schedule.dpor import DPORScheduler
-from shmkernel.schedule.hb import canonical
-from shmkernel.schedule.inprocess import InProcessEngine
-from shmkernel.schedule.randprog import RandomProgram, generate, outcomes
+from shmkernel.schedule.randprog import RandomProgram, generate, outcomes, trace_count
 from shmkernel.schedule.stateful import StatefulScheduler
 
 
@@ -36,15 +34,6 @@ def _check(prog: RandomProgram, model: str) -> None:
         got, _ = outcomes(prog, search, model)
         assert got == expected, (f"{name} under {model} on\n{prog.text()}\nmissed {expected - got}\n"
                                  f"invented {got - expected}")
-
-
-def _traces(prog: RandomProgram) -> int:
-    eng = InProcessEngine(prog.nwords, len(prog.code))
-    s = BruteForceScheduler()
-    keys = set()
-    while s.new_execution():
-        keys.add(canonical(eng.run(prog.programs(), s).steps))
-    return len(keys)
 
 
 THREE_CPUS = RandomProgram((
@@ -66,7 +55,7 @@ def test_the_three_cpu_counterexample_to_racing_cpu_backtracking(wakeup_trees):
     d = DPORScheduler(wakeup_trees=wakeup_trees)
     got, runs = outcomes(THREE_CPUS, d)
     assert need in got and got == expected
-    assert _traces(THREE_CPUS) == 8
+    assert trace_count(THREE_CPUS) == 8
     if wakeup_trees:  # optimal: one execution per Mazurkiewicz trace, none begun in vain
         assert runs == 8 and d.sleep_blocked == 0
     else:  # Source-DPOR may begin an execution the sleep sets then block
@@ -98,7 +87,7 @@ def test_optimal_dpor_runs_one_execution_per_trace_without_conditional_rmws():
             continue
         d = DPORScheduler(restart_after=None)
         _, runs = outcomes(prog, d)
-        assert runs - d.sleep_blocked == _traces(prog), prog.text()
+        assert runs - d.sleep_blocked == trace_count(prog), prog.text()
 
 
 def test_a_mutex_deadlock_is_found_in_every_order():

@@ -71,10 +71,11 @@ def test_commit_order_is_free_but_coherence_is_per_word():
 
 @pytest.mark.parametrize("name,model", [
     ("MP+poonceonces", "lkmm"), ("2+2W+wmbonceonces", "lkmm"), ("SB+poonceonces", "weak"),
-    ("refcount-seed000+relaxed-handoff", "lkmm"), ("MP+wmbonceonce+poonceonces", "weak"),
-    ("SB+poonceonces", "tso"),
+    ("MP+wmbonceonce+poonceonces", "weak"), ("SB+poonceonces", "tso"),
 ])
 def test_the_state_cache_changes_no_final_state(name, model):
+    """On the real CPU processes; tests/test_explorer.py checks the same on
+    hundreds of random programs in process, under every model."""
     test = parse_litmus(os.path.join(HERE, name + ".litmus"))
     cached = run_exhaustive(test, model, state_cache=True)
     full = run_exhaustive(test, model, state_cache=False)

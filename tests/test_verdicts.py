@@ -8,11 +8,10 @@ import sys
 from typing import Any
 
 import pytest
+from toys import Toy
 
 from shmkernel.errors import NondeterminismError
 from shmkernel.explore import explore
-from shmkernel.runtime.machine import Program
-from shmkernel.workload import Workload
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -123,30 +122,10 @@ def flaky(ctx: Any, p: dict) -> None:
         ctx.read_once(p["a"])
 
 
-def reset(ctx: Any, p: dict) -> None:
-    ctx.write_once(p["a"], 0)
-
-
-class _Toy(Workload):
-    def __init__(self, program: Any) -> None:
-        super().__init__(name="toy", variants={"only": "test program"}, aliases={"buggy": "only"},
-                         events=(), explore_defaults={"iterations": 1})
-        self.program = program
-
-    def declare(self, layout: Any, opts: dict) -> dict:
-        return {"a": layout.scalar("a")}
-
-    def setup(self, variant: str, v: dict, opts: dict) -> Program:
-        return Program(reset, v)
-
-    def programs(self, variant: str, v: dict, cpus: int, opts: dict, iterations: Any) -> list:
-        return [Program(self.program, v)] * cpus + [None]
-
-
 def test_a_program_that_does_not_repeat_itself_is_reported():
     with pytest.raises(NondeterminismError, match=r"nondeterministic program at step 0: CPU 0 posted "
                                                   r"write_once\(word \d+, 1, 0\) the first time, read_once"):
-        explore(_Toy(flaky), scheduler="exhaustive")
+        explore(Toy(flaky, words=("a",)), scheduler="exhaustive")
 
 
 def test_a_time_limit_stops_hypothesis_cleanly_too():

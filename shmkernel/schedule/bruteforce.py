@@ -20,42 +20,31 @@ from __future__ import annotations
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
 from shmkernel.schedule.hb import step_dependence
 from shmkernel.schedule.ops import dependence, dependent
+from shmkernel.schedule.search import DepthFirstSearch
 
 
-class BruteForceScheduler:
+class BruteForceScheduler(DepthFirstSearch):
     name = "bruteforce"
-    complete_search = True
 
     def __init__(self, max_executions: int = 1_000_000, sleep_sets: bool = False) -> None:
-        self.left = max_executions
+        super().__init__(max_executions)
         self.sleep_sets = sleep_sets
         self.path: list[int] = []  # the choice taken at each depth
         self.options: list[list[int]] = []  # the choices not yet taken at each depth
         self.pending: list[dict[int, Op]] = []  # each depth's pending operations
         self.sleep: list[dict[int, Op]] = []  # each depth's sleep set (tried siblings included)
-        self.started = False
-        self.exhausted = False
-        self.bound_hit = False
-        self.executions = 0
         self.sleep_blocked = 0
 
-    def new_execution(self) -> bool:
-        if self.left <= 0:
+    def _backtrack(self) -> bool:
+        while self.options and not self.options[-1]:
+            for stack in (self.options, self.path, self.pending, self.sleep):
+                stack.pop()
+        if not self.options:
             return False
-        if self.started:
-            while self.options and not self.options[-1]:
-                for stack in (self.options, self.path, self.pending, self.sleep):
-                    stack.pop()
-            if not self.options:
-                self.exhausted = True
-                return False
-            d = len(self.path) - 1
-            if self.sleep_sets:  # the sibling just explored sleeps for the next ones
-                self.sleep[d][self.path[d]] = self.pending[d][self.path[d]]
-            self.path[d] = self.options[d].pop(0)
-        self.started = True
-        self.left -= 1
-        self.executions += 1
+        d = len(self.path) - 1
+        if self.sleep_sets:  # the sibling just explored sleeps for the next ones
+            self.sleep[d][self.path[d]] = self.pending[d][self.path[d]]
+        self.path[d] = self.options[d].pop(0)
         return True
 
     def next_cpu(self, state: State) -> int:

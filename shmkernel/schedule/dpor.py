@@ -40,10 +40,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shmkernel.errors import NondeterminismError
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
 from shmkernel.schedule.hb import Clocks, Race, analyse, step_dependence
-from shmkernel.schedule.ops import ACCESS, NAME, Access, dependence, dependent
+from shmkernel.schedule.ops import ACCESS, Access, dependence, dependent
+from shmkernel.schedule.search import DepthFirstSearch
 from shmkernel.schedule.wakeup import Ev, WNode, after_weak_initial, initials, insert
 
 
@@ -62,41 +62,16 @@ class Node:
     preemptions: int = 0  # preemptions on the path up to and including this choice
 
 
-def check_replayed(node_eligible: list[int], node_pending: dict[int, Op], state: State, depth: int) -> None:
-    """Raise `NondeterminismError` if a replayed state differs from the recorded one."""
-    if list(state.eligible) == node_eligible and state.pending == node_pending:
-        return
-    for cpu in sorted(set(node_pending) | set(state.pending)):
-        was, now = node_pending.get(cpu), state.pending.get(cpu)
-        if was != now:
-            what = f"{_op_text(was)} the first time, {_op_text(now)} now"
-            raise NondeterminismError(f"nondeterministic program at step {depth}: CPU {cpu} posted {what} "
-                                      f"(does it read state the explorer does not control?)")
-    raise NondeterminismError(f"nondeterministic program at step {depth}: eligible CPUs were "
-                              f"{node_eligible} the first time, {list(state.eligible)} now")
-
-
-def _op_text(op: Op | None) -> str:
-    return "nothing" if op is None else f"{NAME[op.code]}(word {op.addr}, {op.a1}, {op.a2})"
-
-
-class DPORScheduler:
+class DPORScheduler(DepthFirstSearch):
     name = "exhaustive"
-    complete_search = True
 
     def __init__(self, max_executions: int = 100_000, preemption_bound: int | None = None,
                  wakeup_trees: bool = True, prefer: str = "current", restart_after: int | None = 200) -> None:
+        super().__init__(max_executions, preemption_bound)
         self.prefer = prefer
         self.restart_after = restart_after if prefer == "current" else None
-        self.left = max_executions
-        self.bound = preemption_bound
         self.optimal = wakeup_trees
-        self.stack: list[Node] = []
         self.start = 0  # depth where the current execution leaves the previous one
-        self.started = False
-        self.exhausted = False
-        self.bound_hit = False
-        self.executions = 0
         self.sleep_blocked = 0  # executions abandoned because every eligible CPU was asleep
         self.dead_branches = 0  # wakeup-tree branches whose CPU was blocked when reached
         self.pruned = 0
@@ -104,8 +79,6 @@ class DPORScheduler:
 
     # -- execution boundaries ----------------------------------------------------------------
     def new_execution(self) -> bool:
-        if self.left <= 0:
-            return False
         if self.restart_after is not None and self.executions >= self.restart_after and self.started:
             # no verdict yet: start over taking turns (see `_order`); the proof is that search's
             self.restart_after = None
@@ -113,15 +86,10 @@ class DPORScheduler:
             self.stack.clear()
             self.started = False
             self.restarted_at = self.executions
-        if not self.started:
-            self.started = True
-            self.start = 0
-        elif not self._backtrack():
-            self.exhausted = True
-            return False
-        self.left -= 1
-        self.executions += 1
-        return True
+        return super().new_execution()
+
+    def _first(self) -> None:
+        self.start = 0
 
     def _backtrack(self) -> bool:
         """Move to the deepest state with something left to explore."""
@@ -143,10 +111,7 @@ class DPORScheduler:
         return base + (1 if prev is not None and cpu != prev and prev in node.eligible else 0)
 
     def _within_bound(self, d: int, node: Node, cpu: int, prev: int | None) -> bool:
-        if self.bound is None or self._preemptions(d, node, cpu, prev) <= self.bound:
-            return True
-        self.bound_hit = True
-        return False
+        return self._fits_bound(self._preemptions(d, node, cpu, prev))
 
     def _take(self, d: int, node: Node, cpu: int, prev: int | None, sub: list[WNode] | None = None) -> int:
         node.chosen = cpu
@@ -182,11 +147,10 @@ class DPORScheduler:
 
     # -- one step ---------------------------------------------------------------------------
     def next_cpu(self, state: State) -> int:
+        replayed = self._replayed(state)
+        if replayed is not None:
+            return replayed
         d = len(state.steps)
-        if d < len(self.stack):
-            node = self.stack[d]
-            check_replayed(node.eligible, node.pending, state, d)
-            return node.chosen
         # a new state: inherit the sleep set, follow the wakeup tree or pick freely
         sleep: dict[int, Op] = {}
         sub: list[WNode] = []

@@ -16,7 +16,9 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from shmkernel.schedule.bruteforce import BruteForceScheduler
 from shmkernel.schedule.drive import Execution, Op
+from shmkernel.schedule.hb import canonical
 from shmkernel.schedule.inprocess import InProcessEngine, InProcessResult
 from shmkernel.schedule.ops import CODE, DONE
 
@@ -170,3 +172,16 @@ def outcomes(prog: RandomProgram, scheduler: Any, memory_model: str = "native",
     if not scheduler.exhausted:
         raise RuntimeError(f"{scheduler.name} did not finish within its budget on\n{prog.text()}")
     return seen, runs
+
+
+def trace_count(prog: RandomProgram) -> int:
+    """How many Mazurkiewicz traces ``prog`` has: the distinct happens-before
+    classes of the complete executions of a full search with sleep sets."""
+    eng = InProcessEngine(prog.nwords, len(prog.code))
+    s = BruteForceScheduler(sleep_sets=True)
+    keys = set()
+    while s.new_execution():
+        ex = eng.run(prog.programs(), s)
+        if ex.outcome != "pruned":
+            keys.add(canonical(ex.steps))
+    return len(keys)

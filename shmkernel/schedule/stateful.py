@@ -25,8 +25,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from shmkernel.memory.models import ACTION_BASE
-from shmkernel.schedule.dpor import check_replayed
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
+from shmkernel.schedule.search import DepthFirstSearch
 
 
 @dataclass
@@ -38,33 +38,14 @@ class _Node:
     preemptions: int = 0
 
 
-class StatefulScheduler:
+class StatefulScheduler(DepthFirstSearch):
     name = "stateful"
-    complete_search = True
 
     def __init__(self, max_executions: int = 100_000, preemption_bound: int | None = None,
                  state_cache: bool = True) -> None:
-        self.left = max_executions
-        self.bound = preemption_bound
+        super().__init__(max_executions, preemption_bound)
         self.visited: set[Hashable] | None = set() if state_cache else None
-        self.stack: list[_Node] = []
-        self.started = False
-        self.exhausted = False
-        self.bound_hit = False
-        self.executions = 0
         self.pruned = 0
-
-    def new_execution(self) -> bool:
-        if self.left <= 0:
-            return False
-        if not self.started:
-            self.started = True
-        elif not self._backtrack():
-            self.exhausted = True
-            return False
-        self.left -= 1
-        self.executions += 1
-        return True
 
     def _backtrack(self) -> bool:
         while self.stack:
@@ -87,10 +68,7 @@ class StatefulScheduler:
         return self.stack[d - 1].preemptions + extra
 
     def _allowed(self, d: int, node: _Node, c: int) -> bool:
-        if self.bound is None or self._preemptions(d, node, c) <= self.bound:
-            return True
-        self.bound_hit = True
-        return False
+        return self._fits_bound(self._preemptions(d, node, c))
 
     def _take(self, d: int, node: _Node, c: int) -> int:
         node.chosen = c
@@ -98,11 +76,10 @@ class StatefulScheduler:
         return c
 
     def next_cpu(self, state: State) -> int:
+        replayed = self._replayed(state)
+        if replayed is not None:
+            return replayed
         d = len(state.steps)
-        if d < len(self.stack):
-            node = self.stack[d]
-            check_replayed(node.eligible, node.pending, state, d)
-            return node.chosen
         if self.visited is not None and state.key is not None:
             k = state.key()
             if k in self.visited:
