@@ -16,6 +16,17 @@ import pytest
 
 from shmkernel.schedule.bruteforce import BruteForceScheduler
 from shmkernel.schedule.dpor import DPORScheduler
+from shmkernel.schedule.ops import (
+    ACCESS,
+    CODE,
+    D_READ,
+    D_WRITE,
+    HIDDEN_STATE,
+    NAME,
+    conflicts,
+    dependence,
+    dependent,
+)
 from shmkernel.schedule.randprog import RandomProgram, generate, outcomes, trace_count
 from shmkernel.schedule.stateful import StatefulScheduler
 
@@ -97,3 +108,18 @@ def test_a_mutex_deadlock_is_found_in_every_order():
     ), nvars=0, nlocks=2)
     got, _ = outcomes(abba, DPORScheduler())
     assert {o[2] for o in got} == {"ok", "deadlock"}
+
+
+def test_a_failed_conditional_rmw_only_reads():
+    cmpxchg = CODE["atomic_cmpxchg"]
+    assert dependence(cmpxchg, 0, 1, result=5) == D_READ  # found 5, not 0: wrote nothing
+    assert dependence(cmpxchg, 0, 1, result=0) == D_WRITE
+    assert dependence(cmpxchg, 0, 1) == D_WRITE  # not run yet: may write
+    assert dependence(CODE["atomic_inc_not_zero"], result=0) == D_READ
+    assert not dependent(D_READ, 3, D_READ, 3) and dependent(D_READ, 3, D_WRITE, 3)
+
+
+def test_every_wait_on_hidden_state_conflicts_with_every_step():
+    for code, acc in enumerate(ACCESS):
+        if acc in HIDDEN_STATE:
+            assert all(conflicts(code, -1, other, 9) for other in range(len(ACCESS))), NAME[code]

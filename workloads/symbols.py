@@ -26,7 +26,7 @@ frees the provider under its static users, ``tracked-split`` does not);
 its use lists being changed under two locks; ``--lock-links true`` cures it);
 ``--leak-rate 0.01 --unbalanced-rate 0 --linked half --lock-links true`` (leaks
 reported: none, about half, all). ``shmkernel explore symbol-get-put`` (the
-exhaustive search) finds an ``rmmod_hang`` in 1,346 executions; ``--scheduler
+exhaustive search) finds an ``rmmod_hang`` in 1,342 executions; ``--scheduler
 pct`` finds the use-after-free too, whose few precise switches hypothesis
 rarely draws.
 """
