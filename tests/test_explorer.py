@@ -123,3 +123,22 @@ def test_every_wait_on_hidden_state_conflicts_with_every_step():
     for code, acc in enumerate(ACCESS):
         if acc in HIDDEN_STATE:
             assert all(conflicts(code, -1, other, 9) for other in range(len(ACCESS))), NAME[code]
+
+
+def test_the_round_robin_restart_changes_no_verdict():
+    """The first search stops after ``restart_after`` executions and the second,
+    round-robin, starts over: both reach every outcome; a first search that ends
+    exactly at the restart point is the proof itself."""
+    rng = random.Random(11)
+    for _ in range(30):
+        prog = generate(rng, max_cpus=4, max_ops=7)
+        expected, _ = outcomes(prog, BruteForceScheduler())
+        for restart in (1, 3, 10):
+            d = DPORScheduler(restart_after=restart)
+            got, runs = outcomes(prog, d)
+            assert got == expected, prog.text()
+    full = DPORScheduler(restart_after=None)
+    _, n = outcomes(THREE_CPUS, full)
+    exact = DPORScheduler(restart_after=n)
+    _, runs = outcomes(THREE_CPUS, exact)
+    assert runs == n and exact.restarted_at is None

@@ -79,12 +79,17 @@ class DPORScheduler(DepthFirstSearch):
 
     # -- execution boundaries ----------------------------------------------------------------
     def new_execution(self) -> bool:
-        if self.restart_after is not None and self.executions >= self.restart_after and self.started:
+        if self.restart_after is not None and self.executions >= self.restart_after and self.started \
+                and self.left > 0:
+            if not self._backtrack():  # the first search has just covered everything: a proof
+                self.exhausted = True
+                return False
             # no verdict yet: start over taking turns (see `_order`); the proof is that search's
             self.restart_after = None
             self.prefer = "next"
             self.stack.clear()
             self.started = False
+            self.bound_hit = False
             self.restarted_at = self.executions
         return super().new_execution()
 
