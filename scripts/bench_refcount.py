@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import workloads  # noqa: E402
-from shmkernel.measure.runner import open_machine, run_free  # noqa: E402
+from shmkernel.measure.record import measure_free  # noqa: E402
+from shmkernel.workload.machines import open_machine  # noqa: E402
 
 
 def native(variant: str, cpus: int, seconds: float) -> dict[str, float] | None:
@@ -41,7 +42,7 @@ def emulated(variant: str, cpus: int, seconds: float) -> dict[str, float]:
     wl = workloads.get("refcount")
     opts = wl.parse_options({})
     with open_machine(wl, cpus, opts) as m:
-        r = run_free(m, wl, variant, opts, seconds=seconds)
+        r = measure_free(m, wl, variant, opts, seconds=seconds)
     s = r["seconds"]
     return {"tallies/s": r["counters"]["tallies"] / s, "get/put pairs/s": r["counters"]["handoffs"] / s,
             "false zeros/s": r["events"]["false_zero"] / s}

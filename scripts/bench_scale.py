@@ -25,9 +25,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from shmkernel.measure.runner import open_machine, run_free  # noqa: E402
+from shmkernel.measure.record import measure_free  # noqa: E402
 from shmkernel.runtime.ctx import Ctx  # noqa: E402
 from shmkernel.runtime.machine import Program  # noqa: E402
+from shmkernel.workload.machines import open_machine  # noqa: E402
 
 
 def _touch(ctx: Ctx, p: dict) -> int:
@@ -86,7 +87,7 @@ def free_run_64() -> dict:
     opts = wl.parse_options({})
     t0 = time.perf_counter()
     with open_machine(wl, 64, opts) as m:
-        rec = run_free(m, wl, "fixed", opts, seconds=1.0)
+        rec = measure_free(m, wl, "fixed", opts, seconds=1.0)
     return {"what": "run refcount --cpus 64 --variant fixed (1 s)", "cpus": 64,
             "start_s": round(m.start_seconds, 3), "total_s": round(time.perf_counter() - t0, 3),
             "result": f"tallies={rec['counters'].get('tallies')} handoffs={rec['counters'].get('handoffs')} "
@@ -109,7 +110,7 @@ def tally_4096() -> dict:
     opts = wl.parse_options({"possible_cpus": "4096"})
     t0 = time.perf_counter()
     with open_machine(wl, 2, opts) as m:
-        rec = run_free(m, wl, "buggy", opts, seconds=1.0)
+        rec = measure_free(m, wl, "buggy", opts, seconds=1.0)
         seg_mb = m.layout.nwords * 8 / 2**20
     c = rec["counters"]
     return {"what": "run refcount --possible-cpus 4096 (1 s)", "cpus": 2, "total_s": round(time.perf_counter() - t0, 3),

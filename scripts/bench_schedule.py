@@ -25,9 +25,10 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shmkernel.explore import _resolve, _Session, explore  # noqa: E402
+from shmkernel.explore import explore  # noqa: E402
 from shmkernel.schedule.bruteforce import BruteForceScheduler  # noqa: E402
 from shmkernel.schedule.hb import canonical  # noqa: E402
+from shmkernel.schedule.session import Session, resolve  # noqa: E402
 
 #: (label, workload, variant, cpus, iterations, options, expect a bug)
 PROGRAMS: list[tuple[str, str, str, int | None, int | None, dict[str, Any], bool]] = [
@@ -55,10 +56,10 @@ def trace_count(workload: str, variant: str, cpus: int | None, iterations: int |
                 cap: int) -> tuple[int | None, float]:
     """Distinct Mazurkiewicz traces of the program (None past ``cap`` executions)."""
     t0 = time.perf_counter()
-    wl, variant, parsed, ncpus, iters = _resolve(workload, variant, opts, cpus, iterations)
+    wl, variant, parsed, ncpus, iters = resolve(workload, variant, opts, cpus, iterations)
     sched = BruteForceScheduler(cap, sleep_sets=True)
     keys = set()
-    with _Session(wl, variant, ncpus, parsed, iters, "native", 20_000) as sess:
+    with Session(wl, variant, ncpus, parsed, iters, "native", 20_000) as sess:
         while sched.new_execution():
             ex, _ = sess.execute(sched)
             if ex.outcome != "pruned":

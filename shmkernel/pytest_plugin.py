@@ -75,12 +75,13 @@ def _workload(workload: Any) -> Any:
 
 
 def _free_run(workload: Any, variant: str, seconds: float, cpus: int | None, **opts: Any) -> dict[str, Any]:
-    from shmkernel.measure.runner import open_machine, run_free
+    from shmkernel.measure.record import measure_free
+    from shmkernel.workload.machines import open_machine
 
     wl = _workload(workload)
     parsed = wl.parse_options(opts)
     with open_machine(wl, cpus or wl.default_cpus, parsed) as m:
-        return run_free(m, wl, variant, parsed, seconds=seconds)
+        return measure_free(m, wl, variant, parsed, seconds=seconds)
 
 
 def _check_event(workload: Any, event: str) -> Any:
@@ -91,7 +92,7 @@ def _check_event(workload: Any, event: str) -> Any:
 
 
 def _explore(wl: Any, variant: str, cpus: int | None, kw: dict[str, Any]) -> Any:
-    from shmkernel.explore import explore
+    from shmkernel.schedule.session import explore
 
     skw = {k: kw.pop(k) for k in list(kw) if k in _SCHEDULED_KEYS}
     return explore(wl, variant=variant, cpus=cpus, opts=kw, **skw)
@@ -163,7 +164,7 @@ def assert_never_shows(workload: Any, variant: str, event: str, mode: str = "fre
 @pytest.fixture
 def machine() -> Any:
     """Factory: ``machine(workload, cpus=None, pin=True, **options)`` -> a started Machine; torn down with leak checks."""
-    from shmkernel.measure.runner import open_machine
+    from shmkernel.workload.machines import open_machine
 
     before_shm = _our_shm(os.getpid())
     before_kids = _children(os.getpid())

@@ -34,12 +34,13 @@ def test_nobarrier_is_fine_under_tso_and_the_fix_under_weak():
 
 def _free(variant: str, model: str, seconds: float = 1.5) -> dict:
     import workloads
-    from shmkernel.measure.runner import open_machine, run_free
+    from shmkernel.measure.record import measure_free
+    from shmkernel.workload.machines import open_machine
 
     wl = workloads.get("refcount")
     opts = wl.parse_options({})
     with open_machine(wl, 2, opts) as m:
-        return run_free(m, wl, variant, opts, seconds=seconds, memory_model=model, seed=3)
+        return measure_free(m, wl, variant, opts, seconds=seconds, memory_model=model, seed=3)
 
 
 def test_free_mode_weak_model_needs_the_barriers():

@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from shmkernel.measure.runner import run_free
+from shmkernel.measure.record import measure_free
 
 # until the pytest11 entry point is registered; the helpers come as fixtures (importing
 # shmkernel.pytest_plugin here before pytest loads it would skip its assertion rewriting)
@@ -18,7 +18,7 @@ if not any(ep.value == "shmkernel.pytest_plugin" for ep in entry_points(group="p
 def test_machine_fixture_gives_a_started_machine(machine):
     m = machine("refcount", cpus=2, tally_delay_us=1)
     assert m.cpus == 2 and m.opts["tally_delay_us"] == 1.0
-    r = run_free(m, m.workload, "atomic", m.opts, seconds=0.3)
+    r = measure_free(m, m.workload, "atomic", m.opts, seconds=0.3)
     assert r["counters"]["tallies"] > 0 and r["events"]["false_zero"] == 0
     assert any(n.startswith(f"shmkernel-{os.getpid()}-") for n in os.listdir("/dev/shm"))
 

@@ -97,13 +97,14 @@ def test_plot_has_one_line_per_variant_and_marks_zeros(tmp_path):
 
 
 def _cli(argv):
-    from shmkernel import cli, cli_sweep
+    from shmkernel.cli import sweep as cli_sweep
+    from shmkernel.cli.options import Parser
 
-    ap = cli._Parser(prog="shmkernel")
-    sub = ap.add_subparsers(dest="command", parser_class=cli._Parser)
-    cli_sweep.add_parser(sub, cli._add_workload_common, cli._int_in)
+    ap = Parser(prog="shmkernel")
+    sub = ap.add_subparsers(dest="command", parser_class=Parser)
+    cli_sweep.add_parser(sub)
     args, extra = ap.parse_known_args(argv)
-    return cli_sweep.cmd_sweep(args, extra)
+    return cli_sweep.run(args, extra)
 
 
 def test_cli_sweep_writes_jsonl_table_and_plot(tmp_path, capsys):
@@ -138,7 +139,7 @@ def test_cli_sweep_usage_errors_are_one_line(argv, words):
 
 
 def test_cli_namespace_call(tmp_path):
-    from shmkernel.cli_sweep import cmd_sweep
+    from shmkernel.cli.sweep import run as cmd_sweep
 
     ns = argparse.Namespace(workload="refcount", variant="fixed", cpus=1, memory_model="native", seed=0,
                             json=True, param=["tally_delay_us=0"], repeat=1, seconds=SECONDS, out=None, plot=None,

@@ -140,8 +140,8 @@ def _finish(res: LitmusResult, test: LitmusTest, outcomes: list[tuple[list[dict[
 
 def run_exhaustive(test: LitmusTest, model: str, max_executions: int = 2_000_000,
                    state_cache: bool | None = None) -> LitmusResult:
-    from shmkernel.explore import _Session
     from shmkernel.schedule.dpor import DPORScheduler
+    from shmkernel.schedule.session import Session
     from shmkernel.schedule.stateful import StatefulScheduler
 
     wl = LitmusWorkload(test)
@@ -149,7 +149,7 @@ def run_exhaustive(test: LitmusTest, model: str, max_executions: int = 2_000_000
     t0 = time.perf_counter()
     engine_model = "sc" if model == "native" else model
     outcomes = []
-    with _Session(wl, "test", len(test.procs), {}, 1, engine_model, 10_000) as sess:
+    with Session(wl, "test", len(test.procs), {}, 1, engine_model, 10_000) as sess:
         sched: DPORScheduler | StatefulScheduler
         if engine_model in BUFFERED_MODELS:
             sched = StatefulScheduler(max_executions, state_cache=state_cache is not False)

@@ -2,7 +2,7 @@
 
 A sweep takes parameters ``NAME=V1,V2,...`` where NAME is a workload option
 (``tally_delay_us``), ``cpus``, ``variant`` or ``seconds``, and a repeat count.
-Every grid point x repeat is one free run (`open_machine` + `run_free`); its
+Every grid point x repeat is one free run (`open_machine` + `measure_free`); its
 record (the run's JSON plus ``"point": {param: value}`` and ``"repeat_index"``)
 is appended to the output JSONL file and flushed at once, so a sweep stopped
 anywhere (Ctrl-C, a lost host) resumes from the file: a point whose
@@ -183,11 +183,12 @@ def _finish(rec: dict[str, Any], p: Point, executor: str) -> dict[str, Any]:
 def run_point(p: Point, executor: str = "local") -> dict[str, Any]:
     """One point on a Machine of its own (what a Dask task runs on its worker)."""
     import workloads
-    from shmkernel.measure.runner import open_machine, run_free
+    from shmkernel.measure.record import measure_free
+    from shmkernel.workload.machines import open_machine
 
     wl = workloads.get(p.workload)
     with open_machine(wl, p.cpus, p.options, pin=p.pin) as m:
-        return _finish(run_free(m, wl, p.variant, p.options, seconds=p.seconds), p, executor)
+        return _finish(measure_free(m, wl, p.variant, p.options, seconds=p.seconds), p, executor)
 
 
 @dataclass
@@ -381,7 +382,8 @@ def sweep(workload: str | Workload, params: Iterable[str] | dict[str, Iterable[A
 
 
 def _run_local(wl: Workload, todo: list[Point], emit: Callable[[dict[str, Any]], None], bar: _Progress) -> None:
-    from shmkernel.measure.runner import open_machine, run_free
+    from shmkernel.measure.record import measure_free
+    from shmkernel.workload.machines import open_machine
 
     m = None
     mkey = None
@@ -394,7 +396,7 @@ def _run_local(wl: Workload, todo: list[Point], emit: Callable[[dict[str, Any]],
                 m = open_machine(wl, p.cpus, p.options, pin=p.pin).start()
                 mkey = p.machine_key
             bar.start(p)
-            rec = _finish(run_free(m, wl, p.variant, p.options, seconds=p.seconds), p, "local")
+            rec = _finish(measure_free(m, wl, p.variant, p.options, seconds=p.seconds), p, "local")
             bar.done(rec)
             emit(rec)
     finally:

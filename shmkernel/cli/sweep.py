@@ -15,26 +15,19 @@ import json
 import sys
 from typing import Any
 
+from shmkernel.cli.options import add_workload_common, int_in, positive_float, workload_options
 from shmkernel.errors import UsageError
 
-
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if not (v > 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {s!r}")
-    return v
+TAKES_WORKLOAD_OPTIONS = True
 
 
-def add_parser(sub: Any, add_common: Any, int_in: Any) -> argparse.ArgumentParser:
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="free runs over a grid of parameters (JSONL, table, plot)")
-    add_common(sw)
+    add_workload_common(sw)
     sw.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2",
                     help="a swept parameter: a workload option, cpus, variant or seconds (repeatable)")
     sw.add_argument("--repeat", type=int_in(1, 10_000), default=1, help="runs per grid point")
-    sw.add_argument("--seconds", type=_positive_float, default=1.0, help="run time per point (default 1)")
+    sw.add_argument("--seconds", type=positive_float, default=1.0, help="run time per point (default 1)")
     sw.add_argument("--out", metavar="FILE.jsonl", help="append records here; resume from it")
     sw.add_argument("--plot", metavar="FILE.png", help="plot the rate against the swept parameter")
     sw.add_argument("--x", dest="plot_x", metavar="NAME", help="the parameter on the plot's x axis")
@@ -45,9 +38,8 @@ def add_parser(sub: Any, add_common: Any, int_in: Any) -> argparse.ArgumentParse
     return sw
 
 
-def cmd_sweep(args: argparse.Namespace, extra: list[str]) -> int:
+def run(args: argparse.Namespace, extra: list[str]) -> int:
     import workloads
-    from shmkernel.cli import _workload_options
     from shmkernel.measure.sweep import print_summary, sweep
 
     wl = workloads.get(args.workload)
@@ -57,7 +49,7 @@ def cmd_sweep(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError("sweep runs free, on the host's own memory model (native) only")
     if args.cluster and not args.cluster.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
         raise UsageError(f"--cluster expects tcp://HOST:PORT, got {args.cluster!r}")
-    opts = _workload_options(wl, extra)
+    opts = workload_options(wl, extra)
     progress = {"auto": None, "always": True, "never": False}[getattr(args, "progress", "auto")]
     res = sweep(wl, args.param, repeat=args.repeat, out=args.out, variant=args.variant, cpus=args.cpus,
                 seconds=args.seconds, opts=opts, cluster=args.cluster, progress=progress,

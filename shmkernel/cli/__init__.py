@@ -1,0 +1,78 @@
+"""The ``shmkernel`` command: doctor, list, run, explore, replay, sweep, litmus.
+
+One module per sub-command (``add_parser(sub)`` and ``run(args, extra)``),
+option helpers in `shmkernel.cli.options`. Errors for users are one line on
+stderr and exit 2 (bad usage or input) or 3 (the run failed: a CPU died, a
+check failed); ``explore`` exits 1 found, 0 proved, 4 not-proved; Ctrl-C and
+SIGTERM stop every CPU process, unlink the segment and exit 130/143. No
+traceback reaches a user unless SHMKERNEL_DEBUG=1 is set.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import ModuleType
+
+from shmkernel.cli import doctor, explore, listing, litmus, replay, run, sweep
+from shmkernel.cli.options import Parser, quiet_stdout, stdout_broken
+from shmkernel.errors import ShmkernelError, UsageError
+
+#: sub-command name -> its module, in the order `--help` lists them
+COMMANDS: dict[str, ModuleType] = {"doctor": doctor, "list": listing, "run": run, "explore": explore,
+                                   "replay": replay, "sweep": sweep, "litmus": litmus}
+
+
+class _Terminated(BaseException):
+    pass
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def build_parser() -> Parser:
+    ap = Parser(prog="shmkernel", description=(__doc__ or "").splitlines()[0])
+    sub = ap.add_subparsers(dest="command", parser_class=Parser)
+    for module in COMMANDS.values():
+        module.add_parser(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        args, extra = build_parser().parse_known_args(argv)
+        if args.command is None:
+            raise UsageError(f"a command is required ({', '.join(COMMANDS)})")
+        command = COMMANDS[args.command]
+        if extra and not command.TAKES_WORKLOAD_OPTIONS:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        return command.run(args, extra)
+    except ShmkernelError as e:
+        if os.environ.get("SHMKERNEL_DEBUG"):
+            raise
+        print(f"shmkernel: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("shmkernel: interrupted; every CPU process stopped and shared memory removed", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print("shmkernel: terminated; every CPU process stopped and shared memory removed", file=sys.stderr)
+        return 143
+    except BrokenPipeError:
+        if sys.stdout.closed or stdout_broken():
+            quiet_stdout()
+            return 0  # output piped into head: not an error
+        print("shmkernel: error: a channel to a CPU process broke", file=sys.stderr)
+        return 3
+    except Exception as e:  # noqa: BLE001 - never a traceback for a user
+        if os.environ.get("SHMKERNEL_DEBUG"):
+            raise
+        print(f"shmkernel: internal error: {type(e).__name__}: {e} (SHMKERNEL_DEBUG=1 shows where)",
+              file=sys.stderr)
+        return 3
+    finally:
+        signal.signal(signal.SIGTERM, old_term)

@@ -1,0 +1,54 @@
+"""``shmkernel run``: free-running measurement of a workload, buggy and fixed side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from shmkernel.cli.options import add_workload_common, int_in, positive_float, workload_options
+from shmkernel.errors import UsageError
+
+TAKES_WORKLOAD_OPTIONS = True
+
+
+def add_parser(sub: Any) -> None:
+    run = sub.add_parser("run", help="free-running measurement of a workload")
+    add_workload_common(run)
+    g = run.add_mutually_exclusive_group()
+    g.add_argument("--seconds", type=positive_float, default=None, help="run time per variant (default 3)")
+    g.add_argument("--iterations", type=int_in(1, 10**12), default=None, help="iterations per CPU")
+    run.add_argument("--no-pin", action="store_true", help="do not pin CPU processes to cores")
+
+
+def _variants_to_run(wl: Any, variant: str | None) -> list[str]:
+    if variant is not None:
+        return [wl.resolve_variant(variant)]
+    return [wl.resolve_variant("buggy"), wl.resolve_variant("fixed")]
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    import workloads
+    from shmkernel.measure.record import measure_free
+    from shmkernel.measure.report import print_run_table
+    from shmkernel.workload.machines import open_machine
+
+    wl = workloads.get(args.workload)
+    opts = workload_options(wl, extra)
+    variants = _variants_to_run(wl, args.variant)
+    if args.memory_model == "lkmm":
+        raise UsageError("--memory-model lkmm is a scheduled-mode model (explore, litmus, replay): its "
+                         "propagation choices are schedule steps; free runs take native, sc, tso or weak")
+    seconds = args.seconds if args.seconds is not None or args.iterations is not None else 3.0
+    cpus = args.cpus or wl.default_cpus
+    records = []
+    with open_machine(wl, cpus, opts, pin=not args.no_pin) as m:
+        for v in variants:
+            records.append(measure_free(m, wl, v, opts, seconds=seconds, iterations=args.iterations,
+                                        memory_model=args.memory_model, seed=args.seed))
+    if args.json:
+        for r in records:
+            print(json.dumps(r, sort_keys=True))
+    else:
+        print_run_table(wl, records)
+    return 0
