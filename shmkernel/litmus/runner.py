@@ -29,7 +29,7 @@ from shmkernel.errors import UsageError
 from shmkernel.litmus.parse import LitmusTest, _cond_vars, cond_text, holds, parse_litmus
 from shmkernel.litmus.program import coordinate, run_many, run_once
 from shmkernel.memory.layout import Layout
-from shmkernel.memory.models import BUFFERED_MODELS, MODELS
+from shmkernel.memory.registry import BUFFERED_MODELS, MODELS
 from shmkernel.runtime.machine import Machine, Program
 from shmkernel.workload import Workload
 

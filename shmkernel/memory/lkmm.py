@@ -51,6 +51,7 @@ fences, so it never shows an outcome the LKMM forbids on the kernel's corpus
 
 from __future__ import annotations
 
+from shmkernel.memory.actions import commit_id
 from shmkernel.memory.models import (
     ACQ_READ,
     CLASS,
@@ -66,7 +67,6 @@ from shmkernel.memory.models import (
     CommitActions,
     SCModel,
     _rmw,
-    commit_id,
 )
 
 #: lock acquisitions: acquire RMWs with the LKMM's unlock-lock ordering, not full barriers

@@ -41,14 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shmkernel.errors import UsageError
-
-MODELS = ("native", "sc", "tso", "weak", "lkmm")
-#: models with schedule actions of their own (store commits, older loads)
-BUFFERED_MODELS = ("tso", "weak", "lkmm")
-#: schedule actions that are not CPU steps are encoded as ints from here on
-ACTION_BASE = 1 << 20
-COMMIT, READ_OLDER = 1, 2
+from shmkernel.memory.actions import COMMIT, commit_id, decode_action
 
 # operation classes
 READ, ACQ_READ, WRITE, REL_WRITE, RMW_FULL, RMW_RELAXED, PERCPU_RMW, FENCE_MB, FENCE_RMB, FENCE_WMB, LOCAL = range(11)
@@ -154,11 +147,6 @@ class SCModel:
 
     def describe(self, aid: int, name_of: Callable[[int], str]) -> str:
         return "?"
-
-
-def commit_id(cpu: int, index: int) -> int:
-    """The action 'CPU ``cpu``'s ``index``-th buffered store commits'."""
-    return ACTION_BASE + (COMMIT << 40) + (cpu << 20) + index
 
 
 class CommitActions:
@@ -351,28 +339,3 @@ class BufferedModel(CommitActions, SCModel):
     def actions(self) -> list[int]:
         """Commits: any store that may leave its buffer now."""
         return [commit_id(c, i) for c in range(self.ncpus) for i in self._committable(c)]
-
-
-def read_older_id(cpu: int, older: int) -> int:
-    """The choice 'CPU ``cpu`` loads the value ``older`` writes behind the newest'."""
-    return ACTION_BASE + (READ_OLDER << 40) + (cpu << 20) + older
-
-
-def decode_action(aid: int) -> tuple[int, int, int]:
-    x = aid - ACTION_BASE
-    return x >> 40, (x >> 20) & 0xFFFFF, x & 0xFFFFF
-
-
-def make_model(name: str, words: memoryview, ncpus: int) -> SCModel | None:
-    """The model object the coordinator keeps; None for the host's own (native)."""
-    if name == "native":
-        return None
-    if name == "sc":
-        return SCModel(words, ncpus)
-    if name in ("tso", "weak"):
-        return BufferedModel(words, ncpus, name)
-    if name == "lkmm":
-        from shmkernel.memory.lkmm import LKMMModel
-
-        return LKMMModel(words, ncpus)
-    raise UsageError(f"unknown memory model {name!r}; choose one of {', '.join(MODELS)}")

@@ -29,16 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from shmkernel.errors import RunError
-from shmkernel.memory.models import (
-    ACQ_READ,
-    ACTION_BASE,
-    COMMIT,
-    READ,
-    decode_action,
-    make_model,
-    read_older_id,
-)
+from shmkernel.memory.actions import ACTION_BASE, COMMIT, decode_action, read_older_id
+from shmkernel.memory.models import ACQ_READ, READ
 from shmkernel.memory.models import CLASS as MODEL_CLASS
+from shmkernel.memory.registry import make_model
 from shmkernel.schedule.ops import ACCESS, CODE, DONE, ERROR, MEMORY, NAME, Access
 
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hyp_seed
 from hypothesis import strategies as st
 
-from shmkernel.memory.models import ACTION_BASE, COMMIT, decode_action
+from shmkernel.memory.actions import ACTION_BASE, COMMIT, decode_action
 from shmkernel.schedule.drive import Execution, State
 
 

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shmkernel.errors import RunError, UsageError
-from shmkernel.memory.models import ACTION_BASE, BUFFERED_MODELS, MODELS
+from shmkernel.memory.actions import ACTION_BASE
+from shmkernel.memory.registry import BUFFERED_MODELS, MODELS
 from shmkernel.runtime.pinning import pin_self, usable_cores
 from shmkernel.schedule.dpor import DPORScheduler
 from shmkernel.schedule.engine import Engine, Execution

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from shmkernel.memory.models import ACTION_BASE
+from shmkernel.memory.actions import ACTION_BASE
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
 from shmkernel.schedule.search import DepthFirstSearch
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shmkernel.errors import UsageError
-from shmkernel.memory.models import ACTION_BASE, COMMIT, decode_action, read_older_id
+from shmkernel.memory.actions import ACTION_BASE, COMMIT, decode_action, read_older_id
 from shmkernel.schedule.drive import Step
 from shmkernel.schedule.ops import ACCESS, NAME, Access
 
