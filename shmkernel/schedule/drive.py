@@ -9,15 +9,9 @@ grants it to a real CPU process at its gate, `shmkernel.schedule.inprocess`
 advances a program held in this process (the explorer's differential tests
 run thousands of small programs that way).
 
-Kernel synchronisation carries its ordering under every memory model: a
-grace period's end and a stop_machine's start and end act as a strong fence
-on every CPU (the kernel's grace period and stop_machine imply a full
-barrier on each CPU), parking and ``schedule()`` as a full barrier on their
-own CPU (a context switch). The start of ``synchronize_sched()`` is a full
-barrier on its caller and on every CPU outside a read-side section (those
-are in a quiescent state, which the kernel's grace period orders after its
-start: a section they begin later sees what the caller stored before); the
-grace period then waits only for the sections in progress at its start.
+Kernel synchronisation (grace periods, stop_machine) is
+`shmkernel.schedule.kernel_sync`'s; when a posted operation may be granted is
+`shmkernel.schedule.ops.enabled`'s, beside the op table.
 """
 
 from __future__ import annotations
@@ -33,16 +27,8 @@ from shmkernel.memory.actions import ACTION_BASE, COMMIT, decode_action, read_ol
 from shmkernel.memory.models import ACQ_READ, READ
 from shmkernel.memory.models import CLASS as MODEL_CLASS
 from shmkernel.memory.registry import make_model
-from shmkernel.schedule.ops import ACCESS, CODE, DONE, ERROR, MEMORY, NAME, Access
-
-
-class Op(NamedTuple):
-    """A pending operation as posted at a gate (a tuple: built once per step)."""
-
-    code: int
-    addr: int
-    a1: int
-    a2: int
+from shmkernel.schedule.kernel_sync import KernelSync
+from shmkernel.schedule.ops import DONE, ERROR, MEMORY, NAME, Op, enabled
 
 
 class Step(NamedTuple):
@@ -55,12 +41,6 @@ class Step(NamedTuple):
 #: what a scheduler returns to abandon the execution here (a state it has explored
 #: before, or one whose every continuation is covered by another execution)
 PRUNE = -2
-
-SYNC_START, SYNC_WAIT = CODE["synchronize_sched"], CODE["synchronize_sched_wait"]
-PARK, SM_START, SM_WAIT, SM_END = CODE["park"], CODE["stop_machine"], CODE["stop_machine_wait"], \
-    CODE["stop_machine_end"]
-SCHEDULE, MUTEX_LOCK = CODE["schedule"], CODE["mutex_lock"]
-
 
 @dataclass
 class State:
@@ -97,7 +77,9 @@ class Execution:
 
 
 class Driver:
-    """The drive loop; subclasses implement `_take`, `_preempt`, `_qs`, `_memory_key`."""
+    """The drive loop; subclasses implement `_take`, `_preempt`, `_qs`, `_memory_key`.
+
+    It is also the `shmkernel.schedule.ops.Machinery` the enabledness rules read."""
 
     def __init__(self, words: Any, roles: int, memory_model: str, max_steps: int,
                  sm_req: int | None = None) -> None:
@@ -109,9 +91,7 @@ class Driver:
         self.sm_req = sm_req
         self.steps_total = 0
         self.step_seconds = 0.0
-        #: grace periods in progress: caller -> {CPU it waits for: that CPU's
-        #: quiescent-state count when the grace period began}
-        self.gp_wait: dict[int, dict[int, int]] = {}
+        self.sync = KernelSync(self._preempt, self._qs)
 
     # -- what a subclass provides -----------------------------------------------------------------
     def _take(self, cpu: int, op: Op, older: int) -> tuple[int, Op]:
@@ -130,77 +110,29 @@ class Driver:
     def _memory_key(self) -> Hashable:
         raise NotImplementedError
 
-    # -- enabledness ---------------------------------------------------------------------------------
-    def enabled(self, cpu: int, op: Op, pending: dict[int, Op]) -> bool:
-        acc = ACCESS[op.code]
-        if acc is Access.LOCK:
-            return self.w[op.addr] == 0
-        if acc is Access.PARK:
-            return self.sm_req is not None and self.w[self.sm_req] != op.a1
-        if acc is Access.SM_WAIT:
-            return all(self._parked_or_done(o, p, op.a1) for o, p in pending.items() if o != cpu)
-        if acc is Access.QS_WAIT:
-            return not self.gp_wait.get(cpu)
-        return True
+    # -- the Machinery the enabledness rules read -----------------------------------------------------
+    def word(self, addr: int) -> int:
+        return self.w[addr]
 
-    def _parked_or_done(self, cpu: int, p: Op, ep: int) -> bool:
-        if p.code in (DONE, ERROR):
-            return True
-        if p.code == PARK and p.a1 == ep:
-            return True
-        # a task asleep on a mutex is not running: stop_machine does not wait for it
-        return p.code == MUTEX_LOCK and self.w[p.addr] != 0 and self._preempt(cpu) == 0
+    def stop_request(self) -> int | None:
+        return None if self.sm_req is None else self.w[self.sm_req]
 
-    # -- kernel synchronisation ---------------------------------------------------------------------
-    def _synchronise(self, cpu: int, op: Op, pending: dict[int, Op]) -> None:
-        """What a granted synchronisation step does beyond the CPU's own code:
-        grace-period bookkeeping and the memory ordering it carries."""
-        code, model = op.code, self.model
-        if code == SYNC_START:
-            # RCU-sched waits for the read-side sections in progress now, no others
-            live = [o for o, p in pending.items() if o != cpu and p.code not in (DONE, ERROR)]
-            self.gp_wait[cpu] = {o: self._qs(o) for o in live if self._preempt(o) > 0}
-            if model is not None:
-                # the caller's earlier stores reach everyone; a CPU outside a section is in
-                # a quiescent state (its barrier): any section it begins later sees them
-                model.fence_cpu(cpu)
-                for o in live:
-                    if o not in self.gp_wait[cpu]:
-                        model.fence_cpu(o)
-        elif code == SYNC_WAIT:
-            self.gp_wait.pop(cpu, None)
-            if model is not None:
-                model.fence_all()
-        elif code in (SM_WAIT, SM_END):
-            if model is not None:
-                model.fence_all()
-        elif code in (PARK, SCHEDULE, SM_START) and model is not None:
-            model.fence_cpu(cpu)
+    def preempt(self, cpu: int) -> int:
+        return self._preempt(cpu)
 
-    def _quiescent(self, cpu: int, op: Op) -> None:
-        """After ``cpu``'s step: the grace periods that waited for it and no longer
-        do. Its quiescent state orders what it does next after the grace period's
-        start (the kernel reports it with a full barrier): a section it begins now
-        sees what the caller stored before ``synchronize_sched()``."""
-        finished = op.code in (DONE, ERROR)
-        passed = False
-        for waits in self.gp_wait.values():
-            if cpu in waits and (finished or self._qs(cpu) != waits[cpu]):
-                del waits[cpu]
-                passed = True
-        if passed and not finished and self.model is not None:
-            self.model.fence_cpu(cpu)
+    def grace_period_over(self, cpu: int) -> bool:
+        return self.sync.over(cpu)
 
     # -- state key ---------------------------------------------------------------------------------------
     def _state_key(self, pending: dict[int, Op], histories: list[int]) -> Hashable:
         model = self.model.state_key() if self.model is not None else None
-        gp = tuple(sorted((c, tuple(sorted(w))) for c, w in self.gp_wait.items()))
+        gp = self.sync.key()
         # 64-bit hashes: two distinct states collide with probability ~n^2/2^65 (1e-8 at 10^6 states)
         return hash((model, self._memory_key(), tuple(sorted(pending.items())), tuple(histories), gp))
 
     # -- the loop -----------------------------------------------------------------------------------------
     def _reset_execution(self) -> None:
-        self.gp_wait = {}
+        self.sync.reset()
         if self.model is not None:
             self.model.reset()
 
@@ -213,7 +145,7 @@ class Driver:
         histories = [0] * (max(active) + 1 if active else 0)  # per CPU: a hash of its (op, result) sequence
         while True:
             live = [c for c in active if pending[c].code not in (DONE, ERROR)]
-            eligible = [c for c in live if self.enabled(c, pending[c], pending)]
+            eligible = [c for c in live if enabled(c, pending[c], pending, self)]
             if model is not None:
                 for c in list(eligible):
                     op = pending[c]
@@ -247,13 +179,12 @@ class Driver:
                     continue
                 choice, c, older = c, cpu, arg  # a load that returns an older value
             op = pending[c]
-            self._synchronise(c, op, pending)
+            self.sync.granted(c, op, pending, model)
             result, nxt = self._take(c, op, older)
             steps.append(Step(c, op, result, choice))
             histories[c] = hash((histories[c], op, result))
             pending[c] = nxt
-            if self.gp_wait:
-                self._quiescent(c, nxt)
+            self.sync.stepped(c, nxt, model)
             current = c
         self.step_seconds += time.perf_counter() - t0
         self.steps_total += len(steps)

@@ -24,7 +24,7 @@ import posix_ipc
 
 from shmkernel.hw.atomics import Atomics
 
-SEQ, KIND, ADDR, ARG1, ARG2, RESULT, GRANT, CHOICE, PREEMPT, SLEEPING, STEPS, VALUE, VKIND = range(13)
+SEQ, KIND, ADDR, ARG1, ARG2, RESULT, GRANT, CHOICE, PREEMPT, SLEEPING, VALUE, VKIND = range(12)
 VNONE, VINT, VBOOL = 0, 1, 2  # what VALUE holds when a memory model computed the result
 SLOT_WORDS = 16
 ABORT = -1  # a CHOICE that ends the execution: the CPU unwinds its program

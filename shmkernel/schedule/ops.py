@@ -19,6 +19,7 @@ at import below): then no reduction ever moves a step across one of them.
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple, Protocol
 
 
 class Access(enum.IntEnum):
@@ -91,6 +92,53 @@ DONE, ERROR = CODE["done"], CODE["error"]
 WRITES = (Access.WRITE, Access.RMW, Access.LOCK)
 MEMORY = len(OPS) - 1
 assert NAME[MEMORY] == "memory"
+
+
+class Op(NamedTuple):
+    """A pending operation as posted at a gate (a tuple: built once per step)."""
+
+    code: int
+    addr: int
+    a1: int
+    a2: int
+
+
+# -- enabledness: when a posted operation may be granted -------------------------------------------
+class Machinery(Protocol):
+    """What the enabledness of a blocking operation reads."""
+
+    def word(self, addr: int) -> int: ...
+    def stop_request(self) -> int | None: ...  # the stop_machine epoch requested (0: none)
+    def preempt(self, cpu: int) -> int: ...  # 0: the CPU is outside any preempt-disabled section
+    def grace_period_over(self, cpu: int) -> bool: ...  # the grace period ``cpu`` waits in has ended
+
+
+def enabled(cpu: int, op: Op, pending: dict[int, Op], m: Machinery) -> bool:
+    """May ``cpu`` take ``op`` now? A lock while its word is 0; a parked CPU once
+    the stop it parked for is over; stop_machine's wait once every other CPU is
+    parked for it, finished, or asleep on a mutex (a sleeping task is not running
+    and stop_machine does not wait for it); a grace period's end once every
+    section it waits for is left (`shmkernel.schedule.kernel_sync`). Every other
+    operation always. (The last three read hidden state: see the invariant above.)"""
+    acc = ACCESS[op.code]
+    if acc is Access.LOCK:
+        return m.word(op.addr) == 0
+    if acc is Access.PARK:
+        req = m.stop_request()
+        return req is not None and req != op.a1
+    if acc is Access.SM_WAIT:
+        return all(_parked_or_done(o, p, op.a1, m) for o, p in pending.items() if o != cpu)
+    if acc is Access.QS_WAIT:
+        return m.grace_period_over(cpu)
+    return True
+
+
+def _parked_or_done(cpu: int, p: Op, epoch: int, m: Machinery) -> bool:
+    if p.code in (DONE, ERROR):
+        return True
+    if p.code == CODE["park"] and p.a1 == epoch:
+        return True
+    return p.code == CODE["mutex_lock"] and m.word(p.addr) != 0 and m.preempt(cpu) == 0
 
 #: accesses whose enabledness (or effect) reads state that is not their address
 HIDDEN_STATE = (Access.PARK, Access.SM_WAIT, Access.QS_WAIT, Access.GLOBAL)
