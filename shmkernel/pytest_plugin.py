@@ -69,7 +69,7 @@ def leaks(before_shm: set[str] | None = None, before_children: set[int] | None =
 
 # -- helpers -------------------------------------------------------------------------------------
 def _workload(workload: Any) -> Any:
-    import workloads
+    from shmkernel.workload import registry as workloads
 
     return workloads.get(workload) if isinstance(workload, str) else workload
 

@@ -56,8 +56,8 @@ EXIT = {"found": 1, "proved": 0, "not-proved": 4}
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    import workloads
     from shmkernel.schedule.session import EXPLORE_KEYS, explore
+    from shmkernel.workload import registry as workloads
 
     wl = workloads.get(args.workload)
     raw = {k: v for k, v in wl.explore_defaults.items() if k not in EXPLORE_KEYS}

@@ -13,7 +13,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    import workloads
+    from shmkernel.workload import registry as workloads
 
     for wl in workloads.all_workloads():
         print(f"{wl.name}: {wl.summary}")

@@ -21,8 +21,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    import workloads
     from shmkernel.schedule.session import replay
+    from shmkernel.workload import registry as workloads
 
     wl = workloads.get(args.workload)
     results = replay(wl, args.schedule, variant=args.variant, repeat=args.repeat)

@@ -28,9 +28,9 @@ def _variants_to_run(wl: Any, variant: str | None) -> list[str]:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    import workloads
     from shmkernel.measure.record import measure_free
     from shmkernel.measure.report import print_run_table
+    from shmkernel.workload import registry as workloads
     from shmkernel.workload.machines import open_machine
 
     wl = workloads.get(args.workload)

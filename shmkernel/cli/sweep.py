@@ -39,8 +39,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    import workloads
     from shmkernel.measure.sweep import print_summary, sweep
+    from shmkernel.workload import registry as workloads
 
     wl = workloads.get(args.workload)
     if not getattr(args, "param", None):

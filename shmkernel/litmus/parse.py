@@ -18,14 +18,13 @@ Anything else is a `UsageError` naming the file and line.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from shmkernel.errors import UsageError
-
-Expr = Any  # ("int", v) | ("reg", name) | ("bin", op, a, b) | ("not", a) | ("neg", a)
-Stmt = Any
+from shmkernel.litmus.condition import cond_vars, condition
+from shmkernel.litmus.lexer import Lexer, value
+from shmkernel.litmus.statements import Stmt, statements
 
 
 @dataclass
@@ -48,278 +47,37 @@ class LitmusTest:
     variables: list[str] = field(default_factory=list)
 
 
-_TOKEN = re.compile(r"""
-    (?P<ws>[ \t\r\n]+)
-  | (?P<num>-?\d+)
-  | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>/\\|\\/|==|!=|<=|>=|&&|\|\||[-+*&|^!~<>=;:,(){}\[\]])
-""", re.VERBOSE)
-
-
-class _Lexer:
-    def __init__(self, text: str, path: str, line0: int) -> None:
-        self.toks: list[tuple[str, str, int]] = []
-        pos, line = 0, line0
-        while pos < len(text):
-            m = _TOKEN.match(text, pos)
-            if not m:
-                raise UsageError(f"{path}:{line}: unexpected character {text[pos]!r}")
-            kind = m.lastgroup
-            val = m.group()
-            if kind != "ws":
-                self.toks.append((kind or "", val, line))
-            line += val.count("\n")
-            pos = m.end()
-        self.i = 0
-        self.path = path
-
-    def peek(self, k: int = 0) -> tuple[str, str, int]:
-        return self.toks[self.i + k] if self.i + k < len(self.toks) else ("eof", "", self.toks[-1][2] if self.toks else 0)
-
-    def next(self) -> tuple[str, str, int]:
-        t = self.peek()
-        self.i += 1
-        return t
-
-    def expect(self, val: str) -> None:
-        t = self.next()
-        if t[1] != val:
-            raise UsageError(f"{self.path}:{t[2]}: expected {val!r}, found {t[1] or 'end of file'!r}")
-
-    def error(self, msg: str) -> UsageError:
-        return UsageError(f"{self.path}:{self.peek()[2]}: {msg}")
-
-
-_FENCES = {"smp_mb", "smp_rmb", "smp_wmb"}
-#: the LKMM's conditional full fences, run as smp_mb() (at least as strong: never an
-#: outcome they forbid, maybe fewer than they allow)
-_AS_MB = {"smp_mb__before_atomic", "smp_mb__after_atomic", "smp_mb__after_spinlock",
-          "smp_mb__after_unlock_lock"}
-#: statements on a location: name -> (value arguments, the statement from (location, arguments))
-_LOC_STMTS: dict[str, tuple[int, Callable[[str, list[Expr]], Stmt]]] = {
-    "spin_lock": (0, lambda loc, a: ("lock", loc)),
-    "spin_unlock": (0, lambda loc, a: ("unlock", loc)),
-    "atomic_set": (1, lambda loc, a: ("write", loc, a[0])),
-    "atomic_add": (1, lambda loc, a: ("atomic_add", loc, a[0])),
-    "atomic_sub": (1, lambda loc, a: ("atomic_add", loc, ("neg", a[0]))),
-    "atomic_inc": (0, lambda loc, a: ("atomic_add", loc, ("int", 1))),
-    "atomic_dec": (0, lambda loc, a: ("atomic_add", loc, ("int", -1))),
-}
-_PREC = [("||",), ("&&",), ("|",), ("^",), ("&",), ("==", "!="), ("<", ">", "<=", ">="), ("+", "-"), ("*",)]
-
-
-def _expr(lx: _Lexer, level: int = 0) -> Expr:
-    if level == len(_PREC):
-        return _unary(lx)
-    left = _expr(lx, level + 1)
-    while lx.peek()[1] in _PREC[level]:
-        op = lx.next()[1]
-        left = ("bin", op, left, _expr(lx, level + 1))
-    return left
-
-
-def _unary(lx: _Lexer) -> Expr:
-    kind, val, line = lx.next()
-    if val == "!":
-        return ("not", _unary(lx))
-    if val == "-":
-        return ("neg", _unary(lx))
-    if val == "(":
-        e = _expr(lx)
-        lx.expect(")")
-        return e
-    if kind == "num":
-        return ("int", int(val))
-    if kind == "id":
-        if lx.peek()[1] == "(":
-            raise UsageError(f"{lx.path}:{line}: unsupported construct {val!r} in an expression")
-        return ("reg", val)
-    raise UsageError(f"{lx.path}:{line}: unexpected {val!r} in an expression")
-
-
-def _location(lx: _Lexer) -> str:
-    if lx.peek()[1] in ("*", "&"):
-        lx.next()
-    kind, val, line = lx.next()
-    if kind != "id":
-        raise UsageError(f"{lx.path}:{line}: expected a shared variable, found {val!r}")
-    return val
-
-
-def _call_args(lx: _Lexer, name: str, n_exprs: int) -> tuple[str, list[Expr]]:
-    lx.expect("(")
-    loc = _location(lx)
-    args = []
-    for _ in range(n_exprs):
-        lx.expect(",")
-        args.append(_expr(lx))
-    lx.expect(")")
-    return loc, args
-
-
-def _rhs_call(lx: _Lexer, reg: str) -> Stmt:
-    kind, name, line = lx.peek()
-    base = re.sub(r"_(relaxed|acquire|release)$", "", name)
-    if name in ("READ_ONCE", "atomic_read"):
-        lx.next()
-        loc, _ = _call_args(lx, name, 0)
-        return ("read", reg, loc)
-    if name == "smp_load_acquire":
-        lx.next()
-        loc, _ = _call_args(lx, name, 0)
-        return ("load_acquire", reg, loc)
-    if base == "xchg":
-        lx.next()
-        loc, args = _call_args(lx, name, 1)
-        return ("xchg", reg, loc, args[0])
-    if base == "cmpxchg":
-        lx.next()
-        loc, args = _call_args(lx, name, 2)
-        return ("cmpxchg", reg, loc, args[0], args[1])
-    if kind == "id" and lx.peek(1)[1] == "(":
-        raise UsageError(f"{lx.path}:{line}: unsupported construct {name!r}")
-    return ("assign", reg, _expr(lx))
-
-
-def _stmt(lx: _Lexer, regs: list[str]) -> list[Stmt]:
-    kind, val, line = lx.peek()
-    if val == "{":
-        lx.next()
-        out: list[Stmt] = []
-        while lx.peek()[1] != "}":
-            if lx.peek()[0] == "eof":
-                raise lx.error("unterminated block")
-            out.extend(_stmt(lx, regs))
-        lx.next()
-        return [("block", out)]
-    if val == ";":
-        lx.next()
-        return []
-    if val == "int":
-        lx.next()
-        out = []
-        while True:
-            if lx.peek()[1] == "*":
-                raise lx.error("unsupported construct: pointer registers")
-            k, name, ln = lx.next()
-            if k != "id":
-                raise UsageError(f"{lx.path}:{ln}: expected a register name, found {name!r}")
-            regs.append(name)
-            if lx.peek()[1] == "=":
-                lx.next()
-                out.append(_rhs_call(lx, name))
-            if lx.peek()[1] == ",":
-                lx.next()
-                continue
-            lx.expect(";")
-            return out
-    if val == "if":
-        lx.next()
-        lx.expect("(")
-        cond = _expr(lx)
-        lx.expect(")")
-        then = _stmt(lx, regs)
-        other: list[Stmt] = []
-        if lx.peek()[1] == "else":
-            lx.next()
-            other = _stmt(lx, regs)
-        return [("if", cond, then, other)]
-    if kind != "id":
-        raise UsageError(f"{lx.path}:{line}: unexpected {val!r}")
-    if val == "WRITE_ONCE":
-        lx.next()
-        loc, args = _call_args(lx, val, 1)
-        lx.expect(";")
-        return [("write", loc, args[0])]
-    if val == "smp_store_release":
-        lx.next()
-        loc, args = _call_args(lx, val, 1)
-        lx.expect(";")
-        return [("store_release", loc, args[0])]
-    if val in _FENCES or val in _AS_MB:
-        lx.next()
-        lx.expect("(")
-        lx.expect(")")
-        lx.expect(";")
-        return [("fence", val if val in _FENCES else "smp_mb")]
-    if val in _LOC_STMTS:
-        lx.next()
-        nargs, build = _LOC_STMTS[val]
-        loc, args = _call_args(lx, val, nargs)
-        lx.expect(";")
-        return [build(loc, args)]
-    if lx.peek(1)[1] == "=":
-        lx.next()
-        lx.next()
-        s = _rhs_call(lx, val)
-        lx.expect(";")
-        if val not in regs:
-            regs.append(val)  # herd7 accepts undeclared registers too
-        return [s]
-    if lx.peek(1)[1] == "(":
-        raise UsageError(f"{lx.path}:{line}: unsupported construct {val!r}")
-    raise UsageError(f"{lx.path}:{line}: unexpected {val!r}")
-
-
-def _cond(lx: _Lexer) -> Any:
-    left = _cond_and(lx)
-    while lx.peek()[1] == "\\/":
-        lx.next()
-        left = ("or", left, _cond_and(lx))
-    return left
-
-
-def _cond_and(lx: _Lexer) -> Any:
-    left = _cond_atom(lx)
-    while lx.peek()[1] == "/\\":
-        lx.next()
-        left = ("and", left, _cond_atom(lx))
-    return left
-
-
-def _cond_atom(lx: _Lexer) -> Any:
-    kind, val, line = lx.peek()
-    if val == "~":
-        lx.next()
-        return ("not", _cond_atom(lx))
-    if val == "(":
-        lx.next()
-        c = _cond(lx)
-        lx.expect(")")
-        return c
-    if val in ("true", "false"):
-        lx.next()
-        return ("const", val == "true")
-    if kind == "num" and lx.peek(1)[1] == ":":
-        proc = int(lx.next()[1])
-        lx.next()
-        k, reg, ln = lx.next()
-        if k != "id":
-            raise UsageError(f"{lx.path}:{ln}: expected a register after {proc}:")
-        lx.expect("=")
-        return ("eq", ("reg", proc, reg), _value(lx))
-    if kind == "id":
-        lx.next()
-        lx.expect("=")
-        return ("eq", ("mem", val), _value(lx))
-    raise UsageError(f"{lx.path}:{line}: unexpected {val!r} in the final condition")
-
-
-def _value(lx: _Lexer) -> int:
-    k, v, ln = lx.next()
-    if v == "ATOMIC_INIT":
-        lx.expect("(")
-        n = _value(lx)
-        lx.expect(")")
-        return n
-    if v == "-":
-        return -_value(lx)
-    if k != "num":
-        raise UsageError(f"{lx.path}:{ln}: expected an integer, found {v!r}")
-    return int(v)
-
-
 def parse_litmus(path: str) -> LitmusTest:
+    """The litmus test in ``path``; anything it cannot read is a one-line `UsageError`."""
+    name, lx = _header(path, _read_text(path))
+    init, reg_init = _init_block(lx)
+    variables = list(init)
+    procs = _processes(lx, variables)
+    locations: list[str] = []
+    while lx.peek()[0] != "eof":
+        k, v, ln = lx.next()
+        if v == "locations":
+            locations += _locations(lx)
+            continue
+        if v == "~" and lx.peek()[1] == "exists":
+            lx.next()
+            quant = "~exists"
+        elif v in ("exists", "forall"):
+            quant = v
+        elif v == "filter":
+            raise UsageError(f"{path}:{ln}: unsupported construct 'filter'")
+        else:
+            raise UsageError(f"{path}:{ln}: unexpected {v!r} after the processes")
+        cond = condition(lx)
+        if lx.peek()[0] != "eof":
+            raise lx.error(f"unexpected {lx.peek()[1]!r} after the final condition")
+        variables += [var for var in dict.fromkeys(cond_vars(cond)) if var not in variables]
+        return LitmusTest(name, path, {v: init.get(v, 0) for v in variables}, reg_init, procs, quant, cond,
+                          locations, variables)
+    raise UsageError(f"{path}: no exists/~exists/forall clause (truncated file?)")
+
+
+def _read_text(path: str) -> str:
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -333,7 +91,11 @@ def parse_litmus(path: str) -> LitmusTest:
         raise UsageError(f"{path}: not UTF-8 text, not a litmus test") from None
     # (* comments *): an opener followed by a blank or a star, so that code such
     # as WRITE_ONCE(*x, 1) is not taken for one
-    text = re.sub(r"\(\*(?=[\s*]).*?\*\)", lambda m: "\n" * m.group().count("\n"), text, flags=re.S)
+    return re.sub(r"\(\*(?=[\s*]).*?\*\)", lambda m: "\n" * m.group().count("\n"), text, flags=re.S)
+
+
+def _header(path: str, text: str) -> tuple[str, Lexer]:
+    """The ``C NAME`` line, and a lexer over the rest."""
     lines = text.split("\n")
     head = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if head is None:
@@ -341,8 +103,11 @@ def parse_litmus(path: str) -> LitmusTest:
     first = lines[head].split()
     if len(first) < 2 or first[0] != "C":
         raise UsageError(f"{path}:{head + 1}: expected 'C NAME' (only the C litmus format is supported)")
-    name = first[1]
-    lx = _Lexer("\n".join(lines[head + 1:]), path, head + 2)
+    return first[1], Lexer("\n".join(lines[head + 1:]), path, head + 2)
+
+
+def _init_block(lx: Lexer) -> tuple[dict[str, int], dict[tuple[int, str], int]]:
+    """``{ x=1; int y; 0:r0=2; }``: initial memory and registers."""
     init: dict[str, int] = {}
     reg_init: dict[tuple[int, str], int] = {}
     lx.expect("{")
@@ -356,19 +121,23 @@ def parse_litmus(path: str) -> LitmusTest:
             lx.next()
             reg = lx.next()[1]
             lx.expect("=")
-            reg_init[(int(v), reg)] = _value(lx)
+            reg_init[(int(v), reg)] = value(lx)
         elif k == "id":
             init[v] = 0
             if lx.peek()[1] == "=":
                 lx.next()
-                init[v] = _value(lx)
+                init[v] = value(lx)
         else:
-            raise UsageError(f"{path}:{ln}: unsupported init entry {v!r}")
+            raise UsageError(f"{lx.path}:{ln}: unsupported init entry {v!r}")
         if lx.peek()[1] == ";":
             lx.next()
     lx.next()
+    return init, reg_init
+
+
+def _processes(lx: Lexer, variables: list[str]) -> list[Proc]:
+    """``P0(int *x, ...) { ... }`` in order; their parameters join ``variables``."""
     procs: list[Proc] = []
-    variables = list(init)
     while lx.peek()[0] == "id" and re.fullmatch(r"P\d+", lx.peek()[1]):
         idx = int(lx.next()[1][1:])
         if idx != len(procs):
@@ -383,78 +152,25 @@ def parse_litmus(path: str) -> LitmusTest:
                 raise lx.error("unterminated parameter list")
         lx.next()
         regs: list[str] = []
-        body = _stmt(lx, regs)
+        body = statements(lx, regs)
         procs.append(Proc(idx, body, regs))
     if not procs:
         raise lx.error("no process P0(...) { ... } found")
-    locations: list[str] = []
-    quant = None
-    while lx.peek()[0] != "eof":
-        k, v, ln = lx.next()
-        if v == "locations":
-            lx.expect("[")
-            while lx.peek()[1] != "]":
-                t = lx.next()
-                if t[0] == "eof":
-                    raise lx.error("unterminated locations")
-                if t[0] == "num" and lx.peek()[1] == ":":
-                    lx.next()
-                    locations.append(f"{t[1]}:{lx.next()[1]}")
-                elif t[0] == "id":
-                    locations.append(t[1])
+    return procs
+
+
+def _locations(lx: Lexer) -> list[str]:
+    """``locations [x; 0:r0;]``: what herd7 prints of each final state too."""
+    out: list[str] = []
+    lx.expect("[")
+    while lx.peek()[1] != "]":
+        t = lx.next()
+        if t[0] == "eof":
+            raise lx.error("unterminated locations")
+        if t[0] == "num" and lx.peek()[1] == ":":
             lx.next()
-            continue
-        if v == "~" and lx.peek()[1] == "exists":
-            lx.next()
-            quant = "~exists"
-        elif v in ("exists", "forall"):
-            quant = v
-        elif v == "filter":
-            raise UsageError(f"{path}:{ln}: unsupported construct 'filter'")
-        else:
-            raise UsageError(f"{path}:{ln}: unexpected {v!r} after the processes")
-        cond = _cond(lx)
-        if lx.peek()[0] != "eof":
-            raise lx.error(f"unexpected {lx.peek()[1]!r} after the final condition")
-        for var in _cond_vars(cond):
-            if var not in variables:
-                variables.append(var)
-        return LitmusTest(name, path, {v: init.get(v, 0) for v in variables}, reg_init, procs, quant, cond,
-                          locations, variables)
-    raise UsageError(f"{path}: no exists/~exists/forall clause (truncated file?)")
-
-
-def _cond_vars(c: Any) -> list[str]:
-    if c[0] == "eq":
-        return [c[1][1]] if c[1][0] == "mem" else []
-    if c[0] in ("and", "or"):
-        return _cond_vars(c[1]) + _cond_vars(c[2])
-    if c[0] == "not":
-        return _cond_vars(c[1])
-    return []
-
-
-def holds(c: Any, regs: dict[tuple[int, str], int], mem: dict[str, int]) -> bool:
-    op = c[0]
-    if op == "eq":
-        lhs = regs.get((c[1][1], c[1][2]), 0) if c[1][0] == "reg" else mem.get(c[1][1], 0)
-        return lhs == c[2]
-    if op == "and":
-        return holds(c[1], regs, mem) and holds(c[2], regs, mem)
-    if op == "or":
-        return holds(c[1], regs, mem) or holds(c[2], regs, mem)
-    if op == "not":
-        return not holds(c[1], regs, mem)
-    return bool(c[1])
-
-
-def cond_text(c: Any) -> str:
-    op = c[0]
-    if op == "eq":
-        lhs = f"{c[1][1]}:{c[1][2]}" if c[1][0] == "reg" else c[1][1]
-        return f"{lhs}={c[2]}"
-    if op in ("and", "or"):
-        return f"{cond_text(c[1])} {'/' + chr(92) if op == 'and' else chr(92) + '/'} {cond_text(c[2])}"
-    if op == "not":
-        return f"~{cond_text(c[1])}"
-    return "true" if c[1] else "false"
+            out.append(f"{t[1]}:{lx.next()[1]}")
+        elif t[0] == "id":
+            out.append(t[1])
+    lx.next()
+    return out

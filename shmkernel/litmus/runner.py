@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shmkernel.errors import UsageError
-from shmkernel.litmus.parse import LitmusTest, _cond_vars, cond_text, holds, parse_litmus
+from shmkernel.litmus.condition import cond_text, cond_vars, holds
+from shmkernel.litmus.parse import LitmusTest, parse_litmus
 from shmkernel.litmus.program import coordinate, run_many, run_once
 from shmkernel.memory.layout import Layout
 from shmkernel.memory.registry import BUFFERED_MODELS, MODELS
@@ -94,7 +95,7 @@ def _state_key(test: LitmusTest, regs_by_proc: list[dict[str, int]], mem: dict[s
             wanted_regs.add((int(p), r))
     for p, r in sorted(wanted_regs):
         shown.append((f"{p}:{r}", regs_by_proc[p].get(r, 0) if p < len(regs_by_proc) else 0))
-    mem_vars = _cond_vars(test.cond) + [x for x in test.locations if ":" not in x]
+    mem_vars = cond_vars(test.cond) + [x for x in test.locations if ":" not in x]
     for var in dict.fromkeys(mem_vars):
         shown.append((var, mem.get(var, 0)))
     return tuple(shown)

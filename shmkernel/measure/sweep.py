@@ -182,8 +182,8 @@ def _finish(rec: dict[str, Any], p: Point, executor: str) -> dict[str, Any]:
 
 def run_point(p: Point, executor: str = "local") -> dict[str, Any]:
     """One point on a Machine of its own (what a Dask task runs on its worker)."""
-    import workloads
     from shmkernel.measure.record import measure_free
+    from shmkernel.workload import registry as workloads
     from shmkernel.workload.machines import open_machine
 
     wl = workloads.get(p.workload)
@@ -326,7 +326,7 @@ def sweep(workload: str | Workload, params: Iterable[str] | dict[str, Iterable[A
           on_record: Callable[[dict[str, Any]], None] | None = None, pin: bool = True,
           event: str | None = None) -> SweepResult:
     """Run (or resume) a sweep; see the module docstring. ``progress=None``: a bar when stderr is a tty."""
-    import workloads
+    from shmkernel.workload import registry as workloads
 
     t0 = time.perf_counter()
     wl = workloads.get(workload) if isinstance(workload, str) else workload

@@ -193,7 +193,7 @@ class Session:
 
 def resolve(workload: str | Workload, variant: str | None, opts: dict[str, Any] | None,
              cpus: int | None, iterations: int | None) -> tuple[Workload, str, dict[str, Any], int, int]:
-    import workloads
+    from shmkernel.workload import registry as workloads
 
     wl = workloads.get(workload) if isinstance(workload, str) else workload
     variant = wl.resolve_variant(variant or "buggy")
