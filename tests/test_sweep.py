@@ -9,7 +9,8 @@ import struct
 import pytest
 
 from shmkernel.errors import UsageError
-from shmkernel.measure.sweep import grid, load_done, parse_params, sweep
+from shmkernel.measure.grid import grid, parse_params
+from shmkernel.measure.sweep import load_done, sweep
 
 SECONDS = 0.3
 

@@ -36,21 +36,19 @@ def load_records(path: str) -> list[dict[str, Any]]:
     return list(load_done(path).values())
 
 
-def plot(records: list[dict[str, Any]], path: str, x: str | None = None, event: str | None = None,
-         title: str | None = None, xlabel: str | None = None) -> PlotResult:
-    """Write a PNG of ``records`` (sweep records) to ``path``; returns what was drawn."""
+def _matplotlib() -> Any:
     try:
         import matplotlib
 
         matplotlib.use("Agg", force=False)
-        import matplotlib.ticker
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.lines import Line2D
+        import matplotlib.ticker  # noqa: F401 - used as matplotlib.ticker
     except ImportError:
         raise UsageError("--plot needs matplotlib: pip install 'shmkernel[sweep]'") from None
-    from shmkernel.measure.sweep import aggregate
+    return matplotlib
 
+
+def _axis_and_event(records: list[dict[str, Any]], x: str | None, event: str | None) -> tuple[str, str, list[str]]:
+    """What to plot: the x parameter, the event, and the swept parameter names."""
     if not records:
         raise UsageError("nothing to plot: no records")
     if event is None:
@@ -63,61 +61,87 @@ def plot(records: list[dict[str, Any]], path: str, x: str | None = None, event: 
         x = numeric[0] if numeric else (names[0] if names else "variant")
     elif x not in names and x != "variant":
         raise UsageError(f"cannot plot against {x!r}: the swept parameters are {', '.join(names) or 'none'}")
-    groups = aggregate(records, event)
-    others = [n for n in names if n != x]
+    return x, event, names
 
-    def series_of(g: dict[str, Any]) -> str:
+
+def _series(groups: list[dict[str, Any]], x: str, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """One line per variant and combination of the other swept parameters."""
+    others = [n for n in names if n != x]
+    series: dict[str, list[dict[str, Any]]] = {}
+    for g in groups:
         rest = ", ".join(f"{n}={g['point'].get(n)}" for n in others)
-        return g["variant"] + (f" ({rest})" if rest else "") if x != "variant" else (rest or "all")
+        label = g["variant"] + (f" ({rest})" if rest else "") if x != "variant" else (rest or "all")
+        series.setdefault(label, []).append(g)
+    return series
+
+
+def _draw_line(ax: Any, gs: list[dict[str, Any]], px: list[Any], color: Any) -> bool:
+    """Measured rates with their intervals, joined; zero-event points as triangles at
+    their upper bound (a bound is no rate: never joined). True if any was zero."""
+    nz = [(xx, g["rate"]) for xx, g in zip(px, gs, strict=True) if g["rate"]["events"]]
+    zero = [(xx, g["rate"]["ci95"][1]) for xx, g in zip(px, gs, strict=True) if not g["rate"]["events"]]
+    if nz:
+        xs, ys = [t[0] for t in nz], [r["per_million"] for _, r in nz]
+        lo = [r["per_million"] - r["ci95"][0] for _, r in nz]
+        hi = [r["ci95"][1] - r["per_million"] for _, r in nz]
+        ax.plot(xs, ys, "-", color=color, alpha=0.6, linewidth=1.2)
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", color=color, capsize=3, markersize=5)
+    if zero:
+        ax.plot([t[0] for t in zero], [t[1] for t in zero], "v", color=color, markersize=8,
+                markerfacecolor="white", markeredgewidth=1.6)
+    return bool(zero)
+
+
+def _x_axis(ax: Any, mpl: Any, xs_all: list[Any], categorical: bool) -> None:
+    if categorical:
+        ax.set_xticks(range(len(xs_all)), [str(v) for v in xs_all])
+        return
+    positive = [v for v in xs_all if v > 0]
+    if positive and max(positive) / min(positive) >= 20 and min(xs_all) >= 0:
+        # values like 0, 1, 5, 20, 50 or 1..256: log-like spacing, 0 kept (linear below the
+        # smallest positive value)
+        if min(xs_all) == 0:
+            ax.set_xscale("symlog", linthresh=min(positive), linscale=0.5)
+        else:
+            ax.set_xscale("log")
+        ax.set_xticks(xs_all, [f"{v:g}" for v in xs_all])
+        ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+    elif all(isinstance(v, int) for v in xs_all) and len(xs_all) <= 16:
+        ax.set_xticks(sorted(xs_all))  # CPUs, sites: no 2.5
+
+
+def plot(records: list[dict[str, Any]], path: str, x: str | None = None, event: str | None = None,
+         title: str | None = None, xlabel: str | None = None) -> PlotResult:
+    """Write a PNG of ``records`` (sweep records) to ``path``; returns what was drawn."""
+    mpl = _matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from shmkernel.measure.sweep import aggregate
+
+    x, event, names = _axis_and_event(records, x, event)
+    groups = aggregate(records, event)
 
     def xval(g: dict[str, Any]) -> Any:
         return g["variant"] if x == "variant" else g["point"].get(x)
 
-    series: dict[str, list[dict[str, Any]]] = {}
-    for g in groups:
-        series.setdefault(series_of(g), []).append(g)
     xs_all = list(dict.fromkeys(xval(g) for g in groups))
     categorical = not all(_numeric(v) for v in xs_all)
     pos = {v: i for i, v in enumerate(xs_all)}
-
-    ys = []
-    for g in groups:
-        r = g["rate"]
-        ys.append(r["per_million"] if r["events"] else r["ci95"][1])
+    ys = [g["rate"]["per_million"] if g["rate"]["events"] else g["rate"]["ci95"][1] for g in groups]
     pos_ys = [y for y in ys if y > 0]
     log_y = bool(pos_ys) and max(pos_ys) / min(pos_ys) > 100.0
 
     fig = Figure(figsize=(7.5, 4.8), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    labels = []
-    any_zero = False
-    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, gs) in enumerate(series.items()):
-        color = colors[i % len(colors)]
+    colors = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
+    labels, any_zero = [], False
+    for i, (label, gs) in enumerate(_series(groups, x, names).items()):
         gs = sorted(gs, key=lambda g: pos[xval(g)] if categorical else xval(g))
         px = [pos[xval(g)] if categorical else xval(g) for g in gs]
-        py, lo, hi, zx, zy = [], [], [], [], []
-        for xx, g in zip(px, gs, strict=True):
-            r = g["rate"]
-            if r["events"]:
-                py.append(r["per_million"])
-                lo.append(r["per_million"] - r["ci95"][0])
-                hi.append(r["ci95"][1] - r["per_million"])
-            else:
-                py.append(r["ci95"][1])
-                lo.append(0.0)
-                hi.append(0.0)
-                zx.append(xx)
-                zy.append(r["ci95"][1])
-        nz = [(xx, y, a, b) for xx, y, a, b, g in zip(px, py, lo, hi, gs, strict=True) if g["rate"]["events"]]
-        if nz:  # the line joins measured rates only; a bound is no rate
-            ax.plot([t[0] for t in nz], [t[1] for t in nz], "-", color=color, alpha=0.6, linewidth=1.2)
-            ax.errorbar([t[0] for t in nz], [t[1] for t in nz], yerr=[[t[2] for t in nz], [t[3] for t in nz]],
-                        fmt="o", color=color, capsize=3, markersize=5)
-        if zx:
-            any_zero = True
-            ax.plot(zx, zy, "v", color=color, markersize=8, markerfacecolor="white", markeredgewidth=1.6)
+        any_zero |= _draw_line(ax, gs, px, colors[i % len(colors)])
         labels.append(label)
     handles = [Line2D([], [], color=colors[i % len(colors)], marker="o", label=lab)
                for i, lab in enumerate(labels)]
@@ -127,21 +151,7 @@ def plot(records: list[dict[str, Any]], path: str, x: str | None = None, event: 
     ax.legend(handles=handles, fontsize=8, loc="best")
     if log_y:
         ax.set_yscale("log")
-    if categorical:
-        ax.set_xticks(range(len(xs_all)), [str(v) for v in xs_all])
-    else:
-        positive = [v for v in xs_all if v > 0]
-        if positive and max(positive) / min(positive) >= 20 and min(xs_all) >= 0:
-            # values like 0, 1, 5, 20, 50 or 1..256: log-like spacing, 0 kept (linear below the
-            # smallest positive value)
-            if min(xs_all) == 0:
-                ax.set_xscale("symlog", linthresh=min(positive), linscale=0.5)
-            else:
-                ax.set_xscale("log")
-            ax.set_xticks(xs_all, [f"{v:g}" for v in xs_all])
-            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        elif all(isinstance(v, int) for v in xs_all) and len(xs_all) <= 16:
-            ax.set_xticks(sorted(xs_all))  # CPUs, sites: no 2.5
+    _x_axis(ax, mpl, xs_all, categorical)
     ax.set_xlabel(xlabel or x)
     first = records[0]
     denom = first["rates"][event].get("denominator_name", "trials")

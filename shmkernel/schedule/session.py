@@ -225,6 +225,74 @@ def _make_scheduler(name: str, seed: int, max_examples: int, depth: int, preempt
     raise UsageError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
 
 
+@dataclass
+class _Search:
+    """How a search ended: the failing execution, if any, and what stopped it."""
+
+    found: Execution | None = None
+    examples: int = 0
+    stopped_by: str = ""
+    pruned: int = 0
+    sleep_blocked: int = 0
+
+
+def _hypothesis_search(sess: Session, max_examples: int, seed: int, deadline: float | None) -> _Search:
+    from shmkernel.schedule.hypothesis_sched import explore_with_hypothesis
+
+    def run_one(sched: Any) -> tuple[bool, Any]:
+        ex, events = sess.execute(sched)
+        return bool(events), (ex, events)
+
+    def time_up() -> bool:
+        return deadline is not None and time.monotonic() > deadline
+
+    info, examples, timed_out = explore_with_hypothesis(run_one, max_examples, seed,
+                                                        time_up if deadline is not None else None)
+    return _Search(info[0] if info is not None else None, examples, "time" if timed_out else "sampling")
+
+
+def _scheduler_search(sess: Session, sched: Any, deadline: float | None) -> _Search:
+    out = _Search()
+    while True:
+        if deadline is not None and out.examples > 0 and time.monotonic() > deadline:
+            out.stopped_by = "time"
+            break
+        if not sched.new_execution():
+            break
+        out.examples += 1
+        ex, events = sess.execute(sched)
+        if events:
+            out.found = ex
+            break
+    out.pruned = getattr(sched, "pruned", 0)
+    out.sleep_blocked = getattr(sched, "sleep_blocked", 0)
+    if out.found is None and not out.stopped_by:
+        if not getattr(sched, "complete_search", False):
+            out.stopped_by = "sampling"
+        elif not sched.exhausted:
+            out.stopped_by = "budget"
+        elif sched.bound_hit:
+            out.stopped_by = "bound"
+    return out
+
+
+def _trace_found(sess: Session, found: Execution, memory_model: str, res: ExploreResult) -> None:
+    """Replay the failing choices with tracing on, for the diagram (a step budget of
+    exactly its length, so a livelock replays as one), re-ordered to switch CPUs as
+    rarely as the same trace allows (same steps, same results, same events)."""
+    sess.engine.max_steps = max(len(found.choices), 1)
+    traced, events = sess.execute(ReplayScheduler(found.choices), trace=True)
+    if memory_model not in BUFFERED_MODELS and traced.outcome == "ok":
+        fewer = fewest_switches(traced.steps)
+        if switches(fewer) < switches(traced.choices):
+            again, ev2 = sess.execute(ReplayScheduler(fewer), trace=True)
+            if ev2 == events:
+                traced = again
+    res.schedule = encode(sess.header(), traced.choices)
+    res.trace = sess.diagram(traced)
+    res.events, res.outcome, res.steps = events, traced.outcome, len(traced.steps)
+
+
 def explore(workload: str | Workload, variant: str | None = None, scheduler: str | None = None,
             max_examples: int | None = None, seed: int = 0, cpus: int | None = None,
             iterations: int | None = None, opts: dict[str, Any] | None = None,
@@ -247,10 +315,9 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
         raise UsageError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     if memory_model not in MODELS:
         raise UsageError(f"unknown memory model {memory_model!r}; choose one of {', '.join(MODELS)}")
-    complete_search = scheduler in ("exhaustive", "stateful")
     if max_examples is None:
         max_examples = int(wl.explore_defaults.get("max_examples", DEFAULT_SEARCH_BUDGET)) \
-            if complete_search else DEFAULT_SAMPLE_BUDGET
+            if scheduler in ("exhaustive", "stateful") else DEFAULT_SAMPLE_BUDGET
     if max_examples < 1:
         raise UsageError("--max-examples must be >= 1")
     if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
@@ -258,68 +325,20 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
     t0 = time.perf_counter()
     deadline = None if time_limit is None else time.monotonic() + time_limit
     with Session(wl, variant, cpus, parsed, iters, memory_model, max_steps) as sess:
-        found_ex: Execution | None = None
-        examples = pruned = sleep_blocked = 0
-        stopped_by = ""
         if scheduler == "hypothesis":
-            from shmkernel.schedule.hypothesis_sched import explore_with_hypothesis
-
-            def run_one(sched: Any) -> tuple[bool, Any]:
-                ex, events = sess.execute(sched)
-                return bool(events), (ex, events)
-
-            def time_up() -> bool:
-                return deadline is not None and time.monotonic() > deadline
-
-            info, examples, timed_out = explore_with_hypothesis(run_one, max_examples, seed,
-                                                                time_up if deadline is not None else None)
-            if info is not None:
-                found_ex = info[0]
-            stopped_by = "time" if timed_out else "sampling"
+            s = _hypothesis_search(sess, max_examples, seed, deadline)
         else:
             sched = _make_scheduler(scheduler, seed, max_examples, depth, preemption_bound,
                                     buffered=memory_model in BUFFERED_MODELS)
-            while True:
-                if deadline is not None and examples > 0 and time.monotonic() > deadline:
-                    stopped_by = "time"
-                    break
-                if not sched.new_execution():
-                    break
-                examples += 1
-                ex, events = sess.execute(sched)
-                if events:
-                    found_ex = ex
-                    break
-            pruned = getattr(sched, "pruned", 0)
-            sleep_blocked = getattr(sched, "sleep_blocked", 0)
-            if found_ex is None and not stopped_by:
-                if not getattr(sched, "complete_search", False):
-                    stopped_by = "sampling"
-                elif not sched.exhausted:
-                    stopped_by = "budget"
-                elif sched.bound_hit:
-                    stopped_by = "bound"
-        verdict = "found" if found_ex is not None else ("not-proved" if stopped_by else "proved")
-        res = ExploreResult(wl.name, variant, cpus, scheduler, memory_model, found_ex is not None, examples,
-                            0.0, complete=verdict == "proved", pruned=pruned, verdict=verdict,
-                            stopped_by=stopped_by if verdict == "not-proved" else "",
+            s = _scheduler_search(sess, sched, deadline)
+        verdict = "found" if s.found is not None else ("not-proved" if s.stopped_by else "proved")
+        res = ExploreResult(wl.name, variant, cpus, scheduler, memory_model, s.found is not None, s.examples,
+                            0.0, complete=verdict == "proved", pruned=s.pruned, verdict=verdict,
+                            stopped_by=s.stopped_by if verdict == "not-proved" else "",
                             max_examples=max_examples, time_limit=time_limit,
-                            preemption_bound=preemption_bound, iterations=iters, sleep_blocked=sleep_blocked)
-        if found_ex is not None:
-            # replay the failing choices once more with tracing on, for the diagram
-            # (a step budget of exactly its length, so a livelock replays as one)
-            sess.engine.max_steps = max(len(found_ex.choices), 1)
-            traced, events = sess.execute(ReplayScheduler(found_ex.choices), trace=True)
-            if memory_model not in BUFFERED_MODELS and traced.outcome == "ok":
-                # the same trace with fewer CPU switches: same steps, same results, same events
-                fewer = fewest_switches(traced.steps)
-                if switches(fewer) < switches(traced.choices):
-                    again, ev2 = sess.execute(ReplayScheduler(fewer), trace=True)
-                    if ev2 == events:
-                        traced = again
-            res.schedule = encode(sess.header(), traced.choices)
-            res.trace = sess.diagram(traced)
-            res.events, res.outcome, res.steps = events, traced.outcome, len(traced.steps)
+                            preemption_bound=preemption_bound, iterations=iters, sleep_blocked=s.sleep_blocked)
+        if s.found is not None:
+            _trace_found(sess, s.found, memory_model, res)
         eng = sess.engine
         res.steps_per_second = eng.steps_total / eng.step_seconds if eng.step_seconds else 0.0
     res.seconds = time.perf_counter() - t0
