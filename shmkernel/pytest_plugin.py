@@ -152,7 +152,7 @@ def assert_never_shows(workload: Any, variant: str, event: str, mode: str = "fre
         res = _explore(wl, variant, cpus, dict(kw))
         if res.found:
             pytest.fail(f"{wl.name}/{variant}: {res.scheduler} found {res.events}\n{res.trace}\n"
-                        f"replay: shmkernel replay {res.workload} '{res.schedule}'", pytrace=False)
+                        f"replay: {res.replay_command()}", pytrace=False)
         if res.verdict != "proved" and not allow_incomplete:
             pytest.fail(f"{wl.name}/{variant}: the search was not complete, so nothing is proved: "
                         f"{res.headline()} (allow_incomplete=True accepts that)", pytrace=False)

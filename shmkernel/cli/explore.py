@@ -49,7 +49,7 @@ def _print_result(r: Any, as_json: bool) -> None:
     if r.found:
         print(r.trace)
         print(f"schedule: {r.schedule}")
-        print(f"replay:   shmkernel replay {r.workload} '{r.schedule}'")
+        print(f"replay:   {r.replay_command()}")
 
 
 EXIT = {"found": 1, "proved": 0, "not-proved": 4}

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,12 @@ class ExploreResult:
     iterations: int = 1
     #: executions abandoned because every eligible CPU was asleep (covered elsewhere)
     sleep_blocked: int = 0
+    #: how to load the workload again (its name, or the file/module reference it came from)
+    reference: str = ""
+
+    def replay_command(self) -> str:
+        """The command that replays ``schedule``, for the user to paste."""
+        return f"shmkernel replay {shlex.quote(self.reference or self.workload)} '{self.schedule}'"
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -336,7 +343,8 @@ def explore(workload: str | Workload, variant: str | None = None, scheduler: str
                             0.0, complete=verdict == "proved", pruned=s.pruned, verdict=verdict,
                             stopped_by=s.stopped_by if verdict == "not-proved" else "",
                             max_examples=max_examples, time_limit=time_limit,
-                            preemption_bound=preemption_bound, iterations=iters, sleep_blocked=s.sleep_blocked)
+                            preemption_bound=preemption_bound, iterations=iters, sleep_blocked=s.sleep_blocked,
+                            reference=wl.reference)
         if s.found is not None:
             _trace_found(sess, s.found, memory_model, res)
         eng = sess.engine
@@ -372,6 +380,7 @@ def replay(workload: str | Workload, schedule: str, variant: str | None = None, 
                               time.perf_counter() - t0, ex.outcome, events, encode(sess.header(), ex.choices),
                               sess.diagram(ex) if trace else "", len(ex.steps),
                               verdict="found" if events else "not-proved",
-                              stopped_by="" if events else "replay", iterations=h.iterations)
+                              stopped_by="" if events else "replay", iterations=h.iterations,
+                              reference=wl.reference)
             out.append(r)
     return out

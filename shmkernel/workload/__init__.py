@@ -84,6 +84,13 @@ class Workload:
     #: options a scheduled exploration uses unless told otherwise (small programs)
     explore_defaults: dict[str, Any] = field(default_factory=dict)
     default_cpus: int = 2
+    #: how it was found (a registered name, ``path/to/race.py[:NAME]``, ``pkg.module:NAME``):
+    #: what a replay hint prints to load it again; empty for the bundled seeds (their name)
+    source: str = ""
+
+    @property
+    def reference(self) -> str:
+        return self.source or self.name
 
     @property
     def counter_names(self) -> tuple[str, ...]:
