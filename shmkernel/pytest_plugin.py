@@ -71,7 +71,7 @@ def leaks(before_shm: set[str] | None = None, before_children: set[int] | None =
 def _workload(workload: Any) -> Any:
     from shmkernel.workload import registry as workloads
 
-    return workloads.get(workload) if isinstance(workload, str) else workload
+    return workloads.get(workload) if isinstance(workload, str) else workloads.as_workload(workload)
 
 
 def _free_run(workload: Any, variant: str, seconds: float, cpus: int | None, **opts: Any) -> dict[str, Any]:

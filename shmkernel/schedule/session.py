@@ -202,7 +202,7 @@ def resolve(workload: str | Workload, variant: str | None, opts: dict[str, Any] 
              cpus: int | None, iterations: int | None) -> tuple[Workload, str, dict[str, Any], int, int]:
     from shmkernel.workload import registry as workloads
 
-    wl = workloads.get(workload) if isinstance(workload, str) else workload
+    wl = workloads.get(workload) if isinstance(workload, str) else workloads.as_workload(workload)
     variant = wl.resolve_variant(variant or "buggy")
     raw = {k: v for k, v in wl.explore_defaults.items() if k not in EXPLORE_KEYS}
     raw.update(opts or {})
@@ -300,7 +300,7 @@ def _trace_found(sess: Session, found: Execution, memory_model: str, res: Explor
     res.events, res.outcome, res.steps = events, traced.outcome, len(traced.steps)
 
 
-def explore(workload: str | Workload, variant: str | None = None, scheduler: str | None = None,
+def explore(workload: str | Workload | Any, variant: str | None = None, scheduler: str | None = None,
             max_examples: int | None = None, seed: int = 0, cpus: int | None = None,
             iterations: int | None = None, opts: dict[str, Any] | None = None,
             memory_model: str = "native", max_steps: int = 20_000, depth: int = 3,

@@ -131,7 +131,8 @@ def _pick(module: ModuleType, name: str | None, ref: str) -> Any:
     if hasattr(module, "WORKLOAD"):
         return module.WORKLOAD
     found = {k: v for k, v in vars(module).items()
-             if not k.startswith("_") and (isinstance(v, Workload) or hasattr(v, "as_workload"))}
+             if not k.startswith("_") and not isinstance(v, type)
+             and (isinstance(v, Workload) or hasattr(v, "as_workload"))}
     if len(found) == 1:
         return next(iter(found.values()))
     if not found:
@@ -140,11 +141,16 @@ def _pick(module: ModuleType, name: str | None, ref: str) -> Any:
                      f"name one: {ref}:NAME")
 
 
+def as_workload(obj: Any) -> Workload:
+    """A `Workload` as it is; a scenario (anything with ``as_workload()``) compiled."""
+    return _as_workload(obj, f"{obj!r}", "")
+
+
 def _as_workload(obj: Any, what: str, ref: str) -> Workload:
     if hasattr(obj, "as_workload") and not isinstance(obj, Workload):
         obj = obj.as_workload()
     if not isinstance(obj, Workload):
         raise UsageError(f"{what} is not a shmkernel workload (got {type(obj).__name__})")
-    if not obj.source:
+    if ref and not obj.source:
         obj.source = ref
     return obj
