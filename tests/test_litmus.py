@@ -109,3 +109,32 @@ def test_binary_file_and_cli_exit_code(tmp_path):
         parse_litmus(str(p))
     r = subprocess.run([sys.executable, "-m", "shmkernel.cli", "litmus", str(p)], capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "binary" in r.stderr
+
+
+LB_TEXT = """C LB+mine
+{}
+P0(int *x, int *y) { int r0; r0 = READ_ONCE(*x); WRITE_ONCE(*y, 1); }
+P1(int *x, int *y) { int r1; r1 = READ_ONCE(*y); WRITE_ONCE(*x, 1); }
+exists (0:r0=1 /\\ 1:r1=1)
+"""
+
+
+def test_the_litmus_command_speaks_herd7s_language(tmp_path):
+    import subprocess
+    import sys
+
+    def litmus(*args: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "shmkernel.cli", "litmus", *args], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    out = litmus(os.path.join(HERE, "SB+poonceonces.litmus"))  # lkmm unless told otherwise
+    assert out.splitlines()[1] == "Model lkmm"
+    assert "Observation SB+poonceonces Sometimes" in out
+    lb = tmp_path / "LB+mine.litmus"
+    lb.write_text(LB_TEXT)
+    out = litmus(str(lb))
+    assert "Observation LB+mine Never 0" in out and "load buffering is not modelled" in out
+    assert '"caveat": "load buffering' in litmus(str(lb), "--json")
+    assert "Model sc (one step at a time)" in litmus(str(lb), "--memory-model", "native")
