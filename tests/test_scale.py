@@ -13,7 +13,8 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def test_64_cpus_free_mode():
-    r = cli("run", "refcount", "--variant", "fixed", "--cpus", "64", "--seconds", "0.5", "--json", "--no-pin")
+    r = cli("run", "refcount", "--variant", "fixed", "--cpus", "64", "--seconds", "0.5", "--json", "--no-pin",
+            "--oversubscribe")
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
     assert rec["cpus"] == 64 and rec["events"]["false_zero"] == 0
@@ -22,7 +23,7 @@ def test_64_cpus_free_mode():
 
 def test_64_cpus_scheduled_mode():
     r = cli("explore", "refcount", "--variant", "fixed", "--cpus", "64", "--scheduler", "random",
-            "--max-examples", "2", "--json")
+            "--max-examples", "2", "--json", "--oversubscribe")
     assert r.returncode == 4, r.stderr  # two random executions prove nothing
     rec = json.loads(r.stdout)
     assert rec["cpus"] == 64 and rec["examples"] == 2 and not rec["found"] and rec["verdict"] == "not-proved"

@@ -32,19 +32,34 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated()
 
 
-def build_parser() -> Parser:
+def build_parser(wl: object = None) -> Parser:
+    """The parser; with ``wl``, its options are listed under its sub-commands' --help."""
     ap = Parser(prog="shmkernel", description=(__doc__ or "").splitlines()[0])
     sub = ap.add_subparsers(dest="command", parser_class=Parser)
     for module in COMMANDS.values():
-        module.add_parser(sub)
+        module.add_parser(sub, wl)
     return ap
+
+
+def _workload_for_help(argv: list[str]) -> object:
+    """``shmkernel run WORKLOAD --help``: the workload whose options to list (or None)."""
+    if len(argv) < 2 or not ({"-h", "--help"} & set(argv)) or argv[1].startswith("-"):
+        return None
+    if argv[0] not in COMMANDS or not COMMANDS[argv[0]].TAKES_WORKLOAD_OPTIONS:
+        return None
+    from shmkernel.workload import registry
+
+    try:
+        return registry.get(argv[1])
+    except Exception:  # noqa: BLE001 - no options to list: the command itself will say why
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        args, extra = build_parser().parse_known_args(argv)
+        args, extra = build_parser(_workload_for_help(argv)).parse_known_args(argv)
         if args.command is None:
             raise UsageError(f"a command is required ({', '.join(COMMANDS)})")
         command = COMMANDS[args.command]

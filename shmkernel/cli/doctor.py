@@ -10,7 +10,7 @@ from shmkernel.cli.options import int_in
 TAKES_WORKLOAD_OPTIONS = False
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, wl: Any = None) -> None:
     sub.add_parser("doctor", help="check this host").add_argument("--cpus", type=int_in(1, 1024))
 
 

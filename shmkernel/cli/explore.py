@@ -6,14 +6,21 @@ import argparse
 import json
 from typing import Any
 
-from shmkernel.cli.options import add_workload_common, int_in, positive_float, quiet_stdout, workload_options
+from shmkernel.cli.options import (
+    add_workload_common,
+    check_cpus,
+    int_in,
+    positive_float,
+    quiet_stdout,
+    workload_options,
+)
 
 TAKES_WORKLOAD_OPTIONS = True
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, wl: Any = None) -> None:
     ex = sub.add_parser("explore", help="search interleavings: exit 1 found, 0 proved, 4 not-proved")
-    add_workload_common(ex)
+    add_workload_common(ex, wl)
     ex.add_argument("--scheduler", choices=("exhaustive", "stateful", "hypothesis", "random", "pct"),
                     default=None,
                     help="default exhaustive: Optimal DPOR under native/sc, the stateful search under "
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     wl = workloads.get(args.workload)
     raw = {k: v for k, v in wl.explore_defaults.items() if k not in EXPLORE_KEYS}
     raw.update({k: v for k, v in workload_options(wl, extra).items() if v != _default(wl, k)})
+    check_cpus(args.cpus or wl.default_cpus, args)
     r = explore(wl, variant=args.variant, scheduler=args.scheduler, max_examples=args.max_examples,
                 seed=args.seed, cpus=args.cpus, iterations=args.iterations, opts=raw,
                 memory_model=args.memory_model, max_steps=args.max_steps, depth=args.depth,

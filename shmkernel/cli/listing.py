@@ -8,7 +8,7 @@ from typing import Any
 TAKES_WORKLOAD_OPTIONS = False
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, wl: Any = None) -> None:
     sub.add_parser("list", help="workloads, variants, events")
 
 
@@ -21,6 +21,6 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             alias = [a for a, t in wl.aliases.items() if t == v]
             print(f"  variant {v}{' (' + ', '.join(alias) + ')' if alias else ''}: {desc}")
         print(f"  events: {', '.join(wl.events)}")
-        if wl.options:
-            print("  options: " + ", ".join("--" + o.name.replace("_", "-") for o in wl.options))
+        for o in wl.options:
+            print(f"  --{o.name.replace('_', '-')} (default {o.default}): {o.help}")
     return 0

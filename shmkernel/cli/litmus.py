@@ -11,7 +11,7 @@ from shmkernel.cli.options import MEMORY_MODELS, int_in
 TAKES_WORKLOAD_OPTIONS = False
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, wl: Any = None) -> None:
     lt = sub.add_parser("litmus", help="run LKMM litmus tests (herd7/litmus7-style output)")
     lt.add_argument("files", nargs="+", metavar="FILE")
     lt.add_argument("--memory-model", choices=MEMORY_MODELS, default=None,

@@ -11,7 +11,7 @@ from shmkernel.cli.options import int_in
 TAKES_WORKLOAD_OPTIONS = False
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, wl: Any = None) -> None:
     rp = sub.add_parser("replay", help="re-run a schedule string exactly")
     rp.add_argument("workload")
     rp.add_argument("schedule")

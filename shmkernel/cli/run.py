@@ -6,15 +6,15 @@ import argparse
 import json
 from typing import Any
 
-from shmkernel.cli.options import add_workload_common, int_in, positive_float, workload_options
+from shmkernel.cli.options import add_workload_common, check_cpus, int_in, positive_float, workload_options
 from shmkernel.errors import UsageError
 
 TAKES_WORKLOAD_OPTIONS = True
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, wl: Any = None) -> None:
     run = sub.add_parser("run", help="free-running measurement of a workload")
-    add_workload_common(run)
+    add_workload_common(run, wl)
     g = run.add_mutually_exclusive_group()
     g.add_argument("--seconds", type=positive_float, default=None, help="run time per variant (default 3)")
     g.add_argument("--iterations", type=int_in(1, 10**12), default=None, help="iterations per CPU")
@@ -29,7 +29,6 @@ def _variants_to_run(wl: Any, variant: str | None) -> list[str]:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from shmkernel.measure.record import measure_free
-    from shmkernel.measure.report import print_run_table
     from shmkernel.workload import registry as workloads
     from shmkernel.workload.machines import open_machine
 
@@ -41,14 +40,25 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
                          "propagation choices are schedule steps; free runs take native, sc, tso or weak")
     seconds = args.seconds if args.seconds is not None or args.iterations is not None else 3.0
     cpus = args.cpus or wl.default_cpus
-    records = []
-    with open_machine(wl, cpus, opts, pin=not args.no_pin) as m:
-        for v in variants:
-            records.append(measure_free(m, wl, v, opts, seconds=seconds, iterations=args.iterations,
-                                        memory_model=args.memory_model, seed=args.seed))
+    check_cpus(cpus, args)
+    records: list[dict[str, Any]] = []
+    try:
+        with open_machine(wl, cpus, opts, pin=not args.no_pin) as m:
+            for v in variants:
+                records.append(measure_free(m, wl, v, opts, seconds=seconds, iterations=args.iterations,
+                                            memory_model=args.memory_model, seed=args.seed))
+    except KeyboardInterrupt:
+        _show(args, wl, records)  # Ctrl-C: what finished is kept, then the one line and 130
+        raise
+    _show(args, wl, records)
+    return 0
+
+
+def _show(args: argparse.Namespace, wl: Any, records: list[dict[str, Any]]) -> None:
+    from shmkernel.measure.report import print_run_table
+
     if args.json:
         for r in records:
-            print(json.dumps(r, sort_keys=True))
+            print(json.dumps(r, sort_keys=True), flush=True)
     else:
         print_run_table(wl, records)
-    return 0

@@ -15,15 +15,15 @@ import json
 import sys
 from typing import Any
 
-from shmkernel.cli.options import add_workload_common, int_in, positive_float, workload_options
+from shmkernel.cli.options import add_workload_common, check_cpus, int_in, positive_float, workload_options
 from shmkernel.errors import UsageError
 
 TAKES_WORKLOAD_OPTIONS = True
 
 
-def add_parser(sub: Any) -> argparse.ArgumentParser:
+def add_parser(sub: Any, wl: Any = None) -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="free runs over a grid of parameters (JSONL, table, plot)")
-    add_workload_common(sw)
+    add_workload_common(sw, wl)
     sw.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2",
                     help="a swept parameter: a workload option, cpus, variant or seconds (repeatable)")
     sw.add_argument("--repeat", type=int_in(1, 10_000), default=1, help="runs per grid point")
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError(f"--cluster expects tcp://HOST:PORT, got {args.cluster!r}")
     opts = workload_options(wl, extra)
     progress = {"auto": None, "always": True, "never": False}[getattr(args, "progress", "auto")]
+    check_cpus(args.cpus or wl.default_cpus, args)
     res = sweep(wl, args.param, repeat=args.repeat, out=args.out, variant=args.variant, cpus=args.cpus,
                 seconds=args.seconds, opts=opts, cluster=args.cluster, progress=progress,
                 pin=not getattr(args, "no_pin", False))

@@ -29,6 +29,17 @@ def measure_free(m: Any, wl: Workload, variant: str, opts: dict[str, Any], secon
                   extra=wl.extra(variant, m.vars, m.seg) if hasattr(wl, "extra") else {})
 
 
+def pinning(m: Any) -> str:
+    """How the CPU processes sit on the host's cores, honestly."""
+    if not all(m.pinned[: m.roles]):
+        return "not pinned"
+    used = [c for c in m.cores[: m.roles] if c is not None]
+    per_core = max((used.count(c) for c in set(used)), default=1)
+    if per_core <= 1:
+        return "pinned, one CPU per core"
+    return f"pinned round-robin, up to {per_core} CPUs per core"
+
+
 def record(m: Any, wl: Workload, variant: str, opts: dict[str, Any], counters: dict[str, int],
            seconds: float, memory_model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     events = {e: counters.get(e, 0) for e in (*wl.events, "warn", "bug") if e in counters}
@@ -47,6 +58,7 @@ def record(m: Any, wl: Workload, variant: str, opts: dict[str, Any], counters: d
         "host": {
             "cores": len(os.sched_getaffinity(0)),
             "pinned": all(m.pinned[: m.roles]),
+            "pinning": pinning(m),
             "cpu_cores": m.cores,
             "machine": platform.machine(),
             "hostname": platform.node(),
