@@ -115,3 +115,12 @@ def test_an_installed_entry_point_adds_a_workload(tmp_path, monkeypatch):
     wl = registry.get("refget-plugin")
     assert wl.name == "refget" and wl.reference == "refget-plugin"
     assert explore("refget-plugin").verdict == "found"
+
+
+def test_the_guide_replay_line_still_replays():
+    import re
+
+    guide = open(os.path.join(ROOT, "docs", "WRITING_WORKLOADS.md")).read()
+    ref, schedule = re.search(r"shmkernel replay (examples/refget\.py) '([^']+)'", guide).groups()
+    [r] = replay(os.path.join(ROOT, ref), schedule)
+    assert r.events == {"use_after_free": 1}

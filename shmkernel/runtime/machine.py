@@ -260,7 +260,8 @@ class Machine:
         the run id; follow with `wait_done` (or drive a scheduler in between).
         """
         if self.seg is None or self._closed:
-            raise RunError("machine is not started")
+            raise RunError("machine is not started: use `with open_machine(...) as m:` "
+                           "(or call m.start(), and m.close() after)")
         if len(programs) != self.roles:
             raise ValueError(f"need {self.roles} programs (cpus + coordinator), got {len(programs)}")
         self._run_id += 1
