@@ -105,3 +105,16 @@ def test_too_many_cpus_needs_oversubscribe_and_help_lists_workload_options():
     assert "(default 0.0)" in h.stdout
     listed = cli("list").stdout
     assert "--tally-delay-us (default 0.0):" in listed
+
+
+def test_measurements_merge_into_one_record_of_the_sums():
+    from shmkernel.measure.record import merge
+    from shmkernel.measure.report import significant
+
+    wl = registry.get("refcount")
+    a, b = _rec(wl, "percpu-count", 1_000_000, 3), _rec(wl, "percpu-count", 500_000, 30)
+    m = merge(wl, a, b)
+    assert m["counters"]["tallies"] == 1_500_000 and m["events"]["false_zero"] == 33 and m["seconds"] == 6.0
+    assert abs(m["rates"]["false_zero"]["per_million"] - 22.0) < 1e-9
+    fixed = _rec(wl, "percpu-incs-decs", 1_500_000, 0)
+    assert significant(wl, [m, fixed]) and not significant(wl, [a, _rec(wl, "percpu-incs-decs", 1_000, 0)])

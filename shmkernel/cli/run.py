@@ -19,6 +19,11 @@ def add_parser(sub: Any, wl: Any = None) -> None:
     g.add_argument("--seconds", type=positive_float, default=None, help="run time per variant (default 3)")
     g.add_argument("--iterations", type=int_in(1, 10**12), default=None, help="iterations per CPU")
     run.add_argument("--no-pin", action="store_true", help="do not pin CPU processes to cores")
+    run.add_argument("--until-significant", action="store_true",
+                     help="measure buggy and fixed again and again (--seconds each time) until every event's "
+                          "difference is significant (p < 0.05), or --max-seconds in all")
+    run.add_argument("--max-seconds", type=positive_float, default=60.0,
+                     help="--until-significant: stop after this long in all (default 60)")
 
 
 def _variants_to_run(wl: Any, variant: str | None) -> list[str]:
@@ -28,7 +33,8 @@ def _variants_to_run(wl: Any, variant: str | None) -> list[str]:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from shmkernel.measure.record import measure_free
+    from shmkernel.measure.record import measure_free, merge
+    from shmkernel.measure.report import significant
     from shmkernel.workload import registry as workloads
     from shmkernel.workload.machines import open_machine
 
@@ -41,12 +47,20 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     seconds = args.seconds if args.seconds is not None or args.iterations is not None else 3.0
     cpus = args.cpus or wl.default_cpus
     check_cpus(cpus, args)
+    if args.until_significant and (args.variant is not None or args.iterations is not None):
+        raise UsageError("--until-significant compares buggy with fixed over time: give neither --variant "
+                         "nor --iterations")
     records: list[dict[str, Any]] = []
     try:
         with open_machine(wl, cpus, opts, pin=not args.no_pin) as m:
-            for v in variants:
-                records.append(measure_free(m, wl, v, opts, seconds=seconds, iterations=args.iterations,
-                                            memory_model=args.memory_model, seed=args.seed))
+            spent = 0.0
+            while True:
+                chunk = [measure_free(m, wl, v, opts, seconds=seconds, iterations=args.iterations,
+                                      memory_model=args.memory_model, seed=args.seed) for v in variants]
+                records = chunk if not records else [merge(wl, a, b) for a, b in zip(records, chunk, strict=True)]
+                spent += sum(r["seconds"] for r in chunk)
+                if not args.until_significant or significant(wl, records) or spent >= args.max_seconds:
+                    break
     except KeyboardInterrupt:
         _show(args, wl, records)  # Ctrl-C: what finished is kept, then the one line and 130
         raise

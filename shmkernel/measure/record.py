@@ -66,3 +66,17 @@ def record(m: Any, wl: Workload, variant: str, opts: dict[str, Any], counters: d
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **(extra or {}),
     }
+
+
+def merge(wl: Workload, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two records of the same variant as one (``--until-significant``): counts and
+    time add up, the rates are those of the sums."""
+    counters = {k: a["counters"].get(k, 0) + b["counters"].get(k, 0) for k in {*a["counters"], *b["counters"]}}
+    counters |= {e: a["events"].get(e, 0) + b["events"].get(e, 0) for e in {*a["events"], *b["events"]}}
+    out = dict(b)
+    out["seconds"] = round(a["seconds"] + b["seconds"], 4)
+    out["events"] = {e: counters.pop(e) for e in list(b["events"])}
+    out["counters"] = counters
+    out["rates"] = {e: rate(out["events"].get(e, 0), counters.get(d, 0)).as_json() | {"denominator_name": d}
+                    for e, d in wl.denominators.items()}
+    return out

@@ -101,6 +101,12 @@ def verdicts(wl: Any, records: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def significant(wl: Any, records: list[dict[str, Any]]) -> bool:
+    """Does every event's verdict say the difference is significant?"""
+    said = verdicts(wl, records)
+    return bool(said) and all("is significant" in v for v in said)
+
+
 def _columns(wl: Any) -> list[tuple[str, Any]]:
     cols: list[tuple[str, Any]] = [(c, lambda r, c=c: fmt_count(r["counters"].get(c, 0))) for c in wl.counters]
     for e in wl.events:
