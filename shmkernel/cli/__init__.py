@@ -11,25 +11,17 @@ traceback reaches a user unless SHMKERNEL_DEBUG=1 is set.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from types import ModuleType
 
 from shmkernel.cli import doctor, explore, listing, litmus, replay, run, sweep
 from shmkernel.cli.options import Parser, quiet_stdout, stdout_broken
 from shmkernel.errors import ShmkernelError, UsageError
+from shmkernel.runtime import signals
 
 #: sub-command name -> its module, in the order `--help` lists them
 COMMANDS: dict[str, ModuleType] = {"doctor": doctor, "list": listing, "run": run, "explore": explore,
                                    "replay": replay, "sweep": sweep, "litmus": litmus}
-
-
-class _Terminated(BaseException):
-    pass
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated()
 
 
 def build_parser(wl: object = None) -> Parser:
@@ -57,7 +49,11 @@ def _workload_for_help(argv: list[str]) -> object:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    with signals.handled():
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     try:
         args, extra = build_parser(_workload_for_help(argv)).parse_known_args(argv)
         if args.command is None:
@@ -71,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"shmkernel: error: {e}", file=sys.stderr)
         return e.exit_code
+    except signals.Terminated:  # before KeyboardInterrupt: it is one
+        print("shmkernel: terminated; every CPU process stopped and shared memory removed", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("shmkernel: interrupted; every CPU process stopped and shared memory removed", file=sys.stderr)
         return 130
-    except _Terminated:
-        print("shmkernel: terminated; every CPU process stopped and shared memory removed", file=sys.stderr)
-        return 143
     except BrokenPipeError:
         if sys.stdout.closed or stdout_broken():
             quiet_stdout()
@@ -89,5 +85,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shmkernel: internal error: {type(e).__name__}: {e} (SHMKERNEL_DEBUG=1 shows where)",
               file=sys.stderr)
         return 3
-    finally:
-        signal.signal(signal.SIGTERM, old_term)

@@ -27,6 +27,7 @@ from shmkernel.memory.actions import ACTION_BASE, COMMIT, decode_action, read_ol
 from shmkernel.memory.models import ACQ_READ, READ
 from shmkernel.memory.models import CLASS as MODEL_CLASS
 from shmkernel.memory.registry import make_model
+from shmkernel.runtime.signals import raise_pending
 from shmkernel.schedule.kernel_sync import KernelSync
 from shmkernel.schedule.ops import DONE, ERROR, MEMORY, NAME, Op, enabled
 
@@ -144,6 +145,7 @@ class Driver:
         acq_choices = model is not None and model.acquire_choices
         histories = [0] * (max(active) + 1 if active else 0)  # per CPU: a hash of its (op, result) sequence
         while True:
+            raise_pending()  # a Ctrl-C or SIGTERM that came during the step: stop here
             live = [c for c in active if pending[c].code not in (DONE, ERROR)]
             eligible = [c for c in live if enabled(c, pending[c], pending, self)]
             if model is not None:

@@ -21,6 +21,7 @@ from shmkernel.errors import RunError
 from shmkernel.hw.atomics import Atomics
 from shmkernel.memory.layout import PERCPU_STRIDE
 from shmkernel.runtime.machine import Machine, Program
+from shmkernel.runtime.signals import raise_pending
 from shmkernel.schedule import gate as g
 from shmkernel.schedule.drive import PRUNE, Driver, Execution, Op, Scheduler, State, Step
 from shmkernel.schedule.ops import DONE, ERROR
@@ -67,6 +68,7 @@ class Engine(Driver):
         deadline = time.monotonic() + self.m.stop_grace
 
         def check() -> None:  # a dead CPU, or a stalled one (SIGSTOP), ends the run
+            raise_pending()
             self.m._fail_on_death()
             if time.monotonic() > deadline:
                 raise RunError(f"{self.m.role_name(cpu)} did not take its step within "

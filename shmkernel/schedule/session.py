@@ -40,6 +40,7 @@ from typing import Any
 from shmkernel.errors import RunError, UsageError
 from shmkernel.memory.actions import ACTION_BASE
 from shmkernel.memory.registry import BUFFERED_MODELS, MODELS
+from shmkernel.runtime import signals
 from shmkernel.runtime.pinning import pin_self, usable_cores
 from shmkernel.schedule.dpor import DPORScheduler
 from shmkernel.schedule.engine import Engine, Execution
@@ -331,7 +332,7 @@ def explore(workload: str | Workload | Any, variant: str | None = None, schedule
         raise UsageError("--time-limit must be a number of seconds > 0")
     t0 = time.perf_counter()
     deadline = None if time_limit is None else time.monotonic() + time_limit
-    with Session(wl, variant, cpus, parsed, iters, memory_model, max_steps) as sess:
+    with signals.deferred(), Session(wl, variant, cpus, parsed, iters, memory_model, max_steps) as sess:
         if scheduler == "hypothesis":
             s = _hypothesis_search(sess, max_examples, seed, deadline)
         else:
