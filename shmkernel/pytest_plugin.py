@@ -40,6 +40,9 @@ def _our_shm(pid: int) -> set[str]:
 
 
 def _children(pid: int) -> set[int]:
+    """Live child processes of ``pid``, but for the /dev/shm tracker (it ends with its parent)."""
+    from shmkernel.memory.reaper import tracker_pid
+
     out = set()
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -51,7 +54,7 @@ def _children(pid: int) -> set[int]:
             continue
         if int(fields[1]) == pid and fields[0] != "Z":
             out.add(int(d))
-    return out
+    return out - {tracker_pid()}
 
 
 def leaks(before_shm: set[str] | None = None, before_children: set[int] | None = None,

@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "explain": {"errors", "memory", "workload", "schedule", "litmus"},
     "measure": {"errors", "workload"},
     "cli": {"errors", "hw", "memory", "runtime", "workload", "kernel", "schedule", "litmus", "explain", "measure"},
-    "facade": {"errors", "workload", "schedule", "measure"},  # shmkernel.explore, the pytest plugin
+    "facade": {"errors", "memory", "workload", "schedule", "measure"},  # shmkernel.explore, the pytest plugin
     "workloads": {"errors", "memory", "runtime", "workload", "kernel"},
 }
 FACADES = {"explore", "pytest_plugin"}

@@ -111,6 +111,9 @@ def test_signal_to_the_coordinator_stops_everything(sig, code):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     shm, _ = wait_clean(before)
     assert not shm
+    deadline = time.monotonic() + 10  # the CPUs, and the /dev/shm tracker once its pipe closes
+    while time.monotonic() < deadline and [k for k in kids if _alive(k)]:
+        time.sleep(0.05)
     assert not [k for k in kids if _alive(k)]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import posix_ipc
 
 from shmkernel.hw.atomics import libatomic_path
+from shmkernel.memory import reaper
 from shmkernel.memory.layout import Layout
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import Machine, Program
@@ -27,8 +28,10 @@ def _fetch_add_many(ctx: Ctx, p: dict[str, Any]) -> None:
         ctx.atomic_inc(word)
 
 
-def doctor(cpus: int | None = None, per_cpu: int = 100_000) -> tuple[list[tuple[str, str, bool]], bool]:
-    """Rows of (check, finding, ok) and whether all passed."""
+def doctor(cpus: int | None = None, per_cpu: int = 100_000,
+           clean: bool = False) -> tuple[list[tuple[str, str, bool]], bool]:
+    """Rows of (check, finding, ok) and whether all passed; ``clean``: remove what
+    dead runs left in /dev/shm first (`shmkernel.memory.reaper`)."""
     rows: list[tuple[str, str, bool]] = []
     cores = usable_cores()
     rows.append(("cores", f"{len(cores)} usable ({os.cpu_count()} on host): {cores}", True))
@@ -41,6 +44,14 @@ def doctor(cpus: int | None = None, per_cpu: int = 100_000) -> tuple[list[tuple[
     rows.append(("/dev/shm", f"{du.free / 2**20:.0f} MiB free" if du else "missing",
                  bool(du and du.free > 16 * 2**20)))
     rows.append(("posix_ipc", f"{posix_ipc.VERSION} (semaphores: {posix_ipc.SEMAPHORE_VALUE_SUPPORTED})", True))
+    if clean:
+        gone = reaper.reap()
+        rows.append(("stale", f"{len(gone)} left by dead runs removed" + (f": {', '.join(gone)}" if gone else ""),
+                     True))
+    else:
+        left = reaper.stale()
+        rows.append(("stale", f"{len(left)} left by dead runs" + (" (shmkernel doctor --clean removes them)"
+                                                                   if left else ""), not left))
     n = cpus or len(cores)
 
     def declare(layout: Layout) -> int:

@@ -27,6 +27,7 @@ import numpy as np
 import posix_ipc
 
 from shmkernel.errors import RunError, UsageError
+from shmkernel.memory import reaper
 from shmkernel.memory.layout import PERCPU_STRIDE, Layout
 from shmkernel.memory.segment import Segment, new_name
 from shmkernel.runtime.control import Control, declare_control
@@ -46,6 +47,17 @@ def _close_all() -> None:
 
 def _raise_exit(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+_reaped = False
+
+
+def _reap_once() -> None:
+    """Before the first machine of this process: sweep what crashed runs left behind."""
+    global _reaped
+    if not _reaped:
+        _reaped = True
+        reaper.reap()
 
 
 def _exit_on_sigterm() -> None:
@@ -139,6 +151,7 @@ class Machine:
         """A fresh POSIX semaphore (0600, O_CREX), unlinked with the machine."""
         name = new_name("sem-")
         sem = posix_ipc.Semaphore(name, posix_ipc.O_CREX, mode=0o600, initial_value=initial)
+        reaper.register("sem", name)
         self.sem_names.append(name)
         self._sems.append(sem)
         return sem
@@ -147,7 +160,9 @@ class Machine:
         t0 = time.perf_counter()
         _live.add(self)
         _exit_on_sigterm()
+        _reap_once()
         self.seg = Segment.create(self.layout, self.cpus)
+        reaper.register("shm", self.seg.name)
         try:
             for ext in self.extensions:
                 ext.create(self)  # type: ignore[attr-defined]
@@ -229,8 +244,10 @@ class Machine:
                 posix_ipc.unlink_semaphore(name)
             except posix_ipc.ExistentialError:
                 pass
+            reaper.release(name)
         if self.seg is not None:
             self.seg.unlink()
+            reaper.release(self.seg.name)
         _live.discard(self)
 
     # -- runs --------------------------------------------------------------------------------
