@@ -75,7 +75,7 @@ class Engine(Driver):
                                f"{self.m.stop_grace:g} s (stalled?)")
 
         g.wait_word(self.w, self.atomics, self._slot(cpu) + g.SEQ, seq, spec.coord_sleeping,
-                    self.gate.coord_sem, spec.spin, check)
+                    self.gate.coord_sem, self.gate.spin, check)
 
     def _read_op(self, cpu: int) -> Op:
         s, w = self._slot(cpu), self.w

@@ -29,6 +29,8 @@ VNONE, VINT, VBOOL = 0, 1, 2  # what VALUE holds when a memory model computed th
 SLOT_WORDS = 16
 ABORT = -1  # a CHOICE that ends the execution: the CPU unwinds its program
 DEFAULT_SPIN = int(os.environ.get("SHMKERNEL_GATE_SPIN", "3000"))
+#: beyond this many CPU processes (coordinator included) waiting CPUs do not spin at all
+SPIN_CPUS = 8
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,10 @@ class Gate:
             cpu_sems.append(machine.sem_names[-1])
         machine.new_semaphore(0)
         self.coord_sem = machine._sems[-1]
-        self.spec = GateSpec(self._slots, self._coord_sleeping, tuple(cpu_sems), machine.sem_names[-1],
-                             self.spin)
+        # a waiting CPU yield-spins only while few share its core; with many, every
+        # spinning waiter would steal the core from the one CPU that may move: they sleep
+        spin = self.spin if machine.roles <= SPIN_CPUS else 0
+        self.spec = GateSpec(self._slots, self._coord_sleeping, tuple(cpu_sems), machine.sem_names[-1], spin)
         self.cpu_sem_objs = machine._sems[: machine.roles]
 
 
