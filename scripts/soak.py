@@ -44,8 +44,9 @@ DEFAULT_WORKLOADS = ("refcount", "rmmod", "static-key", "modcount-2002", "livepa
 # (name, weight): a SIGSTOP never continued costs the Machine's stop_grace (10 s)
 # "-group" signals go to the whole process group, as Ctrl-C in a terminal or `timeout` do
 FAULTS = (("none", 3), ("kill9-cpu", 3), ("sigint", 2), ("sigterm", 2), ("sigint-group", 1),
-          ("sigterm-group", 1), ("stop-cont", 2), ("stop", 1))
-OK_CODES = {0: "ok", 1: "ok", 4: "ok", 2: "usage", 3: "failed", 130: "signal", 143: "signal"}
+          ("sigterm-group", 1), ("stop-cont", 2), ("stop", 1), ("kill9-group", 2))
+OK_CODES = {0: "ok", 1: "ok", 4: "ok", 2: "usage", 3: "failed", 130: "signal", 143: "signal",
+            -9: "signal"}  # -9: kill9-group killed the run itself
 POLL = 0.02
 
 
@@ -143,13 +144,54 @@ def plan(rng: random.Random, workloads: list[tuple[str, list[str]]], i: int,
         args = ["run", name, "--variant", variant, "--seconds", "0.2", "--cpus", str(cpus), "--json"]
         model = rng.choice(("native", "native", "sc", "tso", "weak"))
     else:
-        args = ["explore", name, "--variant", variant, "--scheduler", rng.choice(("random", "exhaustive")),
+        cpus = rng.choice((cpus, cpus, cpus, 12))  # now and then many CPUs on few cores
+        scheduler = rng.choice(("random", "exhaustive", "hypothesis"))
+        args = ["explore", name, "--variant", variant, "--scheduler", scheduler,
                 "--max-examples", "20", "--cpus", str(cpus), "--seed", str(rng.randrange(2**31)), "--json"]
         model = rng.choice(("native", "native", "sc", "tso", "weak", "lkmm"))
     if model != "native":
         args += ["--memory-model", model]
     fault = rng.choices([f for f, _ in faults], [w for _, w in faults])[0]
     return args, fault
+
+
+def plant_sentinels() -> list[str]:
+    """What a second user of /dev/shm might have there, which no sweep may touch: a segment
+    named like ours of a dead process but owned by another uid (only when run as root), and
+    one of ours with a live owner (this process)."""
+    import posix_ipc
+
+    from shmkernel.memory.segment import MAGIC
+
+    made = []
+    owners = [os.getpid()] + ([1] if os.getuid() == 0 else [])  # pid 1 is alive: a live owner too
+    for i, pid in enumerate(owners):
+        name = f"/shmkernel-{pid}-{i:02d}cafe{os.urandom(4).hex()}"
+        shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=64)
+        os.write(shm.fd, MAGIC.to_bytes(8, "little", signed=True))
+        shm.close_fd()
+        made.append(name[1:])
+    if os.getuid() == 0:  # a dead owner, but another user's: still not ours to reap
+        q = subprocess.Popen([sys.executable, "-c", "pass"])
+        q.wait()
+        name = f"/shmkernel-{q.pid}-99cafe{os.urandom(4).hex()}"
+        shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=64)
+        os.write(shm.fd, MAGIC.to_bytes(8, "little", signed=True))
+        os.fchown(shm.fd, 12345, 12345)
+        shm.close_fd()
+        made.append(name[1:])
+    return made
+
+
+def check_sentinels(made: list[str]) -> list[str]:
+    """Those gone (a sweep touched what was not its own); then remove them all."""
+    gone = [n for n in made if not os.path.exists(os.path.join("/dev/shm", n))]
+    for n in made:
+        try:
+            os.unlink(os.path.join("/dev/shm", n))
+        except OSError:
+            pass
+    return gone
 
 
 def one_run(n: int, args: list[str], fault: str, rng: random.Random, timeout: float) -> Outcome:
@@ -203,6 +245,11 @@ def one_run(n: int, args: list[str], fault: str, rng: random.Random, timeout: fl
                     _kill(p.pid, signal.SIGINT)
                 elif fault == "sigterm":
                     _kill(p.pid, signal.SIGTERM)
+                elif fault == "kill9-group":  # every process of the run at once: the tracker must clean up
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
                 elif fault in ("sigint-group", "sigterm-group"):
                     try:
                         os.killpg(p.pid, signal.SIGINT if fault == "sigint-group" else signal.SIGTERM)
@@ -237,6 +284,9 @@ def one_run(n: int, args: list[str], fault: str, rng: random.Random, timeout: fl
         for pid in left:
             _kill(pid, signal.SIGCONT)
             _kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0  # after a group kill the tracker unlinks as its pipe closes
+    while shm_of({p.pid, *seen}) and time.monotonic() < deadline:
+        time.sleep(0.05)
     out.leaked = shm_of({p.pid, *seen})
     for name in out.leaked:
         try:
@@ -269,6 +319,8 @@ def check(out: Outcome, stdout: str, stderr: str) -> None:
         out.problems.append(f"exit code {rc}: {out.message!r}")
         return
     out.klass = klass
+    if rc == -9:
+        return  # killed with the whole group: it could say nothing; leaks and orphans still count
     if klass == "ok":
         if lines:
             out.klass = "bad"
@@ -326,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown fault(s) {sorted(unknown)}; choose from {[f for f, _ in FAULTS]}")
     faults = tuple((f, w) for f, w in FAULTS if f in wanted)
+    sentinels = plant_sentinels()
     t_end = time.monotonic() + a.minutes * 60 if a.minutes else None
     outcomes: list[Outcome] = []
     t0 = time.monotonic()
@@ -340,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{i}] {' '.join(args)} fault={fault}{'(applied)' if o.applied else ''} "
                   f"rc={o.rc} {o.seconds:.2f}s {o.message[:80]} {flag}", flush=True)
     total = time.monotonic() - t0
-    return report(outcomes, total, a.seed)
+    rc = report(outcomes, total, a.seed)
+    gone = check_sentinels(sentinels)
+    print(f"another user's and live owners' entries in /dev/shm: {len(sentinels)} planted, "
+          f"{len(gone)} touched{': ' + ', '.join(gone) if gone else ''}")
+    return 1 if gone else rc
 
 
 def report(outcomes: list[Outcome], total: float, seed: int) -> int:
@@ -370,7 +427,7 @@ def report(outcomes: list[Outcome], total: float, seed: int) -> int:
     for name in order:
         if name in rows:
             add(name, rows[name])
-        if name in ("stop", "explore (mode)"):
+        if name in ("kill9-group", "explore (mode)"):
             t.add_section()
     t.add_section()
     add("TOTAL", outcomes, style="bold")
