@@ -47,16 +47,21 @@ def run_model(model: str, programs: int, seed: int) -> int:
         if model == "native":
             trace_total += trace_count(prog)
         for name in searches:
-            s = {"optimal": lambda: DPORScheduler(restart_after=None),
-                 "source": lambda: DPORScheduler(wakeup_trees=False, restart_after=None),
-                 "stateful": lambda: StatefulScheduler()}[name]()
+            s = {
+                "optimal": lambda: DPORScheduler(restart_after=None),
+                "source": lambda: DPORScheduler(wakeup_trees=False, restart_after=None),
+                "stateful": lambda: StatefulScheduler(),
+            }[name]()
             got, n = outcomes(prog, s, model)
             execs[name] += n
             blocked[name] += getattr(s, "sleep_blocked", 0)
             if got != expected:
                 misses += 1
-                print(f"MISS {name} under {model}, program {k}:\n{prog.text()}\n  missed {expected - got}\n"
-                      f"  invented {got - expected}", flush=True)
+                print(
+                    f"MISS {name} under {model}, program {k}:\n{prog.text()}\n  missed {expected - got}\n"
+                    f"  invented {got - expected}",
+                    flush=True,
+                )
     secs = time.perf_counter() - t0
     print(f"{model:6} {programs:6} programs in {secs:7.1f} s: misses {misses}")
     base = f"; traces {trace_total:,}" if trace_total else ""

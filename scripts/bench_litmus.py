@@ -46,8 +46,10 @@ def main() -> None:
     for m in models:
         med, top = statistics.median(times[m]), max(times[m])
         met = "met" if med < 1.0 and top < 10.0 else "MISSED"
-        print(f"{m}: median {med:.2f} s, max {top:.2f} s per test (target median < 1 s, max < 10 s: {met}); "
-              f"differs from herd7 on {len(disagree[m])}: {', '.join(disagree[m]) or '-'}")
+        print(
+            f"{m}: median {med:.2f} s, max {top:.2f} s per test (target median < 1 s, max < 10 s: {met}); "
+            f"differs from herd7 on {len(disagree[m])}: {', '.join(disagree[m]) or '-'}"
+        )
     print(f"outcomes LKMM forbids that a model showed: {forbidden_shown}")
 
 

@@ -85,8 +85,10 @@ def main() -> None:
     print(f"{'operation (in a pinned CPU process)':40} {'ns/op':>8} {'x numpy store':>14}")
     for name, ns in res.items():
         print(f"{name:40} {ns:8.1f} {ns / base:14.2f}")
-    print(f"\nMachine(2 CPUs) start: median {statistics.median(starts) * 1e3:.2f} ms, "
-          f"stop: median {statistics.median(stops) * 1e3:.2f} ms (5 runs)")
+    print(
+        f"\nMachine(2 CPUs) start: median {statistics.median(starts) * 1e3:.2f} ms, "
+        f"stop: median {statistics.median(stops) * 1e3:.2f} ms (5 runs)"
+    )
 
 
 if __name__ == "__main__":

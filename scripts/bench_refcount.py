@@ -32,8 +32,12 @@ def native(variant: str, cpus: int, seconds: float) -> dict[str, float] | None:
     exe = os.path.join(ROOT, "scripts", "native", "refcount.bin")
     if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
         subprocess.run([cc, "-O2", "-pthread", "-o", exe, src], check=True)
-    out = subprocess.run([exe, "count" if variant == "percpu-count" else "incsdecs", str(cpus), str(seconds)],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [exe, "count" if variant == "percpu-count" else "incsdecs", str(cpus), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     tallies, handoffs, fz, el = int(out[0]), int(out[1]), int(out[2]), float(out[3])
     return {"tallies/s": tallies / el, "get/put pairs/s": handoffs / el, "false zeros/s": fz / el}
 
@@ -44,8 +48,11 @@ def emulated(variant: str, cpus: int, seconds: float) -> dict[str, float]:
     with open_machine(wl, cpus, opts) as m:
         r = measure_free(m, wl, variant, opts, seconds=seconds)
     s = r["seconds"]
-    return {"tallies/s": r["counters"]["tallies"] / s, "get/put pairs/s": r["counters"]["handoffs"] / s,
-            "false zeros/s": r["events"]["false_zero"] / s}
+    return {
+        "tallies/s": r["counters"]["tallies"] / s,
+        "get/put pairs/s": r["counters"]["handoffs"] / s,
+        "false zeros/s": r["events"]["false_zero"] / s,
+    }
 
 
 def main() -> None:

@@ -72,12 +72,18 @@ def machine_row(n: int, pin: bool) -> dict:
         pss = [pss_kb(p) for p in m.pids]
         me = rss_kb(os.getpid())
     total = time.perf_counter() - t0
-    return {"what": f"Machine({n}) refcount layout", "cpus": n, "start_s": round(start, 3),
-            "first_run_s": round(first_run, 3), "total_s": round(total, 3),
-            "rss_mb_mean": round(sum(rss) / len(rss) / 1024, 1), "rss_mb_max": round(max(rss) / 1024, 1),
-            "rss_mb_total": round(sum(rss) / 1024, 1),
-            "pss_mb_total": round(sum(pss) / 1024, 1) if None not in pss else None,
-            "coordinator_rss_mb": round(me / 1024, 1)}
+    return {
+        "what": f"Machine({n}) refcount layout",
+        "cpus": n,
+        "start_s": round(start, 3),
+        "first_run_s": round(first_run, 3),
+        "total_s": round(total, 3),
+        "rss_mb_mean": round(sum(rss) / len(rss) / 1024, 1),
+        "rss_mb_max": round(max(rss) / 1024, 1),
+        "rss_mb_total": round(sum(rss) / 1024, 1),
+        "pss_mb_total": round(sum(pss) / 1024, 1) if None not in pss else None,
+        "coordinator_rss_mb": round(me / 1024, 1),
+    }
 
 
 def free_run_64() -> dict:
@@ -88,10 +94,14 @@ def free_run_64() -> dict:
     t0 = time.perf_counter()
     with open_machine(wl, 64, opts) as m:
         rec = measure_free(m, wl, "fixed", opts, seconds=1.0)
-    return {"what": "run refcount --cpus 64 --variant fixed (1 s)", "cpus": 64,
-            "start_s": round(m.start_seconds, 3), "total_s": round(time.perf_counter() - t0, 3),
-            "result": f"tallies={rec['counters'].get('tallies')} handoffs={rec['counters'].get('handoffs')} "
-                      f"false_zero={rec['events'].get('false_zero')}"}
+    return {
+        "what": "run refcount --cpus 64 --variant fixed (1 s)",
+        "cpus": 64,
+        "start_s": round(m.start_seconds, 3),
+        "total_s": round(time.perf_counter() - t0, 3),
+        "result": f"tallies={rec['counters'].get('tallies')} handoffs={rec['counters'].get('handoffs')} "
+        f"false_zero={rec['events'].get('false_zero')}",
+    }
 
 
 def explore_64() -> dict:
@@ -99,8 +109,12 @@ def explore_64() -> dict:
 
     t0 = time.perf_counter()
     r = explore("refcount", cpus=64, scheduler="random", max_examples=3)
-    return {"what": "explore refcount --cpus 64 random x3", "cpus": 64, "total_s": round(time.perf_counter() - t0, 3),
-            "result": f"examples={r.examples} steps={r.steps} found={r.found} {r.steps_per_second:,.0f} steps/s"}
+    return {
+        "what": "explore refcount --cpus 64 random x3",
+        "cpus": 64,
+        "total_s": round(time.perf_counter() - t0, 3),
+        "result": f"examples={r.examples} steps={r.steps} found={r.found} {r.steps_per_second:,.0f} steps/s",
+    }
 
 
 def scheduled_scaling(sizes: list[int]) -> list[dict]:
@@ -127,13 +141,21 @@ def scheduled_scaling(sizes: list[int]) -> list[dict]:
         r = explore("refcount", variant="fixed", cpus=n, scheduler="random", max_examples=10, seed=1)
         done.set()
         th.join()
-        out.append({"what": f"explore refcount --cpus {n} random x10", "cpus": n,
-                    "total_s": round(time.perf_counter() - t0, 3), "steps_per_s": round(r.steps_per_second),
-                    "load_max": max(loads, default=os.getloadavg()[0])})
+        out.append(
+            {
+                "what": f"explore refcount --cpus {n} random x10",
+                "cpus": n,
+                "total_s": round(time.perf_counter() - t0, 3),
+                "steps_per_s": round(r.steps_per_second),
+                "load_max": max(loads, default=os.getloadavg()[0]),
+            }
+        )
     base = out[0]["steps_per_s"] or 1
     for row in out:
-        row["result"] = (f"{row['steps_per_s']:,} steps/s ({row['steps_per_s'] / base:.2f}x {sizes[0]} CPUs), "
-                         f"load average up to {row['load_max']:.1f}")
+        row["result"] = (
+            f"{row['steps_per_s']:,} steps/s ({row['steps_per_s'] / base:.2f}x {sizes[0]} CPUs), "
+            f"load average up to {row['load_max']:.1f}"
+        )
     return out
 
 
@@ -147,9 +169,13 @@ def tally_4096() -> dict:
         rec = measure_free(m, wl, "buggy", opts, seconds=1.0)
         seg_mb = m.layout.nwords * 8 / 2**20
     c = rec["counters"]
-    return {"what": "run refcount --possible-cpus 4096 (1 s)", "cpus": 2, "total_s": round(time.perf_counter() - t0, 3),
-            "result": f"segment={seg_mb:.1f} MB tallies={c.get('tallies')} ({c.get('tallies', 0) / rec['seconds']:,.0f}/s) "
-                      f"false_zero={rec['events'].get('false_zero')}"}
+    return {
+        "what": "run refcount --possible-cpus 4096 (1 s)",
+        "cpus": 2,
+        "total_s": round(time.perf_counter() - t0, 3),
+        "result": f"segment={seg_mb:.1f} MB tallies={c.get('tallies')} ({c.get('tallies', 0) / rec['seconds']:,.0f}/s) "
+        f"false_zero={rec['events'].get('false_zero')}",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,8 +197,18 @@ def main(argv: list[str] | None = None) -> int:
         from rich.table import Table
 
         t = Table(title=f"shmkernel scale ({len(os.sched_getaffinity(0))} usable cores)")
-        cols = ("what", "start_s", "first_run_s", "total_s", "rss_mb_mean", "rss_mb_max", "rss_mb_total",
-                "pss_mb_total", "coordinator_rss_mb", "result")
+        cols = (
+            "what",
+            "start_s",
+            "first_run_s",
+            "total_s",
+            "rss_mb_mean",
+            "rss_mb_max",
+            "rss_mb_total",
+            "pss_mb_total",
+            "coordinator_rss_mb",
+            "result",
+        )
         for c in cols:
             t.add_column(c.replace("_", " "), justify="left" if c in ("what", "result") else "right")
         for r in rows:
@@ -182,14 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     if s64 and sched:
         ratio = s64["steps_per_s"] / (sched[0]["steps_per_s"] or 1)
         cores = len(os.sched_getaffinity(0))
-        print(f"targets: scheduled 64 CPUs at {ratio:.2f}x the {sched[0]['cpus']}-CPU steps/s (>= 0.5: "
-              f"{'met' if ratio >= 0.5 else 'MISSED'}); load average up to {s64['load_max']:.1f} "
-              f"(<= cores + 2 = {cores + 2}: {'met' if s64['load_max'] <= cores + 2 else 'MISSED'})")
+        print(
+            f"targets: scheduled 64 CPUs at {ratio:.2f}x the {sched[0]['cpus']}-CPU steps/s (>= 0.5: "
+            f"{'met' if ratio >= 0.5 else 'MISSED'}); load average up to {s64['load_max']:.1f} "
+            f"(<= cores + 2 = {cores + 2}: {'met' if s64['load_max'] <= cores + 2 else 'MISSED'})"
+        )
     m64 = next((r for r in rows if r.get("cpus") == 64 and "rss_mb_max" in r), None)
     if m64:
         ok_start, ok_rss = m64["start_s"] < 3.0, m64["rss_mb_max"] < 30.0
-        print(f"targets: 64 CPUs start {m64['start_s']} s (< 3 s: {'met' if ok_start else 'MISSED'}); "
-              f"max RSS per CPU {m64['rss_mb_max']} MB (< 30 MB: {'met' if ok_rss else 'MISSED'})")
+        print(
+            f"targets: 64 CPUs start {m64['start_s']} s (< 3 s: {'met' if ok_start else 'MISSED'}); "
+            f"max RSS per CPU {m64['rss_mb_max']} MB (< 30 MB: {'met' if ok_rss else 'MISSED'})"
+        )
     return 0
 
 

@@ -52,8 +52,9 @@ SCHEDULERS = ("exhaustive", "stateful", "pct", "hypothesis", "random")
 SLOW = {"rmmod buggy": ("stateful", "hypothesis", "random"), "symbol-get-put buggy": ("stateful",)}
 
 
-def trace_count(workload: str, variant: str, cpus: int | None, iterations: int | None, opts: dict[str, Any],
-                cap: int) -> tuple[int | None, float]:
+def trace_count(
+    workload: str, variant: str, cpus: int | None, iterations: int | None, opts: dict[str, Any], cap: int
+) -> tuple[int | None, float]:
     """Distinct Mazurkiewicz traces of the program (None past ``cap`` executions)."""
     t0 = time.perf_counter()
     wl, variant, parsed, ncpus, iters = resolve(workload, variant, opts, cpus, iterations)
@@ -87,8 +88,16 @@ def main() -> None:
                 continue
             budget = args.budget if sched in ("exhaustive", "stateful") else min(args.budget, 5_000)
             t0 = time.perf_counter()
-            r = explore(wl, variant=variant, scheduler=sched, cpus=cpus, iterations=iters, opts=opts,
-                        max_examples=budget, seed=1)
+            r = explore(
+                wl,
+                variant=variant,
+                scheduler=sched,
+                cpus=cpus,
+                iterations=iters,
+                opts=opts,
+                max_examples=budget,
+                seed=1,
+            )
             secs = time.perf_counter() - t0
             good = r.verdict == ("found" if buggy else "proved")
             mark = "" if good else ("?" if r.verdict == "not-proved" else "!")
@@ -97,8 +106,10 @@ def main() -> None:
                 ratio = f"{r.examples / traces:.2f}"
         tr = f"{traces:,}" if traces is not None else ("" if buggy else "n/a")
         print(f"{label:31} {tr:>8} | " + " | ".join(cells) + f" | {ratio}", flush=True)
-    print("cells: executions and seconds to a counterexample (buggy) or a proof (fixed); "
-          "?: budget reached without one; !: a wrong verdict")
+    print(
+        "cells: executions and seconds to a counterexample (buggy) or a proof (fixed); "
+        "?: budget reached without one; !: a wrong verdict"
+    )
 
 
 if __name__ == "__main__":

@@ -30,14 +30,26 @@ REFCOUNT_VARIANTS = "variant=percpu-count,percpu-incs-decs,atomic"
 #: name -> (workload, params, fixed options, x, title)
 FIGURES = {
     "refcount_vs_tally_delay": (
-        "refcount", ["tally_delay_us=0,1,2,5,10,20,50", REFCOUNT_VARIANTS], {"cpus": 2}, "tally_delay_us",
-        "refcount: false zeros vs the tally's delay between per-CPU slots (2 CPUs)"),
+        "refcount",
+        ["tally_delay_us=0,1,2,5,10,20,50", REFCOUNT_VARIANTS],
+        {"cpus": 2},
+        "tally_delay_us",
+        "refcount: false zeros vs the tally's delay between per-CPU slots (2 CPUs)",
+    ),
     "refcount_vs_cpus": (
-        "refcount", ["cpus=1,2,3,4", REFCOUNT_VARIANTS], {"tally_delay_us": 5.0}, "cpus",
-        "refcount: false zeros vs emulated CPUs (tally delay 5 µs)"),
+        "refcount",
+        ["cpus=1,2,3,4", REFCOUNT_VARIANTS],
+        {"tally_delay_us": 5.0},
+        "cpus",
+        "refcount: false zeros vs emulated CPUs (tally delay 5 µs)",
+    ),
     "static_key_vs_sites": (
-        "static-key", ["sites=1,2,4,8,16,64,256", "variant=pre-fix,seed-fix,upstream"], {}, "sites",
-        "static-key: vCPUs taking the wrong path vs jump sites to patch (2 CPUs)"),
+        "static-key",
+        ["sites=1,2,4,8,16,64,256", "variant=pre-fix,seed-fix,upstream"],
+        {},
+        "sites",
+        "static-key: vCPUs taking the wrong path vs jump sites to patch (2 CPUs)",
+    ),
 }
 
 
@@ -60,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         fixed = dict(fixed)
         cpus = fixed.pop("cpus", None)
-        res = sweep(wl_name, params, repeat=args.repeat, out=jsonl, seconds=args.seconds, cpus=cpus,
-                    opts=fixed)
+        res = sweep(wl_name, params, repeat=args.repeat, out=jsonl, seconds=args.seconds, cpus=cpus, opts=fixed)
         print_summary(workloads.get(wl_name), res.records)
         p = plot(res.records, png, x=x, title=title)
-        print(f"{png}: {len(p.labels)} series, log y={p.log_y}; {res.ran} run, {res.skipped} kept "
-              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        print(
+            f"{png}: {len(p.labels)} series, log y={p.log_y}; {res.ran} run, {res.skipped} kept "
+            f"({time.perf_counter() - t0:.0f} s)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -43,10 +43,27 @@ if ROOT not in sys.path:
 DEFAULT_WORKLOADS = ("refcount", "rmmod", "static-key", "modcount-2002", "livepatch")
 # (name, weight): a SIGSTOP never continued costs the Machine's stop_grace (10 s)
 # "-group" signals go to the whole process group, as Ctrl-C in a terminal or `timeout` do
-FAULTS = (("none", 3), ("kill9-cpu", 3), ("sigint", 2), ("sigterm", 2), ("sigint-group", 1),
-          ("sigterm-group", 1), ("stop-cont", 2), ("stop", 1), ("kill9-group", 2))
-OK_CODES = {0: "ok", 1: "ok", 4: "ok", 2: "usage", 3: "failed", 130: "signal", 143: "signal",
-            -9: "signal"}  # -9: kill9-group killed the run itself
+FAULTS = (
+    ("none", 3),
+    ("kill9-cpu", 3),
+    ("sigint", 2),
+    ("sigterm", 2),
+    ("sigint-group", 1),
+    ("sigterm-group", 1),
+    ("stop-cont", 2),
+    ("stop", 1),
+    ("kill9-group", 2),
+)
+OK_CODES = {
+    0: "ok",
+    1: "ok",
+    4: "ok",
+    2: "usage",
+    3: "failed",
+    130: "signal",
+    143: "signal",
+    -9: "signal",
+}  # -9: kill9-group killed the run itself
 POLL = 0.02
 
 
@@ -135,8 +152,9 @@ def _kill(pid: int, sig: int) -> None:
 
 
 # -- the plan -----------------------------------------------------------------------------------
-def plan(rng: random.Random, workloads: list[tuple[str, list[str]]], i: int,
-         faults: tuple[tuple[str, int], ...] = FAULTS) -> tuple[list[str], str]:
+def plan(
+    rng: random.Random, workloads: list[tuple[str, list[str]]], i: int, faults: tuple[tuple[str, int], ...] = FAULTS
+) -> tuple[list[str], str]:
     name, variants = workloads[i % len(workloads)]
     variant = rng.choice(variants)
     cpus = rng.randint(1, 4)
@@ -146,8 +164,21 @@ def plan(rng: random.Random, workloads: list[tuple[str, list[str]]], i: int,
     else:
         cpus = rng.choice((cpus, cpus, cpus, 12))  # now and then many CPUs on few cores
         scheduler = rng.choice(("random", "exhaustive", "hypothesis"))
-        args = ["explore", name, "--variant", variant, "--scheduler", scheduler,
-                "--max-examples", "20", "--cpus", str(cpus), "--seed", str(rng.randrange(2**31)), "--json"]
+        args = [
+            "explore",
+            name,
+            "--variant",
+            variant,
+            "--scheduler",
+            scheduler,
+            "--max-examples",
+            "20",
+            "--cpus",
+            str(cpus),
+            "--seed",
+            str(rng.randrange(2**31)),
+            "--json",
+        ]
         model = rng.choice(("native", "native", "sc", "tso", "weak", "lkmm"))
     if model != "native":
         args += ["--memory-model", model]
@@ -201,8 +232,13 @@ def one_run(n: int, args: list[str], fault: str, rng: random.Random, timeout: fl
     cont_after = rng.uniform(0.05, 1.5)
     victim_pick = rng.random()
     t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-m", "shmkernel.cli", *args], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "shmkernel.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     seen: dict[int, int] = {}
     first_seen: float | None = None
     stopped: tuple[int, float] | None = None
@@ -213,8 +249,9 @@ def one_run(n: int, args: list[str], fault: str, rng: random.Random, timeout: fl
     def drain(name: str, stream) -> None:  # type: ignore[no-untyped-def]
         bufs[name] = stream.read()
 
-    readers = [threading.Thread(target=drain, args=(k, s), daemon=True)
-               for k, s in (("out", p.stdout), ("err", p.stderr))]
+    readers = [
+        threading.Thread(target=drain, args=(k, s), daemon=True) for k, s in (("out", p.stdout), ("err", p.stderr))
+    ]
     for r in readers:
         r.start()
     while p.poll() is None:
@@ -358,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=40.0, help="a run not done by then is a hang")
     ap.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS))
-    ap.add_argument("--faults", default=",".join(f for f, _ in FAULTS),
-                    help="faults to draw from (default all: %(default)s)")
+    ap.add_argument(
+        "--faults", default=",".join(f for f, _ in FAULTS), help="faults to draw from (default all: %(default)s)"
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per run")
     a = ap.parse_args(argv)
     # started from a background job (nohup, `cmd &`), SIGINT is ignored and an
@@ -390,13 +428,18 @@ def main(argv: list[str] | None = None) -> int:
         outcomes.append(o)
         if a.verbose or o.problems:
             flag = "PROBLEM " + "; ".join(o.problems) if o.problems else ""
-            print(f"[{i}] {' '.join(args)} fault={fault}{'(applied)' if o.applied else ''} "
-                  f"rc={o.rc} {o.seconds:.2f}s {o.message[:80]} {flag}", flush=True)
+            print(
+                f"[{i}] {' '.join(args)} fault={fault}{'(applied)' if o.applied else ''} "
+                f"rc={o.rc} {o.seconds:.2f}s {o.message[:80]} {flag}",
+                flush=True,
+            )
     total = time.monotonic() - t0
     rc = report(outcomes, total, a.seed)
     gone = check_sentinels(sentinels)
-    print(f"another user's and live owners' entries in /dev/shm: {len(sentinels)} planted, "
-          f"{len(gone)} touched{': ' + ', '.join(gone) if gone else ''}")
+    print(
+        f"another user's and live owners' entries in /dev/shm: {len(sentinels)} planted, "
+        f"{len(gone)} touched{': ' + ', '.join(gone) if gone else ''}"
+    )
     return 1 if gone else rc
 
 
@@ -410,20 +453,43 @@ def report(outcomes: list[Outcome], total: float, seed: int) -> int:
         rows[f"{o.argv[0]} (mode)"].append(o)
         rows[o.argv[1]].append(o)
     t = Table(title=f"shmkernel soak: {len(outcomes)} runs in {total:.0f} s, seed {seed}")
-    for col in ("group", "runs", "fault hit", "ok 0/1", "usage 2", "failed 3", "signal", "bad",
-                "hang", "leaks", "orphans", "inexact", "mean s"):
+    for col in (
+        "group",
+        "runs",
+        "fault hit",
+        "ok 0/1",
+        "usage 2",
+        "failed 3",
+        "signal",
+        "bad",
+        "hang",
+        "leaks",
+        "orphans",
+        "inexact",
+        "mean s",
+    ):
         t.add_column(col, justify="left" if col == "group" else "right")
 
     def add(name: str, os_: list[Outcome], style: str | None = None) -> None:
         k = Counter(o.klass for o in os_)
-        t.add_row(name, str(len(os_)), str(sum(o.applied for o in os_)), str(k["ok"]), str(k["usage"]),
-                  str(k["failed"]), str(k["signal"]), str(k["bad"]), str(sum(o.hang for o in os_)),
-                  str(sum(bool(o.leaked) for o in os_)), str(sum(bool(o.orphans) for o in os_)),
-                  str(sum(o.inexact for o in os_)),
-                  f"{sum(o.seconds for o in os_) / max(1, len(os_)):.2f}", style=style)
+        t.add_row(
+            name,
+            str(len(os_)),
+            str(sum(o.applied for o in os_)),
+            str(k["ok"]),
+            str(k["usage"]),
+            str(k["failed"]),
+            str(k["signal"]),
+            str(k["bad"]),
+            str(sum(o.hang for o in os_)),
+            str(sum(bool(o.leaked) for o in os_)),
+            str(sum(bool(o.orphans) for o in os_)),
+            str(sum(o.inexact for o in os_)),
+            f"{sum(o.seconds for o in os_) / max(1, len(os_)):.2f}",
+            style=style,
+        )
 
-    order = [f for f, _ in FAULTS] + ["run (mode)", "explore (mode)"] + sorted(
-        {o.argv[1] for o in outcomes})
+    order = [f for f, _ in FAULTS] + ["run (mode)", "explore (mode)"] + sorted({o.argv[1] for o in outcomes})
     for name in order:
         if name in rows:
             add(name, rows[name])

@@ -9,16 +9,23 @@
 Everything lives in `shmkernel.schedule.session`; see its docstring.
 """
 
+from shmkernel.schedule.result import VERDICTS, ExploreResult
 from shmkernel.schedule.session import (
     DEFAULT_SAMPLE_BUDGET,
     DEFAULT_SEARCH_BUDGET,
     EXPLORE_KEYS,
     SCHEDULERS,
-    VERDICTS,
-    ExploreResult,
     explore,
     replay,
 )
 
-__all__ = ["DEFAULT_SAMPLE_BUDGET", "DEFAULT_SEARCH_BUDGET", "EXPLORE_KEYS", "SCHEDULERS", "VERDICTS",
-           "ExploreResult", "explore", "replay"]
+__all__ = [
+    "DEFAULT_SAMPLE_BUDGET",
+    "DEFAULT_SEARCH_BUDGET",
+    "EXPLORE_KEYS",
+    "SCHEDULERS",
+    "VERDICTS",
+    "ExploreResult",
+    "explore",
+    "replay",
+]

@@ -26,8 +26,17 @@ import pytest
 __all__ = ["assert_shows", "assert_never_shows", "leaks", "machine"]
 
 _FREE_SECONDS = 1.0
-_SCHEDULED_KEYS = ("scheduler", "max_examples", "seed", "iterations", "memory_model", "max_steps", "depth",
-                   "preemption_bound", "time_limit")
+_SCHEDULED_KEYS = (
+    "scheduler",
+    "max_examples",
+    "seed",
+    "iterations",
+    "memory_model",
+    "max_steps",
+    "depth",
+    "preemption_bound",
+    "time_limit",
+)
 
 
 # -- leak checks ---------------------------------------------------------------------------------
@@ -57,8 +66,9 @@ def _children(pid: int) -> set[int]:
     return out - {tracker_pid()}
 
 
-def leaks(before_shm: set[str] | None = None, before_children: set[int] | None = None,
-          timeout: float = 5.0) -> tuple[set[str], set[int]]:
+def leaks(
+    before_shm: set[str] | None = None, before_children: set[int] | None = None, timeout: float = 5.0
+) -> tuple[set[str], set[int]]:
     """(segments/semaphores, child pids) of this process left over, waiting up to ``timeout`` for them to go."""
     pid = os.getpid()
     deadline = time.monotonic() + timeout
@@ -101,8 +111,16 @@ def _explore(wl: Any, variant: str, cpus: int | None, kw: dict[str, Any]) -> Any
     return explore(wl, variant=variant, cpus=cpus, opts=kw, **skw)
 
 
-def assert_shows(workload: Any, variant: str, event: str, mode: str = "free", *, seconds: float = _FREE_SECONDS,
-                 cpus: int | None = None, **kw: Any) -> Any:
+def assert_shows(
+    workload: Any,
+    variant: str,
+    event: str,
+    mode: str = "free",
+    *,
+    seconds: float = _FREE_SECONDS,
+    cpus: int | None = None,
+    **kw: Any,
+) -> Any:
     """Fail unless ``variant`` shows ``event``; returns the run record (free) or `ExploreResult` (scheduled).
 
     free: a run of ``seconds``, then once more 4x longer if nothing was seen;
@@ -120,21 +138,32 @@ def assert_shows(workload: Any, variant: str, event: str, mode: str = "free", *,
                 return r
         tried = r.get("rates", {}).get(event)
         bound = f"; rate < {tried['ci95'][1]:.3g} per 10^6 {tried['denominator_name']}" if tried else ""
-        pytest.fail(f"{wl.name}/{variant}: no {event} in free runs of {seconds:g} s and {seconds * 4:g} s{bound}",
-                    pytrace=False)
+        pytest.fail(
+            f"{wl.name}/{variant}: no {event} in free runs of {seconds:g} s and {seconds * 4:g} s{bound}", pytrace=False
+        )
     if mode == "scheduled":
         res = _explore(wl, variant, cpus, dict(kw))
         if not (res.found and res.events.get(event, 0) > 0):
             what = f"found {res.events} instead" if res.found else "found nothing"
-            pytest.fail(f"{wl.name}/{variant}: {res.scheduler} ran {res.examples} execution(s) and {what}, "
-                        f"not {event}", pytrace=False)
+            pytest.fail(
+                f"{wl.name}/{variant}: {res.scheduler} ran {res.examples} execution(s) and {what}, not {event}",
+                pytrace=False,
+            )
         return res
     raise ValueError(f"mode must be 'free' or 'scheduled', got {mode!r}")
 
 
-def assert_never_shows(workload: Any, variant: str, event: str, mode: str = "free", *,
-                       seconds: float = _FREE_SECONDS, cpus: int | None = None, allow_incomplete: bool = False,
-                       **kw: Any) -> Any:
+def assert_never_shows(
+    workload: Any,
+    variant: str,
+    event: str,
+    mode: str = "free",
+    *,
+    seconds: float = _FREE_SECONDS,
+    cpus: int | None = None,
+    allow_incomplete: bool = False,
+    **kw: Any,
+) -> Any:
     """Fail if ``variant`` shows ``event`` (free: one run of ``seconds``; scheduled: the whole search).
 
     Scheduled, it passes only on a *proof* (verdict ``proved``: a complete
@@ -154,11 +183,16 @@ def assert_never_shows(workload: Any, variant: str, event: str, mode: str = "fre
     if mode == "scheduled":
         res = _explore(wl, variant, cpus, dict(kw))
         if res.found:
-            pytest.fail(f"{wl.name}/{variant}: {res.scheduler} found {res.events}\n{res.trace}\n"
-                        f"replay: {res.replay_command()}", pytrace=False)
+            pytest.fail(
+                f"{wl.name}/{variant}: {res.scheduler} found {res.events}\n{res.trace}\nreplay: {res.replay_command()}",
+                pytrace=False,
+            )
         if res.verdict != "proved" and not allow_incomplete:
-            pytest.fail(f"{wl.name}/{variant}: the search was not complete, so nothing is proved: "
-                        f"{res.headline()} (allow_incomplete=True accepts that)", pytrace=False)
+            pytest.fail(
+                f"{wl.name}/{variant}: the search was not complete, so nothing is proved: "
+                f"{res.headline()} (allow_incomplete=True accepts that)",
+                pytrace=False,
+            )
         return res
     raise ValueError(f"mode must be 'free' or 'scheduled', got {mode!r}")
 

@@ -56,10 +56,21 @@ def test_kernel_atomic_semantics_in_a_cpu_process():
     with Machine(1, declare=lambda layout: layout.scalar("v")) as m:
         r = m.run([Program(_ctx_ops, {"v": m.vars}), None])
     assert r.results[0] == {
-        "inc_not_zero_at_0": False, "after0": 0, "inc_not_zero_at_3": True, "after3": 4,
-        "dec_if_positive_4": 3, "dec_if_positive_0": -1, "after_dec0": 0, "add_unless_hit": False,
-        "add_return": 11, "sub_return": 0, "dec_and_test": True, "cmpxchg_ok": 0,
-        "cmpxchg_fail": 7, "xchg": 7, "final": 1,
+        "inc_not_zero_at_0": False,
+        "after0": 0,
+        "inc_not_zero_at_3": True,
+        "after3": 4,
+        "dec_if_positive_4": 3,
+        "dec_if_positive_0": -1,
+        "after_dec0": 0,
+        "add_unless_hit": False,
+        "add_return": 11,
+        "sub_return": 0,
+        "dec_and_test": True,
+        "cmpxchg_ok": 0,
+        "cmpxchg_fail": 7,
+        "xchg": 7,
+        "final": 1,
     }
 
 

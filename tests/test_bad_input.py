@@ -32,8 +32,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(*args: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess, int]:
-    p = subprocess.Popen([sys.executable, "-m", "shmkernel.cli", *args], cwd=ROOT, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "shmkernel.cli", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = p.communicate(timeout=timeout)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err), p.pid
 
@@ -42,8 +47,9 @@ def left_by(pid: int) -> list[str]:
     return [n for n in os.listdir("/dev/shm") if re.match(rf"^(sem\.)?shmkernel-{pid}-", n)]
 
 
-def assert_one_line_usage_error(args: tuple[str, ...], needle: str | None = None,
-                                capfd: pytest.CaptureFixture[str] | None = None) -> str:
+def assert_one_line_usage_error(
+    args: tuple[str, ...], needle: str | None = None, capfd: pytest.CaptureFixture[str] | None = None
+) -> str:
     """In a subprocess, or in this process (``shmkernel.cli.main``) when ``capfd`` is
     given: the corpus is large and starting Python ~130 times is slow on 2 cores."""
     if capfd is None:
@@ -230,8 +236,10 @@ SCHEDULE_CASES = {
     "truncated": (lambda s: s[: len(s) // 2], "malformed schedule"),
     "truncated-crc": (lambda s: s[:-1], "checksum"),
     "bad-checksum": (lambda s: s[:-8] + ("00000000" if not s.endswith("00000000") else "11111111"), "checksum"),
-    "edited-steps": (lambda s: ":".join([*_fields(s)[:7], _edit_first_step(_fields(s)[7]), s.rsplit(":", 1)[1]]),
-                     "checksum"),
+    "edited-steps": (
+        lambda s: ":".join([*_fields(s)[:7], _edit_first_step(_fields(s)[7]), s.rsplit(":", 1)[1]]),
+        "checksum",
+    ),
     "extra-field": (lambda s: s + ":x", "malformed schedule"),
     "version": (lambda s: _resign(s, version="sk2"), "malformed schedule"),
     "wrong-workload": (lambda s: _resign(s, workload="rmmod"), "workload 'rmmod'"),
@@ -269,8 +277,7 @@ def test_replay_with_the_wrong_variant_or_workload(schedule):
 
 
 def test_schedule_with_an_absurd_step_count(schedule, capfd):
-    assert_one_line_usage_error(("replay", "refcount", _resign(schedule, steps="2-0x999999999999")), "steps",
-                                capfd)
+    assert_one_line_usage_error(("replay", "refcount", _resign(schedule, steps="2-0x999999999999")), "steps", capfd)
 
 
 # -- segments: foreign, wrong header -------------------------------------------------------------
@@ -295,15 +302,18 @@ def _foreign(size: int, header: list[int] | None = None) -> str:
     return name
 
 
-@pytest.mark.parametrize("kind,message", [
-    ("garbage", "not a shmkernel segment"),
-    ("empty", "too small"),
-    ("tiny", "too small"),
-    ("version", "layout version"),
-    ("hash", "another layout"),
-    ("cpus", "made for 9 CPUs"),
-    ("short", "smaller than its layout"),
-])
+@pytest.mark.parametrize(
+    "kind,message",
+    [
+        ("garbage", "not a shmkernel segment"),
+        ("empty", "too small"),
+        ("tiny", "too small"),
+        ("version", "layout version"),
+        ("hash", "another layout"),
+        ("cpus", "made for 9 CPUs"),
+        ("short", "smaller than its layout"),
+    ],
+)
 def test_attach_refuses_foreign_or_wrong_header(kind, message):
     lay = _layout()
     good = Segment.create(_layout(), cpus=3)
@@ -354,8 +364,11 @@ def test_segments_and_semaphores_are_0600_with_unpredictable_names():
     for _ in range(2):
         with Machine(1, declare=_declare, pin=False, extensions=(Gate(),)) as m:
             assert m.seg is not None
-            mine = {"/" + n.removeprefix("sem.") for n in os.listdir("/dev/shm")
-                    if re.match(rf"^(sem\.)?shmkernel-{os.getpid()}-", n)}
+            mine = {
+                "/" + n.removeprefix("sem.")
+                for n in os.listdir("/dev/shm")
+                if re.match(rf"^(sem\.)?shmkernel-{os.getpid()}-", n)
+            }
             assert {m.seg.name, *m.sem_names} <= mine
             assert m.sem_names, "the gate makes semaphores"
             for n in [m.seg.name, *m.sem_names]:
@@ -451,14 +464,23 @@ def test_another_user_cannot_open_a_segment():
 def _in_private_shm(mount_opts: str, args: list[str]) -> subprocess.CompletedProcess:
     if shutil.which("unshare") is None:
         pytest.skip("no unshare(1)")
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /dev/shm"],
-                           capture_output=True, text=True, timeout=30)
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /dev/shm"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if probe.returncode != 0:
         pytest.skip(f"cannot mount a private /dev/shm here: {probe.stderr.strip()}")
-    cmd = " ".join([f"mount -t tmpfs -o {mount_opts} tmpfs /dev/shm &&",
-                    f"{sys.executable} -m shmkernel.cli", *args, "; rc=$?; ls /dev/shm >&2; exit $rc"])
-    return subprocess.run(["unshare", "-m", "sh", "-c", cmd], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    cmd = " ".join(
+        [
+            f"mount -t tmpfs -o {mount_opts} tmpfs /dev/shm &&",
+            f"{sys.executable} -m shmkernel.cli",
+            *args,
+            "; rc=$?; ls /dev/shm >&2; exit $rc",
+        ]
+    )
+    return subprocess.run(["unshare", "-m", "sh", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
 def test_read_only_dev_shm_is_one_line():

@@ -10,29 +10,33 @@ import pytest
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "shmkernel.cli", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "shmkernel.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["run", "nope"], "unknown workload"),
-    (["run", "refcount", "--variant", "nope"], "no variant"),
-    (["run", "refcount", "--cpus", "0"], "--cpus"),
-    (["run", "refcount", "--cpus", "two"], "--cpus"),
-    (["run", "refcount", "--cpus", "100000"], "--cpus"),
-    (["run", "refcount", "--seconds", "-1"], "--seconds"),
-    (["run", "refcount", "--seconds", "nan"], "--seconds"),
-    (["run", "refcount", "--seconds", "1", "--iterations", "5"], "not allowed with"),
-    (["run", "refcount", "--tally-delay-us", "x"], "--tally-delay-us"),
-    (["run", "refcount", "--tally-delay-us", "-3"], "--tally-delay-us"),
-    (["run", "refcount", "--handoff", "teleport"], "--handoff"),
-    (["run", "refcount", "--possible-cpus", "1"], "--possible-cpus"),
-    (["run", "refcount", "--bogus", "1"], "--bogus"),
-    (["run", "rmmod", "--stop-machine", "maybe"], "--stop-machine"),
-    (["run", "refcount", "--memory-model", "quantum"], "--memory-model"),
-    (["frobnicate"], "invalid choice"),
-    (["list", "extra"], "unrecognized"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["run", "nope"], "unknown workload"),
+        (["run", "refcount", "--variant", "nope"], "no variant"),
+        (["run", "refcount", "--cpus", "0"], "--cpus"),
+        (["run", "refcount", "--cpus", "two"], "--cpus"),
+        (["run", "refcount", "--cpus", "100000"], "--cpus"),
+        (["run", "refcount", "--seconds", "-1"], "--seconds"),
+        (["run", "refcount", "--seconds", "nan"], "--seconds"),
+        (["run", "refcount", "--seconds", "1", "--iterations", "5"], "not allowed with"),
+        (["run", "refcount", "--tally-delay-us", "x"], "--tally-delay-us"),
+        (["run", "refcount", "--tally-delay-us", "-3"], "--tally-delay-us"),
+        (["run", "refcount", "--handoff", "teleport"], "--handoff"),
+        (["run", "refcount", "--possible-cpus", "1"], "--possible-cpus"),
+        (["run", "refcount", "--bogus", "1"], "--bogus"),
+        (["run", "rmmod", "--stop-machine", "maybe"], "--stop-machine"),
+        (["run", "refcount", "--memory-model", "quantum"], "--memory-model"),
+        (["frobnicate"], "invalid choice"),
+        (["list", "extra"], "unrecognized"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, needle):
     r = cli(*args)
     assert r.returncode == 2, r.stderr

@@ -16,17 +16,7 @@ import pytest
 
 from shmkernel.schedule.bruteforce import BruteForceScheduler
 from shmkernel.schedule.dpor import DPORScheduler
-from shmkernel.schedule.ops import (
-    ACCESS,
-    CODE,
-    D_READ,
-    D_WRITE,
-    HIDDEN_STATE,
-    NAME,
-    conflicts,
-    dependence,
-    dependent,
-)
+from shmkernel.schedule.ops import ACCESS, CODE, D_READ, D_WRITE, HIDDEN_STATE, NAME, conflicts, dependence, dependent
 from shmkernel.schedule.randprog import RandomProgram, generate, outcomes, trace_count
 from shmkernel.schedule.stateful import StatefulScheduler
 
@@ -43,15 +33,20 @@ def _check(prog: RandomProgram, model: str) -> None:
     expected, _ = outcomes(prog, BruteForceScheduler(), model)
     for name, search in _searches(model).items():
         got, _ = outcomes(prog, search, model)
-        assert got == expected, (f"{name} under {model} on\n{prog.text()}\nmissed {expected - got}\n"
-                                 f"invented {got - expected}")
+        assert got == expected, (
+            f"{name} under {model} on\n{prog.text()}\nmissed {expected - got}\ninvented {got - expected}"
+        )
 
 
-THREE_CPUS = RandomProgram((
-    (("read", 0, 0), ("read", 1, 1)),  # T0: r(x); r(y)
-    (("read", 0, 0), ("write", 0, 1)),  # T1: r(x); w(x)
-    (("read", 0, 0), ("write", 1, 1)),  # T2: r(x); w(y)
-), nvars=2, nlocks=0)
+THREE_CPUS = RandomProgram(
+    (
+        (("read", 0, 0), ("read", 1, 1)),  # T0: r(x); r(y)
+        (("read", 0, 0), ("write", 0, 1)),  # T1: r(x); w(x)
+        (("read", 0, 0), ("write", 1, 1)),  # T2: r(x); w(y)
+    ),
+    nvars=2,
+    nlocks=0,
+)
 
 
 @pytest.mark.parametrize("wakeup_trees", [True, False], ids=["optimal", "source"])
@@ -102,10 +97,14 @@ def test_optimal_dpor_runs_one_execution_per_trace_without_conditional_rmws():
 
 
 def test_a_mutex_deadlock_is_found_in_every_order():
-    abba = RandomProgram((
-        (("lock", 0), ("lock", 1), ("unlock", 1), ("unlock", 0)),
-        (("lock", 1), ("lock", 0), ("unlock", 0), ("unlock", 1)),
-    ), nvars=0, nlocks=2)
+    abba = RandomProgram(
+        (
+            (("lock", 0), ("lock", 1), ("unlock", 1), ("unlock", 0)),
+            (("lock", 1), ("lock", 0), ("unlock", 0), ("unlock", 1)),
+        ),
+        nvars=0,
+        nlocks=2,
+    )
     got, _ = outcomes(abba, DPORScheduler())
     assert {o[2] for o in got} == {"ok", "deadlock"}
 

@@ -42,10 +42,14 @@ def reset(ctx: Any, p: dict) -> None:
 
 class _GracePeriod(Workload):
     def __init__(self) -> None:
-        super().__init__(name="grace-period", variants={"between": "", "broken": ""},
-                         aliases={"buggy": "between", "fixed": "broken"},
-                         events=("gp_between", "gp_broken"), explore_defaults={"iterations": 1},
-                         default_cpus=1)
+        super().__init__(
+            name="grace-period",
+            variants={"between": "", "broken": ""},
+            aliases={"buggy": "between", "fixed": "broken"},
+            events=("gp_between", "gp_broken"),
+            explore_defaults={"iterations": 1},
+            default_cpus=1,
+        )
 
     def declare(self, layout: Any, opts: dict) -> dict:
         return {"pre": layout.scalar("pre"), "done": layout.scalar("done")}
@@ -79,15 +83,17 @@ SMALL = {"hold_iterations": 1, "idle_iterations": 0}
 def test_rmmod_fix_is_proved_under_the_models(model, stop_machine):
     """One worker taking, cloning and dropping a reference while rmmod runs: the
     grace period (or the stop) orders its per-CPU counts for the tally."""
-    r = explore("rmmod", variant="fixed", memory_model=model, cpus=1, iterations=2,
-                opts={**SMALL, "stop_machine": stop_machine})
+    r = explore(
+        "rmmod", variant="fixed", memory_model=model, cpus=1, iterations=2, opts={**SMALL, "stop_machine": stop_machine}
+    )
     assert r.verdict == "proved", r.headline()
 
 
 # Found by the stateful search before grace periods and stops carried their ordering:
 # CPU0's incs increment still in its store buffer after synchronize_sched() (tso).
-STALE_AFTER_GP = ("sk1:rmmod:percpu-incs-decs:2:3:tso:hold_iterations=2,idle_iterations=0:"
-                  "0x3-2x14-c2.0x3-0x5-1x3-c0.0:06448b51")
+STALE_AFTER_GP = (
+    "sk1:rmmod:percpu-incs-decs:2:3:tso:hold_iterations=2,idle_iterations=0:0x3-2x14-c2.0x3-0x5-1x3-c0.0:06448b51"
+)
 
 
 def test_the_use_after_free_the_fix_cannot_have_no_longer_replays():

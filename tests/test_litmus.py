@@ -75,8 +75,11 @@ def _expected() -> dict[str, str]:
         pytest.skip("SHMKERNEL_NO_SHARED_CORPUS=1: the kernel's litmus corpus is not checked")
     path = os.path.join(CORPUS, "EXPECTED.tsv")
     if not os.path.isfile(path):
-        pytest.fail(f"the kernel's litmus corpus is not at {os.path.normpath(CORPUS)} (../shared beside this "
-                    f"checkout); set SHMKERNEL_NO_SHARED_CORPUS=1 to run without it", pytrace=False)
+        pytest.fail(
+            f"the kernel's litmus corpus is not at {os.path.normpath(CORPUS)} (../shared beside this "
+            f"checkout); set SHMKERNEL_NO_SHARED_CORPUS=1 to run without it",
+            pytrace=False,
+        )
     with open(path) as f:
         return {row["test"]: row["lkmm"] for row in csv.DictReader(f, delimiter="\t")}
 
@@ -97,14 +100,17 @@ def test_no_model_shows_an_outcome_the_lkmm_forbids(model):
             assert r.observation == "Never", name  # load buffering: out of reach, and listed
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("", "empty file"),
-    ("C x\n{}\nP0(int *x) { WRITE_ONCE(*x, 1); }\n", "no exists"),
-    ("C x\n{}\nP0(int *x) { rcu_read_lock(); }\nexists (x=1)\n", "unsupported construct 'rcu_read_lock'"),
-    ("C x\n{}\nP0(int *x) { WRITE_ONCE(*x, 1);\n", "unterminated"),
-    ("X86 x\n{}\n", "C NAME"),
-    ("C x\n{}\nP0(int *x) { WRITE_ONCE(*x, 1); }\nexists (0:r0=)\n", "expected an integer"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("", "empty file"),
+        ("C x\n{}\nP0(int *x) { WRITE_ONCE(*x, 1); }\n", "no exists"),
+        ("C x\n{}\nP0(int *x) { rcu_read_lock(); }\nexists (x=1)\n", "unsupported construct 'rcu_read_lock'"),
+        ("C x\n{}\nP0(int *x) { WRITE_ONCE(*x, 1);\n", "unterminated"),
+        ("X86 x\n{}\n", "C NAME"),
+        ("C x\n{}\nP0(int *x) { WRITE_ONCE(*x, 1); }\nexists (0:r0=)\n", "expected an integer"),
+    ],
+)
 def test_bad_litmus_files_are_one_line_errors(tmp_path, text, needle):
     p = tmp_path / "t.litmus"
     p.write_text(text)
@@ -134,8 +140,9 @@ def test_the_litmus_command_speaks_herd7s_language(tmp_path):
     import sys
 
     def litmus(*args: str) -> str:
-        r = subprocess.run([sys.executable, "-m", "shmkernel.cli", "litmus", *args], capture_output=True,
-                           text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "shmkernel.cli", "litmus", *args], capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 0, r.stderr
         return r.stdout
 

@@ -14,7 +14,8 @@ import pytest
 import workloads
 from shmkernel.errors import UsageError
 from shmkernel.explore import explore, replay
-from shmkernel.measure.runner import open_machine, run_free
+from shmkernel.measure.record import measure_free
+from shmkernel.workload.machines import open_machine
 
 
 def _explore(variant: str, race: str, **kw):
@@ -37,7 +38,7 @@ def test_buggy_going_race_leaves_a_patch_on_a_freed_module():
     assert r.found and r.events == {"use_after_free": 1}
     assert "use_after_free patch=3 b_stack=3" in r.trace
     lines = r.trace.splitlines()
-    notify = next(i for i, s in enumerate(lines) if "klp_module_notify:" in s)
+    notify = next(i for i, s in enumerate(lines) if "klp_module_notify_going:" in s)
     registers = next(i for i, s in enumerate(lines) if "klp_init_patch:" in s)
     frees = next(i for i, s in enumerate(lines) if "free_module:" in s)
     assert notify < registers < frees  # registered after the GOING notifier, before free_module
@@ -49,9 +50,9 @@ def test_ignoring_going_modules_runs_unpatched_b_against_patched_a():
     assert "semantic_mismatch b=2 a=3" in r.trace
 
 
-@pytest.mark.parametrize("variant,race", [
-    ("fixed", "coming"), ("fixed", "going"), ("klp-alive-ignore-going", "coming"),
-])
+@pytest.mark.parametrize(
+    "variant,race", [("fixed", "coming"), ("fixed", "going"), ("klp-alive-ignore-going", "coming")]
+)
 def test_klp_alive_exhaustively_shows_no_race(variant, race):
     r = _explore(variant, race, max_examples=5000)
     assert r.verdict == "proved" and r.complete and not r.found, r.events
@@ -66,7 +67,7 @@ def _run(variant: str, seconds: float, **raw):
     wl = workloads.get("livepatch")
     opts = wl.parse_options(raw)
     with open_machine(wl, 2, opts) as m:
-        return run_free(m, wl, variant, opts, seconds=seconds)
+        return measure_free(m, wl, variant, opts, seconds=seconds)
 
 
 def test_buggy_free_running_shows_both_races():

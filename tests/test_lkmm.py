@@ -69,10 +69,16 @@ def test_commit_order_is_free_but_coherence_is_per_word():
     assert m.latest(X) == 1 and m.latest(Y) == 3
 
 
-@pytest.mark.parametrize("name,model", [
-    ("MP+poonceonces", "lkmm"), ("2+2W+wmbonceonces", "lkmm"), ("SB+poonceonces", "weak"),
-    ("MP+wmbonceonce+poonceonces", "weak"), ("SB+poonceonces", "tso"),
-])
+@pytest.mark.parametrize(
+    "name,model",
+    [
+        ("MP+poonceonces", "lkmm"),
+        ("2+2W+wmbonceonces", "lkmm"),
+        ("SB+poonceonces", "weak"),
+        ("MP+wmbonceonce+poonceonces", "weak"),
+        ("SB+poonceonces", "tso"),
+    ],
+)
 def test_the_state_cache_changes_no_final_state(name, model):
     """On the real CPU processes; tests/test_explorer.py checks the same on
     hundreds of random programs in process, under every model."""
@@ -93,16 +99,14 @@ def test_refcount_fix_with_a_relaxed_handoff_fails_under_lkmm():
 
 
 def test_refcount_fix_with_the_scheduler_handoff_is_proved_under_lkmm():
-    r = explore("refcount", variant="fixed", memory_model="lkmm", opts={"handoff": "scheduler"},
-                          max_examples=20_000)
+    r = explore("refcount", variant="fixed", memory_model="lkmm", opts={"handoff": "scheduler"}, max_examples=20_000)
     assert not r.found and r.complete, r.trace
 
 
 def test_refcount_fix_with_a_relaxed_handoff_fails_under_weak_too():
     # MCA: the relaxed hand-off still breaks the fix under weak only through its
     # unordered stores (incs may commit after the flag): a plain MP shape
-    r = explore("refcount", variant="fixed", memory_model="weak", opts={"handoff": "relaxed"},
-                          max_examples=20_000)
+    r = explore("refcount", variant="fixed", memory_model="weak", opts={"handoff": "relaxed"}, max_examples=20_000)
     assert r.found and r.events.get("false_zero") == 1
 
 

@@ -13,8 +13,9 @@ import pytest
 
 import workloads
 from shmkernel.explore import explore, replay
-from shmkernel.measure.runner import open_machine, run_free
+from shmkernel.measure.record import measure_free
 from shmkernel.schedule.trace import ScheduleHeader, decode, encode, encode_choices
+from shmkernel.workload.machines import open_machine
 
 WL = "modcount-2002"
 EVENTS = ("use_after_free", "uncounted_ref")
@@ -24,7 +25,7 @@ def _run(variant: str, seconds: float, **raw):
     wl = workloads.get(WL)
     opts = wl.parse_options(raw)
     with open_machine(wl, 2, opts) as m:
-        return run_free(m, wl, variant, opts, seconds=seconds)
+        return measure_free(m, wl, variant, opts, seconds=seconds)
 
 
 def _runs(schedule: str) -> int:
@@ -81,10 +82,15 @@ def test_exhaustive_finds_hisax_minimal_interleaving():
     assert r.found and r.examples <= 10
     assert r.events == {"use_after_free": 1}
     assert _runs(r.schedule) == 3  # user, the whole rmmod, user: the fewest switches possible
-    assert _lines_in_order(r.trace, "HiSax_mod_inc_use_count: read_once(mod.ops) -> 1",
-                           "atomic_read(mod.uc.usecount) -> 0", "hisax_unregister: write_once(registry, 0)",
-                           "module_unmap", "try_inc_mod_count: spin_lock(unload_lock)",
-                           "use_after_free what=try_inc_mod_count: mod->flags")
+    assert _lines_in_order(
+        r.trace,
+        "HiSax_mod_inc_use_count: read_once(mod.ops) -> 1",
+        "atomic_read(mod.uc.usecount) -> 0",
+        "hisax_unregister: write_once(registry, 0)",
+        "module_unmap",
+        "try_inc_mod_count: spin_lock(unload_lock)",
+        "use_after_free what=try_inc_mod_count: mod->flags",
+    )
 
 
 def test_exhaustive_finds_inc_inside_module_minimal_interleaving():
@@ -93,9 +99,13 @@ def test_exhaustive_finds_inc_inside_module_minimal_interleaving():
     assert r.found and r.examples <= 10
     assert r.events == {"use_after_free": 1}
     assert _runs(r.schedule) == 3
-    assert _lines_in_order(r.trace, "atomic_dec_return(mod.uc.usecount) -> 0",
-                           "atomic_read(mod.uc.usecount) -> 0", "module_unmap",
-                           "use_after_free what=release() returns")
+    assert _lines_in_order(
+        r.trace,
+        "atomic_dec_return(mod.uc.usecount) -> 0",
+        "atomic_read(mod.uc.usecount) -> 0",
+        "module_unmap",
+        "use_after_free what=release() returns",
+    )
     assert replay(WL, r.schedule)[0].trace == r.trace
 
 
@@ -111,19 +121,29 @@ def test_seed_diagram_hisax_ignores_the_result():
     HiSax goes on into the driver anyway and decrements a count it never took."""
     r = _replay("hisax-unlocked", [(0, 2), (1, 7), (0, 6), (1, 9)])
     assert r.events == {"uncounted_ref": 1}
-    assert _lines_in_order(r.trace, "read_once(mod.ops) -> 1", "write_once(mod.flags, 3)",
-                           "read_once(mod.flags) -> 3", "read_once(mod.text) -> -1",
-                           "uncounted_ref what=cs->hw.hisax_d_if->ifc.l1l2",
-                           "atomic_dec_return(mod.uc.usecount) -> -1")
+    assert _lines_in_order(
+        r.trace,
+        "read_once(mod.ops) -> 1",
+        "write_once(mod.flags, 3)",
+        "read_once(mod.flags) -> 3",
+        "read_once(mod.text) -> -1",
+        "uncounted_ref what=cs->hw.hisax_d_if->ifc.l1l2",
+        "atomic_dec_return(mod.uc.usecount) -> -1",
+    )
 
 
 def test_mod_inc_use_count_inside_the_module_is_too_late():
     """open() has begun when rmmod reads a zero count; the count open() takes is not counted."""
     r = _replay("inc-inside-module", [(0, 5), (1, 7), (0, 6), (1, 11)])
     assert r.events == {"uncounted_ref": 1}
-    assert _lines_in_order(r.trace, "read_once(mod.text) -> 1", "atomic_read(mod.uc.usecount) -> 0",
-                           "write_once(mod.flags, 3)", "atomic_inc_return(mod.uc.usecount) -> 1",
-                           "uncounted_ref what=open() after MOD_INC_USE_COUNT")
+    assert _lines_in_order(
+        r.trace,
+        "read_once(mod.text) -> 1",
+        "atomic_read(mod.uc.usecount) -> 0",
+        "write_once(mod.flags, 3)",
+        "atomic_inc_return(mod.uc.usecount) -> 1",
+        "uncounted_ref what=open() after MOD_INC_USE_COUNT",
+    )
 
 
 @pytest.mark.parametrize("variant,cpus,most", [("busmouse-locked", 2, 4000), ("try-module-get", 1, 2000)])
@@ -136,9 +156,16 @@ def test_exhaustive_proves_the_counted_callers(variant, cpus, most):
 def test_visited_flags_can_lose_mod_deleted_under_mouse_sem():
     """2.4's __MOD_DEC_USE_COUNT also does mod->flags |= MOD_VISITED, unlocked: it can
     overwrite the MOD_DELETED rmmod just set, and busmouse's next try_inc_mod_count succeeds."""
-    r = explore(WL, variant="busmouse-locked", scheduler="exhaustive", cpus=2, max_examples=500,
-                opts={"visited_flags": True})
+    r = explore(
+        WL, variant="busmouse-locked", scheduler="exhaustive", cpus=2, max_examples=500, opts={"visited_flags": True}
+    )
     assert r.found and r.events == {"uncounted_ref": 1}
-    assert _lines_in_order(r.trace, "atomic_dec_return(mod.uc.usecount) -> 0", "read_once(mod.flags) -> 25",
-                           "write_once(mod.flags, 27)", "write_once(mod.flags, 25)",
-                           "try_inc_mod_count: spin_lock(unload_lock)", "uncounted_ref what=mse->ops->open")
+    assert _lines_in_order(
+        r.trace,
+        "atomic_dec_return(mod.uc.usecount) -> 0",
+        "read_once(mod.flags) -> 25",
+        "write_once(mod.flags, 27)",
+        "write_once(mod.flags, 25)",
+        "try_inc_mod_count: spin_lock(unload_lock)",
+        "uncounted_ref what=mse->ops->open",
+    )

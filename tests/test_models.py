@@ -6,8 +6,13 @@ from shmkernel.explore import explore, replay
 
 
 def test_nobarrier_fix_shows_a_false_zero_under_weak():
-    r = explore("refcount", variant="percpu-incs-decs-nobarrier", scheduler="exhaustive",
-                memory_model="weak", max_examples=20_000)
+    r = explore(
+        "refcount",
+        variant="percpu-incs-decs-nobarrier",
+        scheduler="exhaustive",
+        memory_model="weak",
+        max_examples=20_000,
+    )
     assert r.found and r.events == {"false_zero": 1}
     assert "(an older value)" in r.trace and "commit" in r.trace
     again = replay("refcount", r.schedule)[0]
@@ -27,8 +32,7 @@ def test_nobarrier_is_fine_under_tso_and_the_fix_under_weak():
         r = explore("refcount", variant=variant, scheduler="exhaustive", memory_model=model, max_examples=50_000)
         assert not r.found and r.complete, (model, variant, r.schedule)
         for scheduler in ("random", "pct"):
-            r = explore("refcount", variant=variant, scheduler=scheduler, memory_model=model,
-                        max_examples=300, seed=7)
+            r = explore("refcount", variant=variant, scheduler=scheduler, memory_model=model, max_examples=300, seed=7)
             assert not r.found, (model, variant, scheduler, r.schedule)
 
 

@@ -77,8 +77,7 @@ def test_never_shows_fails_on_a_search_that_proved_nothing(assert_never_shows):
     with pytest.raises(pytest.fail.Exception) as e:
         assert_never_shows("rmmod", "buggy", "use_after_free", mode="scheduled", max_examples=50)
     assert "not complete" in str(e.value) and "NOT a proof: stopped at 50 executions" in str(e.value)
-    r = assert_never_shows("rmmod", "buggy", "use_after_free", mode="scheduled", max_examples=50,
-                           allow_incomplete=True)
+    r = assert_never_shows("rmmod", "buggy", "use_after_free", mode="scheduled", max_examples=50, allow_incomplete=True)
     assert r.verdict == "not-proved" and r.stopped_by == "budget"
     with pytest.raises(pytest.fail.Exception, match="sampled 20 executions"):
         assert_never_shows("refcount", "fixed", "false_zero", mode="scheduled", scheduler="random", max_examples=20)

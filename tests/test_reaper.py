@@ -31,11 +31,16 @@ def _until(cond, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-@pytest.mark.parametrize("command", [["run", "refcount", "--seconds", "30"],
-                                     ["explore", "rmmod", "--variant", "fixed"]])
+@pytest.mark.parametrize(
+    "command", [["run", "refcount", "--seconds", "30"], ["explore", "rmmod", "--variant", "fixed"]]
+)
 def test_kill_9_of_the_whole_process_group_leaves_nothing(command):
-    p = subprocess.Popen([sys.executable, "-m", "shmkernel.cli", *command], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "shmkernel.cli", *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     assert _until(lambda: len(_ours(p.pid)) >= 1), "the run never made its segment"
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
@@ -66,8 +71,12 @@ def test_the_sweep_reaps_a_dead_runs_entries_and_spares_the_rest():
     try:
         assert {stale_seg, "sem." + stale_sem} <= set(reaper.stale())
         assert live_seg not in reaper.stale() and foreign not in reaper.stale()
-        r = subprocess.run([sys.executable, "-m", "shmkernel.cli", "doctor", "--cpus", "1", "--clean"],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "shmkernel.cli", "doctor", "--cpus", "1", "--clean"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0 and stale_seg in r.stdout
         left = set(os.listdir("/dev/shm"))
         assert stale_seg not in left and "sem." + stale_sem not in left

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 import workloads
-from shmkernel.measure.runner import open_machine, run_free
+from shmkernel.measure.record import measure_free
+from shmkernel.workload.machines import open_machine
 
 
 def _run(wl_name: str, variant: str, seconds: float, **raw):
     wl = workloads.get(wl_name)
     opts = wl.parse_options(raw)
     with open_machine(wl, 2, opts) as m:
-        return run_free(m, wl, variant, opts, seconds=seconds)
+        return measure_free(m, wl, variant, opts, seconds=seconds)
 
 
 def _until_seen(wl_name: str, variant: str, event: str, **raw):
@@ -53,9 +54,9 @@ def test_rmmod_without_stop_machine_frees_a_module_in_use():
     assert r["counters"]["unloads"] > 0
 
 
-@pytest.mark.parametrize("variant,stop_machine", [
-    ("buggy", True), ("fixed", False), ("fixed", True), ("atomic", False), ("atomic", True),
-])
+@pytest.mark.parametrize(
+    "variant,stop_machine", [("buggy", True), ("fixed", False), ("fixed", True), ("atomic", False), ("atomic", True)]
+)
 def test_rmmod_safe_configurations(variant, stop_machine):
     r = _run("rmmod", variant, 1.0, stop_machine=stop_machine)
     assert r["counters"]["attempts"] > 0

@@ -19,8 +19,7 @@ class _M:
 
 
 def _rec(wl, variant, tallies, false_zeros):
-    return record(_M(), wl, variant, {}, {"tallies": tallies, "handoffs": 10, "false_zero": false_zeros}, 3.0,
-                  "native")
+    return record(_M(), wl, variant, {}, {"tallies": tallies, "handoffs": 10, "false_zero": false_zeros}, 3.0, "native")
 
 
 def test_a_significant_difference_is_said_so():
@@ -53,7 +52,7 @@ def test_no_trials_is_no_rate():
     assert fmt_rate({"events": 0, "denominator": 0, "per_million": 0.0, "ci95": [0.0, 0.0]}) == "no trials"
 
 
-INTERRUPTER = '''
+INTERRUPTER = """
 import os, signal
 from shmkernel.workload.scenario import Scenario
 
@@ -71,7 +70,7 @@ def stop_during_fixed(ctx, v, variant):
     if variant == "fixed" and not sent:
         sent.append(1)
         os.kill(os.getppid(), signal.SIGINT)  # Ctrl-C while the second variant runs
-'''
+"""
 
 
 def test_ctrl_c_keeps_the_rows_that_finished(tmp_path):
@@ -81,13 +80,18 @@ def test_ctrl_c_keeps_the_rows_that_finished(tmp_path):
 
     f = tmp_path / "interrupted.py"
     f.write_text(INTERRUPTER)
-    r = subprocess.run([sys.executable, "-m", "shmkernel.cli", "run", str(f), "--seconds", "30", "--json"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "shmkernel.cli", "run", str(f), "--seconds", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 130, r.stderr
     rows = [json.loads(ln) for ln in r.stdout.splitlines()]
     assert [row["variant"] for row in rows] == ["buggy"] and rows[0]["counters"]["rounds"] > 0
-    assert r.stderr.strip().splitlines() == ["shmkernel: interrupted; every CPU process stopped and shared "
-                                             "memory removed"]
+    assert r.stderr.strip().splitlines() == [
+        "shmkernel: interrupted; every CPU process stopped and shared memory removed"
+    ]
 
 
 def test_too_many_cpus_needs_oversubscribe_and_help_lists_workload_options():
@@ -95,8 +99,7 @@ def test_too_many_cpus_needs_oversubscribe_and_help_lists_workload_options():
     import sys
 
     def cli(*a: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "shmkernel.cli", *a], capture_output=True, text=True,
-                              timeout=120)
+        return subprocess.run([sys.executable, "-m", "shmkernel.cli", *a], capture_output=True, text=True, timeout=120)
 
     r = cli("run", "refcount", "--cpus", "1000")
     assert r.returncode == 2 and "--oversubscribe" in r.stderr and len(r.stderr.strip().splitlines()) == 1

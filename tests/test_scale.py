@@ -8,13 +8,25 @@ import sys
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "shmkernel.cli", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "shmkernel.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_64_cpus_free_mode():
-    r = cli("run", "refcount", "--variant", "fixed", "--cpus", "64", "--seconds", "0.5", "--json", "--no-pin",
-            "--oversubscribe")
+    r = cli(
+        "run",
+        "refcount",
+        "--variant",
+        "fixed",
+        "--cpus",
+        "64",
+        "--seconds",
+        "0.5",
+        "--json",
+        "--no-pin",
+        "--oversubscribe",
+    )
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
     assert rec["cpus"] == 64 and rec["events"]["false_zero"] == 0
@@ -22,8 +34,20 @@ def test_64_cpus_free_mode():
 
 
 def test_64_cpus_scheduled_mode():
-    r = cli("explore", "refcount", "--variant", "fixed", "--cpus", "64", "--scheduler", "random",
-            "--max-examples", "2", "--json", "--oversubscribe")
+    r = cli(
+        "explore",
+        "refcount",
+        "--variant",
+        "fixed",
+        "--cpus",
+        "64",
+        "--scheduler",
+        "random",
+        "--max-examples",
+        "2",
+        "--json",
+        "--oversubscribe",
+    )
     assert r.returncode == 4, r.stderr  # two random executions prove nothing
     rec = json.loads(r.stdout)
     assert rec["cpus"] == 64 and rec["examples"] == 2 and not rec["found"] and rec["verdict"] == "not-proved"

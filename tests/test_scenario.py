@@ -19,13 +19,17 @@ REFGET = os.path.join(ROOT, "examples", "refget.py")
 
 
 def cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "shmkernel.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "shmkernel.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
 def test_the_example_is_25_lines_of_scenario_code():
-    code = [ln for ln in open(REFGET).read().split('"""', 2)[2].splitlines()
-            if ln.strip() and not ln.strip().startswith("#")]
+    code = [
+        ln
+        for ln in open(REFGET).read().split('"""', 2)[2].splitlines()
+        if ln.strip() and not ln.strip().startswith("#")
+    ]
     assert len(code) <= 25
 
 
@@ -54,7 +58,8 @@ def test_the_example_from_the_command_line(tmp_path):
 
 
 def test_a_workload_file_anywhere_with_a_check_and_a_coordinator(tmp_path):
-    (tmp_path / "lost.py").write_text(textwrap.dedent('''
+    (tmp_path / "lost.py").write_text(
+        textwrap.dedent("""
         from shmkernel.workload.scenario import Scenario
 
         lost = Scenario("lost-update", events=("lost",), variants=("plain", "atomic"), cpus=2)
@@ -75,7 +80,8 @@ def test_a_workload_file_anywhere_with_a_check_and_a_coordinator(tmp_path):
         def both_counted(ctx, v, variant):
             if ctx.oracle_read(v.x) != 2:
                 ctx.event("lost")
-    '''))
+    """)
+    )
     ref = str(tmp_path / "lost.py") + ":lost"
     r = cli("explore", ref, "--json", cwd=str(tmp_path))
     assert r.returncode == 1, r.stderr
@@ -86,13 +92,16 @@ def test_a_workload_file_anywhere_with_a_check_and_a_coordinator(tmp_path):
     assert [json.loads(ln)["variant"] for ln in sw.stdout.splitlines()] == ["plain", "atomic"]
 
 
-@pytest.mark.parametrize("ref,needle", [
-    ("nosuch.py", "no workload file"),
-    ("nosuch_pkg_xyz.mod:W", "cannot import"),
-    ("os:path", "is not a shmkernel workload"),
-    ("bad.py", "syntax error"),
-    ("empty.py", "defines no workload"),
-])
+@pytest.mark.parametrize(
+    "ref,needle",
+    [
+        ("nosuch.py", "no workload file"),
+        ("nosuch_pkg_xyz.mod:W", "cannot import"),
+        ("os:path", "is not a shmkernel workload"),
+        ("bad.py", "syntax error"),
+        ("empty.py", "defines no workload"),
+    ],
+)
 def test_a_reference_that_cannot_load_is_one_line(tmp_path, ref, needle):
     (tmp_path / "bad.py").write_text("def (\n")
     (tmp_path / "empty.py").write_text("x = 1\n")

@@ -50,13 +50,17 @@ def test_exhaustive_proves_the_fixes(variant):
     assert not s.found and s.complete
 
 
-def test_stateful_search_proves_rmmod_safe_when_no_reference_is_cloned_in_time():
-    """Two iterations with a one-iteration hold leave no iteration to use a cloned
-    reference after a false zero: the stateful search proves it (the exhaustive
-    DPOR does too, in 11,426 executions; it finds the use-after-free of the
-    default three iterations in test_verdicts)."""
-    d = explore("rmmod", variant="buggy", iterations=2, opts={"hold_iterations": 1}, scheduler="stateful")
-    assert d.verdict == "proved" and d.pruned > d.examples // 2
+def test_the_put_after_a_clone_is_an_access_a_false_zero_can_make_a_use_after_free():
+    """Two iterations, a one-iteration hold: the worker clones its reference and puts
+    its own at once. Its ``module_put`` writes the freed module's per-CPU count when
+    a false zero freed the module in between, so it is checked like a use (a
+    fidelity fix: before it only uses were checked, and this program was proved).
+    One worker CPU leaves no second slot for a false zero: that program is proved,
+    and the stateful search prunes most of it."""
+    d = explore("rmmod", variant="buggy", iterations=2, opts={"hold_iterations": 1})
+    assert d.verdict == "found" and d.events.get("use_after_free")
+    s = explore("rmmod", variant="buggy", cpus=1, iterations=2, opts={"hold_iterations": 1}, scheduler="stateful")
+    assert s.verdict == "proved" and s.pruned > s.examples // 2
 
 
 def test_hypothesis_finds_nothing_in_the_fix():
@@ -72,11 +76,14 @@ def test_replay_is_exact_100_times_out_of_100():
     assert all(x.trace == r.trace and x.events == r.events for x in runs)
 
 
-@pytest.mark.parametrize("bad,needle", [
-    ("garbage", "malformed"),
-    ("sk1:refcount:percpu-count:2:1:native::2-0x5", "malformed"),
-    ("sk1:refcount:percpu-count:2:1:native::2-0x5-1x5-2x2:00000000", "checksum"),
-])
+@pytest.mark.parametrize(
+    "bad,needle",
+    [
+        ("garbage", "malformed"),
+        ("sk1:refcount:percpu-count:2:1:native::2-0x5", "malformed"),
+        ("sk1:refcount:percpu-count:2:1:native::2-0x5-1x5-2x2:00000000", "checksum"),
+    ],
+)
 def test_replay_refuses_malformed_schedules(bad, needle):
     with pytest.raises(UsageError, match=needle):
         replay("refcount", bad)

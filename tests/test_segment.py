@@ -37,8 +37,7 @@ def test_create_attach_roundtrip_and_views():
 
 
 @pytest.mark.parametrize(
-    "layout,cpus,message",
-    [(_layout("c"), 3, "another layout"), (_layout(), 5, "made for 3 CPUs")],
+    "layout,cpus,message", [(_layout("c"), 3, "another layout"), (_layout(), 5, "made for 3 CPUs")]
 )
 def test_attach_refuses_a_wrong_header(layout, cpus, message):
     seg = Segment.create(_layout(), cpus=3)

@@ -24,9 +24,24 @@ def _wait_for_segment(pid: int, timeout: float = 30.0) -> None:
 @pytest.mark.parametrize("delay", [0.0, 0.1, 0.25, 0.5, 0.8])
 @pytest.mark.parametrize("sig,code,word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
 def test_a_signal_during_a_hypothesis_search_stops_it_cleanly(delay, sig, code, word):
-    p = subprocess.Popen([sys.executable, "-m", "shmkernel.cli", "explore", "refcount", "--variant", "fixed",
-                          "--scheduler", "hypothesis", "--max-examples", "100000"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shmkernel.cli",
+            "explore",
+            "refcount",
+            "--variant",
+            "fixed",
+            "--scheduler",
+            "hypothesis",
+            "--max-examples",
+            "100000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_segment(p.pid)
     time.sleep(delay)
     p.send_signal(sig)

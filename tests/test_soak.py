@@ -19,7 +19,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The soak's first runs found five framework bugs (a signal during close() leaked, SIGSTOP hung
 # explore, a CPU killed between runs exited 0, ...); they are fixed, and this keeps them fixed.
 def test_short_soak_is_clean():
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "soak.py"), "--runs", "20", "--seed", "1"],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "soak.py"), "--runs", "20", "--seed", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     assert "soak: 20 runs, 0 with problems" in r.stdout

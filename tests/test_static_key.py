@@ -10,9 +10,10 @@ import workloads
 from shmkernel.errors import UsageError
 from shmkernel.explore import explore, replay
 from shmkernel.kernel.jump_label import INT_MAX, JUMP_LABEL_JMP, jump_label_variant, static_key_init
-from shmkernel.measure.runner import open_machine, run_free
+from shmkernel.measure.record import measure_free
 from shmkernel.runtime.machine import Program
 from shmkernel.schedule.trace import decode, encode_choices
+from shmkernel.workload.machines import open_machine
 from workloads.static_key import StaticKeyWorkload
 
 VARIANTS = ("pre-fix", "seed-fix", "upstream")
@@ -22,7 +23,7 @@ def _run(variant: str, seconds: float | None = None, iterations: int | None = No
     wl = wl or workloads.get("static-key")
     opts = wl.parse_options(raw)
     with open_machine(wl, cpus, opts) as m:
-        return run_free(m, wl, variant, opts, seconds=seconds, iterations=iterations)
+        return measure_free(m, wl, variant, opts, seconds=seconds, iterations=iterations)
 
 
 # -- free mode ------------------------------------------------------------------------------------

@@ -23,14 +23,21 @@ def _lines(path):
 def test_interrupted_sweep_resumes_with_the_missing_point_only(tmp_path):
     out = tmp_path / "s.jsonl"
     seen = []
-    first = sweep("refcount", ["tally_delay_us=0,1"], variant="atomic", seconds=SECONDS, out=out,
-                  max_points=1, progress=False, on_record=seen.append)
+    first = sweep(
+        "refcount",
+        ["tally_delay_us=0,1"],
+        variant="atomic",
+        seconds=SECONDS,
+        out=out,
+        max_points=1,
+        progress=False,
+        on_record=seen.append,
+    )
     assert (first.ran, first.skipped, first.pending) == (1, 0, 1)
     assert len(_lines(out)) == 1 and seen[0]["point"] == {"tally_delay_us": 0.0}
     with open(out, "a") as f:  # a record torn by a kill is ignored
         f.write('{"workload": "refcount", "po')
-    second = sweep("refcount", ["tally-delay-us=0,1"], variant="atomic", seconds=SECONDS, out=out,
-                   progress=False)
+    second = sweep("refcount", ["tally-delay-us=0,1"], variant="atomic", seconds=SECONDS, out=out, progress=False)
     assert (second.ran, second.skipped, second.pending) == (1, 1, 0)
     recs = list(load_done(out).values())
     assert sorted(r["point"]["tally_delay_us"] for r in recs) == [0.0, 1.0]
@@ -47,17 +54,30 @@ def test_params_are_validated_in_one_line():
 
     wl = workloads.get("refcount")
     assert parse_params(wl, ["cpus=1,2", "variant=buggy,atomic", "seconds=0.5"]) == {
-        "cpus": [1, 2], "variant": ["percpu-count", "atomic"], "seconds": [0.5]}
-    for bad, words in [("tally_delay_us", "NAME=V1"), ("nosuch=1,2", "no option"),
-                       ("tally_delay_us=x", "float"), ("cpus=0", "1..1024"), ("variant=nope", "no variant"),
-                       ("seconds=-1", "> 0"), ("tally_delay_us=1,", "empty")]:
+        "cpus": [1, 2],
+        "variant": ["percpu-count", "atomic"],
+        "seconds": [0.5],
+    }
+    for bad, words in [
+        ("tally_delay_us", "NAME=V1"),
+        ("nosuch=1,2", "no option"),
+        ("tally_delay_us=x", "float"),
+        ("cpus=0", "1..1024"),
+        ("variant=nope", "no variant"),
+        ("seconds=-1", "> 0"),
+        ("tally_delay_us=1,", "empty"),
+    ]:
         with pytest.raises(UsageError) as e:
             parse_params(wl, [bad])
         assert words in str(e.value) and "\n" not in str(e.value)
     # repeats innermost, points sharing a machine adjacent, variant defaulting to buggy+fixed
     pts = grid(wl, parse_params(wl, ["cpus=1,2"]), repeat=2)
     assert [(p.cpus, p.variant, p.repeat_index) for p in pts][:4] == [
-        (1, "percpu-count", 0), (1, "percpu-count", 1), (1, "percpu-incs-decs", 0), (1, "percpu-incs-decs", 1)]
+        (1, "percpu-count", 0),
+        (1, "percpu-count", 1),
+        (1, "percpu-incs-decs", 0),
+        (1, "percpu-incs-decs", 1),
+    ]
     assert len({p.key for p in pts}) == 8
 
 
@@ -71,9 +91,16 @@ def _png_size(path):
 def _fake(variant, x, events, n):
     from shmkernel.measure.stats import rate
 
-    return {"workload": "refcount", "variant": variant, "cpus": 2, "seconds": 1.0, "point": {"tally_delay_us": x},
-            "repeat_index": 0, "host": {"hostname": "h"},
-            "rates": {"false_zero": rate(events, n).as_json() | {"denominator_name": "tallies"}}}
+    return {
+        "workload": "refcount",
+        "variant": variant,
+        "cpus": 2,
+        "seconds": 1.0,
+        "point": {"tally_delay_us": x},
+        "repeat_index": 0,
+        "host": {"hostname": "h"},
+        "rates": {"false_zero": rate(events, n).as_json() | {"denominator_name": "tallies"}},
+    }
 
 
 def test_plot_has_one_line_per_variant_and_marks_zeros(tmp_path):
@@ -111,8 +138,24 @@ def _cli(argv):
 def test_cli_sweep_writes_jsonl_table_and_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out, png = tmp_path / "c.jsonl", tmp_path / "c.png"
-    rc = _cli(["sweep", "refcount", "--param", "variant=buggy,atomic", "--seconds", str(SECONDS),
-               "--out", str(out), "--plot", str(png), "--tally-delay-us", "1", "--progress", "never"])
+    rc = _cli(
+        [
+            "sweep",
+            "refcount",
+            "--param",
+            "variant=buggy,atomic",
+            "--seconds",
+            str(SECONDS),
+            "--out",
+            str(out),
+            "--plot",
+            str(png),
+            "--tally-delay-us",
+            "1",
+            "--progress",
+            "never",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr()
     assert "shmkernel sweep refcount" in text.out and "2 point(s) run" in text.err
@@ -120,19 +163,35 @@ def test_cli_sweep_writes_jsonl_table_and_plot(tmp_path, capsys):
     assert [r["point"]["variant"] for r in recs] == ["percpu-count", "atomic"]
     assert all(r["options"]["tally_delay_us"] == 1.0 for r in recs)
     assert _png_size(png)[0] > 300
-    rc = _cli(["sweep", "refcount", "--param", "variant=buggy,atomic", "--seconds", str(SECONDS),
-               "--out", str(out), "--tally-delay-us", "1", "--json"])
+    rc = _cli(
+        [
+            "sweep",
+            "refcount",
+            "--param",
+            "variant=buggy,atomic",
+            "--seconds",
+            str(SECONDS),
+            "--out",
+            str(out),
+            "--tally-delay-us",
+            "1",
+            "--json",
+        ]
+    )
     assert rc == 0 and len(capsys.readouterr().out.strip().splitlines()) == 2  # resumed: nothing ran
 
 
-@pytest.mark.parametrize("argv,words", [
-    (["--param", "bogus"], "NAME=V1"),
-    (["--param", "nosuch=1"], "no option"),
-    ([], "at least one --param"),
-    (["--param", "tally_delay_us=1", "--tally-delay-us", "2"], "also swept"),
-    (["--param", "cpus=1", "--cluster", "localhost:1"], "tcp://"),
-    (["--param", "cpus=1", "--repeat", "0"], "1..10000"),
-])
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["--param", "bogus"], "NAME=V1"),
+        (["--param", "nosuch=1"], "no option"),
+        ([], "at least one --param"),
+        (["--param", "tally_delay_us=1", "--tally-delay-us", "2"], "also swept"),
+        (["--param", "cpus=1", "--cluster", "localhost:1"], "tcp://"),
+        (["--param", "cpus=1", "--repeat", "0"], "1..10000"),
+    ],
+)
 def test_cli_sweep_usage_errors_are_one_line(argv, words):
     with pytest.raises(UsageError) as e:
         _cli(["sweep", "refcount", *argv])
@@ -142,9 +201,23 @@ def test_cli_sweep_usage_errors_are_one_line(argv, words):
 def test_cli_namespace_call(tmp_path):
     from shmkernel.cli.sweep import run as cmd_sweep
 
-    ns = argparse.Namespace(workload="refcount", variant="fixed", cpus=1, memory_model="native", seed=0,
-                            json=True, param=["tally_delay_us=0"], repeat=1, seconds=SECONDS, out=None, plot=None,
-                            plot_x=None, cluster=None, no_pin=False, progress="never")
+    ns = argparse.Namespace(
+        workload="refcount",
+        variant="fixed",
+        cpus=1,
+        memory_model="native",
+        seed=0,
+        json=True,
+        param=["tally_delay_us=0"],
+        repeat=1,
+        seconds=SECONDS,
+        out=None,
+        plot=None,
+        plot_x=None,
+        cluster=None,
+        no_pin=False,
+        progress="never",
+    )
     assert cmd_sweep(ns, []) == 0
 
 
@@ -165,17 +238,30 @@ def test_dask_cluster_runs_the_same_grid(tmp_path):
 
     kw = dict(params=["tally_delay_us=0,1"], variant="atomic", seconds=SECONDS, progress=False)
     assert sweep("refcount", out=tmp_path / "local.jsonl", **kw).ran == 2
-    with dask.config.set({"distributed.worker.daemon": False, "distributed.admin.tick.limit": "10s"}), \
-            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
-                                     silence_logs=50) as lc:
+    with (
+        dask.config.set({"distributed.worker.daemon": False, "distributed.admin.tick.limit": "10s"}),
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+        ) as lc,
+    ):
         remote = sweep("refcount", out=tmp_path / "dask.jsonl", cluster=lc.scheduler_address, **kw)
         again = sweep("refcount", out=tmp_path / "dask.jsonl", cluster=lc.scheduler_address, **kw)
     _stop_resource_tracker()
     assert remote.ran == 2 and again.ran == 0 and again.skipped == 2
 
     def shape(recs):
-        return sorted((json.dumps(r["point"], sort_keys=True), r["repeat_index"], r["variant"], r["cpus"],
-                       tuple(sorted(r)), tuple(sorted(r["host"])), tuple(sorted(r["rates"]))) for r in recs)
+        return sorted(
+            (
+                json.dumps(r["point"], sort_keys=True),
+                r["repeat_index"],
+                r["variant"],
+                r["cpus"],
+                tuple(sorted(r)),
+                tuple(sorted(r["host"])),
+                tuple(sorted(r["rates"])),
+            )
+            for r in recs
+        )
 
     lrecs, drecs = _lines(tmp_path / "local.jsonl"), _lines(tmp_path / "dask.jsonl")
     assert shape(lrecs) == shape(drecs)

@@ -19,18 +19,13 @@ import collections
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    invariant,
-    precondition,
-    rule,
-    run_state_machine_as_test,
-)
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 import workloads
 from shmkernel.explore import explore, replay
 from shmkernel.kernel import symbols as ks
-from shmkernel.measure.runner import boot, open_machine, run_free
+from shmkernel.kernel.errno import ENOENT, EWOULDBLOCK
+from shmkernel.measure.record import measure_free
 from shmkernel.memory.layout import Layout
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.control import declare_control
@@ -38,6 +33,8 @@ from shmkernel.runtime.ctx import Ctx
 from shmkernel.schedule.engine import Engine
 from shmkernel.schedule.gate import Gate
 from shmkernel.schedule.pct import PCTScheduler
+from shmkernel.workload.machines import boot, open_machine
+from workloads.symbols import list_users
 
 WL = workloads.get("symbol-get-put")
 NAMES = WL.counter_names
@@ -67,7 +64,7 @@ class OneCpu:
         return self.k.sym.symbol(owner, i)
 
     def events(self) -> dict[str, int]:
-        row = self.seg.np[self.ctl.counters: self.ctl.counters + self.ctl.row_words]
+        row = self.seg.np[self.ctl.counters : self.ctl.counters + self.ctl.row_words]
         return {n: int(row[i]) for i, n in enumerate(NAMES)}
 
     def refcount(self, num: int) -> int:
@@ -78,7 +75,7 @@ class OneCpu:
     def users(self, num: int) -> dict[int, tuple[int, int]]:
         m = self.mod(num)
         assert m is not None
-        return ks.list_users(self.ctx.oracle_read, self.k, m)
+        return list_users(self.ctx.oracle_read, m)
 
     def call(self, fn, *args):  # type: ignore[no-untyped-def]
         """Run a kernel function; a BUG() comes back as "oops" (the task died)."""
@@ -131,7 +128,7 @@ def test_trent_scenario_tracked_split_catches_it(kernel):
     assert _trent(k) == "oops"
     assert k.events()["bug"] == 1
     assert k.users(1) == {2: (0, 1)} and k.refcount(1) == 1  # the static use survived
-    assert k.call(ks.sys_delete_module, k.mod(1)) == -ks.EWOULDBLOCK
+    assert k.call(ks.sys_delete_module, k.mod(1)) == -EWOULDBLOCK
     assert k.call(ks.sys_delete_module, k.mod(2)) == 0
     assert k.refcount(1) == 0 and k.call(ks.sys_delete_module, k.mod(1)) == 0
 
@@ -140,16 +137,22 @@ def test_trent_scenario_untracked_corrupts_the_refcount(kernel):
     k = kernel("untracked")
     assert _trent(k) is None and k.events()["bug"] == 0
     assert k.refcount(1) == 0  # the link's reference is gone, the link is still listed
-    assert k.call(ks.sys_delete_module, k.mod(1)) == -ks.EWOULDBLOCK
+    assert k.call(ks.sys_delete_module, k.mod(1)) == -EWOULDBLOCK
     assert k.call(ks.sys_delete_module, k.mod(2)) == 0
     assert k.refcount(1) == -1  # unload dropped the link's reference a second time
 
 
-@pytest.mark.parametrize("variant,linked,reported", [
-    ("untracked", False, 0), ("untracked", True, 0),
-    ("tracked", True, 3), ("tracked", False, 2),  # the patch: one leak short without a link
-    ("tracked-split", True, 3), ("tracked-split", False, 3),
-])
+@pytest.mark.parametrize(
+    "variant,linked,reported",
+    [
+        ("untracked", False, 0),
+        ("untracked", True, 0),
+        ("tracked", True, 3),
+        ("tracked", False, 2),  # the patch: one leak short without a link
+        ("tracked-split", True, 3),
+        ("tracked-split", False, 3),
+    ],
+)
 def test_leftover_uses_reported_at_unload(kernel, variant, linked, reported):
     k = kernel(variant)
     m1, m2 = k.mod(1), k.mod(2)
@@ -158,7 +161,7 @@ def test_leftover_uses_reported_at_unload(kernel, variant, linked, reported):
     for _ in range(3):
         assert k.call(ks.symbol_get, k.sym(1, 1), m2)  # never put
     assert k.refcount(1) == (1 if variant != "untracked" else 3 + linked)
-    assert k.call(ks.sys_delete_module, k.mod(1)) == -ks.EWOULDBLOCK
+    assert k.call(ks.sys_delete_module, k.mod(1)) == -EWOULDBLOCK
     assert k.call(ks.sys_delete_module, m2) == 0
     assert k.events()["leak"] == reported
     assert k.refcount(1) == (0 if variant != "untracked" else 3)  # untracked: leaked for good
@@ -175,7 +178,7 @@ def test_put_by_a_module_that_never_got_it(kernel, variant, bug):
     assert k.events()["bug"] == int(bug)
     assert k.refcount(1) == (1 if bug else 0)  # untracked: m2's reference is gone
     # untracked: rmmod frees m1 while m2 still uses it
-    assert k.call(ks.sys_delete_module, m1) == (-ks.EWOULDBLOCK if bug else 0)
+    assert k.call(ks.sys_delete_module, m1) == (-EWOULDBLOCK if bug else 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +201,7 @@ class Model:
 
     def load(self, m: int, owners: list[int]) -> int:
         if any(b not in self.loaded for b in owners if b):
-            return -ks.ENOENT
+            return -ENOENT
         self.loaded.add(m)
         self.refc[m], self.uses[m], self.links[m] = 0, {}, set()
         for b in owners:
@@ -252,9 +255,9 @@ class Model:
 
     def unload(self, m: int) -> int:
         if m not in self.loaded:
-            return -ks.ENOENT
+            return -ENOENT
         if self.uses[m] or self.refc[m] != 0:
-            return -ks.EWOULDBLOCK
+            return -EWOULDBLOCK
         for b in sorted(self.loaded - {m}):
             use = self.uses[b].pop(m, None)
             if use is None:
@@ -299,14 +302,19 @@ class SymbolsMachine(RuleBasedStateMachine):
         k = type(self).kernel
         assert k is not None
         ks.boot_symbols(k.ctx, k.k)
-        k.seg.np[k.ctl.counters: k.ctl.counters + k.ctl.row_words] = 0
+        k.seg.np[k.ctl.counters : k.ctl.counters + k.ctl.row_words] = 0
         self.k = k
         self.model = Model(self.variant)
 
     def teardown(self) -> None:
         md = self.model
-        self.stats.update(trent_missed=md.trent_missed, trent_caught=md.trent_caught, bugs=md.bugs,
-                          leaks=md.leaks, static_uaf=md.static_uaf)
+        self.stats.update(
+            trent_missed=md.trent_missed,
+            trent_caught=md.trent_caught,
+            bugs=md.bugs,
+            leaks=md.leaks,
+            static_uaf=md.static_uaf,
+        )
 
     @staticmethod
     def _symbol(data, owners, exclude: int = -1) -> int:  # type: ignore[no-untyped-def]
@@ -360,7 +368,7 @@ class SymbolsMachine(RuleBasedStateMachine):
         assert ev["leak"] == md.leaks
         for num in range(1, NMODS + 1):
             m = k.mod(num)
-            assert bool(k.ctx.oracle_read(m.listed)) == (num in md.loaded)
+            assert bool(k.ctx.oracle_read(m.mod.listed)) == (num in md.loaded)
             if num in md.loaded:
                 assert k.refcount(num) == md.refc[num]
                 assert k.users(num) == {a: tuple(c) for a, c in md.uses[num].items()}
@@ -388,12 +396,22 @@ class SymbolsMachine(RuleBasedStateMachine):
 @pytest.mark.parametrize("variant", [ks.UNTRACKED, ks.TRACKED, ks.SPLIT])
 def test_state_machine_against_reference_model(variant):
     k = OneCpu(variant)
-    machine = type(f"SymbolsMachine_{variant.replace('-', '_')}", (SymbolsMachine,),
-                   {"variant": variant, "kernel": k, "stats": collections.Counter()})
+    machine = type(
+        f"SymbolsMachine_{variant.replace('-', '_')}",
+        (SymbolsMachine,),
+        {"variant": variant, "kernel": k, "stats": collections.Counter()},
+    )
     try:
-        run_state_machine_as_test(machine, settings=settings(
-            max_examples=50, stateful_step_count=30, deadline=None, derandomize=True,
-            suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]))
+        run_state_machine_as_test(
+            machine,
+            settings=settings(
+                max_examples=50,
+                stateful_step_count=30,
+                deadline=None,
+                derandomize=True,
+                suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+            ),
+        )
     finally:
         k.close()
     seen = machine.stats
@@ -413,8 +431,9 @@ def _free(variants, seconds: float, **raw):  # type: ignore[no-untyped-def]
         out = {}
         for item in variants:
             v, more = item if isinstance(item, tuple) else (item, {})
-            out[v if not more else (v, *more.items())] = run_free(m, WL, v, WL.parse_options({**raw, **more}),
-                                                                  seconds=seconds)
+            out[v if not more else (v, *more.items())] = measure_free(
+                m, WL, v, WL.parse_options({**raw, **more}), seconds=seconds
+            )
         return out
 
 
@@ -446,8 +465,15 @@ def test_free_tracked_variants_catch_every_extra_put():
 
 def test_free_leaks_reported_exactly_only_by_tracked_split():
     # (links and unloads also under modlist_lock here, so that the list race stays out)
-    rs = _free(["untracked", "tracked", "tracked-split"], 1.0, linked="half", lock_links=True,
-               unbalanced_rate=0.0, leak_rate=0.02, oops="continue")
+    rs = _free(
+        ["untracked", "tracked", "tracked-split"],
+        1.0,
+        linked="half",
+        lock_links=True,
+        unbalanced_rate=0.0,
+        leak_rate=0.02,
+        oops="continue",
+    )
     leaked = {v: r["counters"]["leaked_gets"] for v, r in rs.items()}
     reported = {v: r["events"]["leak"] for v, r in rs.items()}
     assert all(n > 0 for n in leaked.values())
@@ -508,11 +534,11 @@ def test_explore_trent_hole_tracked_frees_a_module_still_linked():
     assert r.found and r.events == {"use_after_free": 1}, r.events
     again = replay("symbol-get-put", r.schedule)[0]
     assert again.events == r.events and again.trace == r.trace
-    split = explore("symbol-get-put", variant="tracked-split", scheduler="pct", seed=1, max_examples=50, cpus=1,
-                    opts=raw)
+    split = explore(
+        "symbol-get-put", variant="tracked-split", scheduler="pct", seed=1, max_examples=50, cpus=1, opts=raw
+    )
     assert split.found and split.events == {"bug": 1}  # the extra put itself
-    before = explore("symbol-get-put", variant="untracked", scheduler="pct", seed=1, max_examples=200, cpus=1,
-                     opts=raw)
+    before = explore("symbol-get-put", variant="untracked", scheduler="pct", seed=1, max_examples=200, cpus=1, opts=raw)
     assert not before.found  # the link stays listed: rmmod refuses
 
 
@@ -521,6 +547,12 @@ def test_explore_finds_the_patch_list_race():
     r = explore("symbol-get-put", variant="tracked", scheduler="random", seed=1, max_examples=300, opts=raw)
     assert r.found and "bug" in r.events
     for variant, lock in (("untracked", False), ("tracked", True)):
-        ok = explore("symbol-get-put", variant=variant, scheduler="random", seed=1, max_examples=150,
-                     opts={**raw, "lock_links": lock})
+        ok = explore(
+            "symbol-get-put",
+            variant=variant,
+            scheduler="random",
+            seed=1,
+            max_examples=150,
+            opts={**raw, "lock_links": lock},
+        )
         assert not ok.found, ok.trace

@@ -15,8 +15,9 @@ from shmkernel.explore import explore
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "shmkernel.cli", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "shmkernel.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 # -- the command line ------------------------------------------------------------------------------
@@ -40,8 +41,7 @@ def test_proved_is_exit_0_and_says_what_was_covered():
 def test_out_of_budget_is_not_a_proof():
     r = cli("explore", "rmmod", "--max-examples", "30")
     assert r.returncode == 4, r.stderr
-    assert r.stdout.splitlines()[0] == ("NOT a proof: stopped at 30 executions; raise --max-examples or "
-                                        "--time-limit")
+    assert r.stdout.splitlines()[0] == ("NOT a proof: stopped at 30 executions; raise --max-examples or --time-limit")
     j = json.loads(cli("explore", "rmmod", "--max-examples", "30", "--json").stdout)
     assert (j["verdict"], j["complete"], j["found"], j["stopped_by"]) == ("not-proved", False, False, "budget")
 
@@ -69,30 +69,37 @@ def test_a_bounded_search_is_not_a_proof():
 def test_sampling_never_proves():
     r = cli("explore", "refcount", "--variant", "fixed", "--scheduler", "random", "--max-examples", "50")
     assert r.returncode == 4
-    assert r.stdout.startswith("NOT a proof: random sampled 50 executions and found nothing; "
-                               "use --scheduler exhaustive for a proof")
+    assert r.stdout.startswith(
+        "NOT a proof: random sampled 50 executions and found nothing; use --scheduler exhaustive for a proof"
+    )
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--time-limit", "-1"], "--time-limit"),
-    (["--time-limit", "nan"], "--time-limit"),
-    (["--max-examples", "0"], "--max-examples"),
-    (["--preemption-bound", "-2"], "--preemption-bound"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--time-limit", "-1"], "--time-limit"),
+        (["--time-limit", "nan"], "--time-limit"),
+        (["--max-examples", "0"], "--max-examples"),
+        (["--preemption-bound", "-2"], "--preemption-bound"),
+    ],
+)
 def test_bad_search_options_are_one_line(args, needle):
     r = cli("explore", "refcount", *args)
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 # -- the defaults find every seed's bug and prove the fixes --------------------------------------
-@pytest.mark.parametrize("workload,event", [
-    ("refcount", "false_zero"),
-    ("rmmod", "use_after_free"),
-    ("static-key", "wrong_path"),
-    ("symbol-get-put", None),
-    ("livepatch", None),
-    ("modcount-2002", "use_after_free"),
-])
+@pytest.mark.parametrize(
+    "workload,event",
+    [
+        ("refcount", "false_zero"),
+        ("rmmod", "use_after_free"),
+        ("static-key", "wrong_path"),
+        ("symbol-get-put", None),
+        ("livepatch", None),
+        ("modcount-2002", "use_after_free"),
+    ],
+)
 def test_explore_with_no_options_finds_the_buggy_variant(workload, event):
     r = explore(workload)
     assert r.verdict == "found", r.headline()
@@ -123,8 +130,11 @@ def flaky(ctx: Any, p: dict) -> None:
 
 
 def test_a_program_that_does_not_repeat_itself_is_reported():
-    with pytest.raises(NondeterminismError, match=r"nondeterministic program at step 0: CPU 0 posted "
-                                                  r"write_once\(word \d+, 1, 0\) the first time, read_once"):
+    with pytest.raises(
+        NondeterminismError,
+        match=r"nondeterministic program at step 0: CPU 0 posted "
+        r"write_once\(word \d+, 1, 0\) the first time, read_once",
+    ):
         explore(Toy(flaky, words=("a",)), scheduler="exhaustive")
 
 

@@ -19,8 +19,13 @@ class Toy(Workload):
     holds each word of ``words`` by name, and ``iterations``."""
 
     def __init__(self, program: Any, words: tuple[str, ...] = ("a", "b")) -> None:
-        super().__init__(name="toy", variants={"only": "test program"}, aliases={"buggy": "only"},
-                         events=(), explore_defaults={"iterations": 1})
+        super().__init__(
+            name="toy",
+            variants={"only": "test program"},
+            aliases={"buggy": "only"},
+            events=(),
+            explore_defaults={"iterations": 1},
+        )
         self.program = program
         self.words = words
 

@@ -44,21 +44,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from shmkernel.errors import UsageError
+from shmkernel.kernel.list import NEXT, PREV
 from shmkernel.kernel.livepatch import (
     VMLINUX_ADDR,
-    KlpState,
     Livepatch,
     declare_livepatch,
     delete_module,
     klp_enable_patch,
-    klp_ftrace_handler,
-    klp_func_stack,
     klp_register_patch,
+    klp_registered,
     klp_variant,
     load_module,
 )
+from shmkernel.kernel.livepatch_patch import KlpState, klp_call, klp_func_stack
 from shmkernel.kernel.module import ModuleState
-from shmkernel.memory.layout import PERCPU_STRIDE, Layout
+from shmkernel.memory.layout import Layout, per_cpu_ptr
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import Program, RunResult
@@ -92,9 +92,9 @@ def prepare(ctx: Ctx, variant_name: str, lp: Livepatch, scenario: str) -> None:
     w(lp.mod.state, ModuleState.LIVE if loaded else ModuleState.UNFORMED)
     w(lp.mod.freed, 0 if loaded else 1)
     w(lp.mod.klp_alive, int(loaded and variant.klp_alive))
+    old_nums = list(range(1, NEW_PATCH))
     for patch in lp.patches:
-        old = patch.num < NEW_PATCH
-        w(patch.registered, int(old))
+        old = patch.num in old_nums
         w(patch.state, KlpState.ENABLED if old else KlpState.DISABLED)
         for obj in patch.objs:
             on = old and (not obj.is_module or loaded)
@@ -104,11 +104,21 @@ def prepare(ctx: Ctx, variant_name: str, lp: Livepatch, scenario: str) -> None:
             for func in obj.funcs:
                 w(func.state, KlpState.ENABLED if on else KlpState.DISABLED)
                 w(func.old_addr, (gen if obj.is_module else VMLINUX_ADDR) if on else 0)
-    old_nums = [n for n in range(1, NEW_PATCH)]
-    for name, ops in lp.ops.items():
-        stack = old_nums if (name == "a" or loaded) else []
-        for i in range(len(lp.patches)):
-            w(ops.stack + i, stack[i] if i < len(stack) else 0)
+    # klp_patches: P1 <-> P2 (list_add_tail in registration order)
+    nodes = [lp.klp_patches.base, *(lp.patch(n).node for n in old_nums)]
+    for i, node in enumerate(nodes):
+        w(node + NEXT, nodes[(i + 1) % len(nodes)])
+        w(node + PREV, nodes[i - 1])
+    for n in range(NEW_PATCH, len(lp.patches) + 1):
+        w(lp.patch(n).node + NEXT, 0)
+        w(lp.patch(n).node + PREV, 0)
+    # klp_ops: a() at its vmlinux address, b() at M's (when loaded), P1 and P2 on each
+    stacks = [(VMLINUX_ADDR, old_nums)] + ([(gen, old_nums)] if loaded else [])
+    for i, ops in enumerate(lp.ops):
+        addr, stack = stacks[i] if i < len(stacks) else (0, [])
+        w(ops.addr, addr)
+        for j in range(len(lp.patches)):
+            w(ops.stack + j, stack[j] if j < len(stack) else 0)
         w(ops.depth, len(stack))
     w(lp.klp_universe, NEW_PATCH - 1)
 
@@ -138,17 +148,17 @@ def _jitter(ctx: Ctx, rng: random.Random | None, us: float) -> None:
         ctx.delay_us(rng.uniform(0.0, us))
 
 
-def module_code(ctx: Ctx, lp: Livepatch, calls: int, window_us: float = 0.0) -> None:
-    """M's own code, still running while M is GOING (for ``window_us`` in free
-    mode, ``calls`` calls spread over it): b() calls a(). One call chain runs in
-    one universe (see shmkernel.kernel.livepatch)."""
+def module_code(ctx: Ctx, lp: Livepatch, addr: int, calls: int, window_us: float = 0.0) -> None:
+    """M's own code (M at ``addr``), still running while M is GOING (for
+    ``window_us`` in free mode, ``calls`` calls spread over it): b() calls a().
+    One call chain runs in one universe (see shmkernel.kernel.livepatch)."""
     for _ in range(calls):
         if window_us:
             ctx.delay_us(window_us / calls)
         ctx.count("b_calls")
         universe = ctx.read_once(lp.klp_universe)
-        b = klp_ftrace_handler(ctx, lp.ops["b"], universe)  # b() runs this version ...
-        a = klp_ftrace_handler(ctx, lp.ops["a"], universe)  # ... and calls this a()
+        b = klp_call(ctx, lp.ops, addr, universe)  # b() runs this version ...
+        a = klp_call(ctx, lp.ops, VMLINUX_ADDR, universe)  # ... and calls this a()
         if a != b:
             ctx.event("semantic_mismatch", b=b, a=a)
             return
@@ -157,14 +167,13 @@ def module_code(ctx: Ctx, lp: Livepatch, calls: int, window_us: float = 0.0) -> 
 def _cpu(ctx: Ctx, p: dict[str, Any], run_round) -> None:  # type: ignore[no-untyped-def]
     v: LivepatchVars = p["v"]
     scen = p["scenarios"]
-    me = ctx.cpu * PERCPU_STRIDE
     rng = random.Random() if ctx.mode == "free" else None
     for r in ctx.loop(p["rounds"]):
-        if r > 0 and not _wait(ctx, v.go + me):
+        if r > 0 and not _wait(ctx, per_cpu_ptr(v.go, ctx.cpu)):
             break
         _jitter(ctx, rng, p["jitter_us"])
         run_round(ctx, scen[r % len(scen)])
-        ctx.mutex_unlock(v.done + me)
+        ctx.mutex_unlock(per_cpu_ptr(v.done, ctx.cpu))
 
 
 def loader_cpu(ctx: Ctx, p: dict[str, Any]) -> None:
@@ -177,7 +186,8 @@ def loader_cpu(ctx: Ctx, p: dict[str, Any]) -> None:
         if scenario == COMING:
             load_module(ctx, variant, lp, window)
         else:
-            delete_module(ctx, variant, lp, lambda c: module_code(c, lp, p["calls"], window), window)
+            addr = ctx.oracle_read(lp.mod.generation)  # M's code knows where it is
+            delete_module(ctx, variant, lp, lambda c: module_code(c, lp, addr, p["calls"], window), window)
 
     _cpu(ctx, p, run_round)
 
@@ -197,9 +207,10 @@ def patcher_cpu(ctx: Ctx, p: dict[str, Any]) -> None:
 
 def check_round(ctx: Ctx, lp: Livepatch, scenario: str) -> None:
     """The round's invariants at quiesce (read outside the machine)."""
+    addr = ctx.oracle_read(lp.mod.generation)  # this round's M
     if scenario == COMING:
         ctx.count("coming_rounds")
-        a, b = klp_func_stack(ctx, lp.ops["a"]), klp_func_stack(ctx, lp.ops["b"])
+        a, b = klp_func_stack(ctx, lp.ops, VMLINUX_ADDR), klp_func_stack(ctx, lp.ops, addr)
         top_a, top_b = (a[-1] if a else 0), (b[-1] if b else 0)
         if top_a != top_b:  # a() and b() run different patches
             ctx.event("stack_order", a=top_a, b=top_b, b_stack="".join(map(str, b)))
@@ -207,12 +218,12 @@ def check_round(ctx: Ctx, lp: Livepatch, scenario: str) -> None:
     ctx.count("going_rounds")
     if not ctx.oracle_read(lp.mod.freed):
         return
-    dangling = [p.num for p in lp.patches if ctx.oracle_read(p.registered)
-                and any(o.is_module and ctx.oracle_read(o.mod) for o in p.objs)]
-    left = klp_func_stack(ctx, lp.ops["b"])
+    dangling = [
+        n for n in klp_registered(ctx, lp) if any(o.is_module and ctx.oracle_read(o.mod) for o in lp.patch(n).objs)
+    ]
+    left = klp_func_stack(ctx, lp.ops, addr)
     if dangling or left:
-        ctx.event("use_after_free", patch=dangling[0] if dangling else 0,
-                  b_stack="".join(map(str, left)))
+        ctx.event("use_after_free", patch=dangling[0] if dangling else 0, b_stack="".join(map(str, left)))
 
 
 def coordinator(ctx: Ctx, p: dict[str, Any]) -> None:
@@ -224,8 +235,8 @@ def coordinator(ctx: Ctx, p: dict[str, Any]) -> None:
         if r > 0:
             prepare(ctx, p["variant"], v.lp, scenario)
             for c in (0, 1):
-                ctx.mutex_unlock(v.go + c * PERCPU_STRIDE)
-        if not (_wait(ctx, v.done, 0) and _wait(ctx, v.done + PERCPU_STRIDE, 1)):
+                ctx.mutex_unlock(per_cpu_ptr(v.go, c))
+        if not (_wait(ctx, v.done, 0) and _wait(ctx, per_cpu_ptr(v.done, 1), 1)):
             break
         check_round(ctx, v.lp, scenario)
 
@@ -235,8 +246,8 @@ def setup(ctx: Ctx, p: dict[str, Any]) -> None:
     ctx.write_once(v.lp.mod.generation, 0)  # every run starts from the same addresses
     prepare(ctx, p["variant"], v.lp, p["scenarios"][0])
     for c in range(ctx.nr_cpu_ids):  # every completion starts not done
-        ctx.write_once(v.go + c * PERCPU_STRIDE, 1)
-        ctx.write_once(v.done + c * PERCPU_STRIDE, 1)
+        ctx.write_once(per_cpu_ptr(v.go, c), 1)
+        ctx.write_once(per_cpu_ptr(v.done, c), 1)
 
 
 class LivepatchWorkload(Workload):
@@ -249,49 +260,77 @@ class LivepatchWorkload(Workload):
             variants={
                 "no-klp-alive": "before the seed: new patches use any module find_module returns",
                 "klp-alive": "the seed's fix: new patches apply to a module only while mod->klp_alive",
-                "klp-alive-ignore-going": "klp_alive, and GOING modules skipped too (the alternative "
-                                          "the seed rejects)",
+                "klp-alive-ignore-going": "klp_alive, and GOING modules skipped too (the alternative the seed rejects)",
             },
             aliases={"buggy": "no-klp-alive", "fixed": "klp-alive"},
             events=("stack_order", "semantic_mismatch", "use_after_free"),
             counters=("coming_rounds", "going_rounds", "b_calls"),
-            denominators={"stack_order": "coming_rounds", "semantic_mismatch": "going_rounds",
-                          "use_after_free": "going_rounds"},
+            denominators={
+                "stack_order": "coming_rounds",
+                "semantic_mismatch": "going_rounds",
+                "use_after_free": "going_rounds",
+            },
             options=(
-                Option("race", str, "both", "scenario: coming (load M while P3 is enabled), going "
-                       "(delete M while P3 is enabled) or both (alternating)",
-                       choices=tuple(SCENARIOS)),
-                Option("calls", int, 2, "calls of b() (calling a()) by M's code while it is GOING, "
-                       "before mod->exit()", 0, 1000),
-                Option("window_us", float, 20.0, "free mode: time the kernel spends between the "
-                       "notifiers and the module's state changes (parse_args and mod_sysfs_setup before "
-                       "the COMING notifier; M's code running before mod->exit(); mod_sysfs_teardown "
-                       "before free_module), µs", 0, 1e6),
-                Option("jitter_us", float, 80.0, "free mode: each CPU starts its part of a round after "
-                       "a random 0..J µs", 0, 1e6),
+                Option(
+                    "race",
+                    str,
+                    "both",
+                    "scenario: coming (load M while P3 is enabled), going "
+                    "(delete M while P3 is enabled) or both (alternating)",
+                    choices=tuple(SCENARIOS),
+                ),
+                Option(
+                    "calls",
+                    int,
+                    2,
+                    "calls of b() (calling a()) by M's code while it is GOING, before mod->exit()",
+                    0,
+                    1000,
+                ),
+                Option(
+                    "window_us",
+                    float,
+                    20.0,
+                    "free mode: time the kernel spends between the "
+                    "notifiers and the module's state changes (parse_args and mod_sysfs_setup before "
+                    "the COMING notifier; M's code running before mod->exit(); mod_sysfs_teardown "
+                    "before free_module), µs",
+                    0,
+                    1e6,
+                ),
+                Option(
+                    "jitter_us",
+                    float,
+                    80.0,
+                    "free mode: each CPU starts its part of a round after a random 0..J µs",
+                    0,
+                    1e6,
+                ),
             ),
             explore_defaults={"iterations": 1, "calls": 1},
         )
 
     def declare(self, layout: Layout, opts: dict[str, Any]) -> LivepatchVars:
-        return LivepatchVars(lp=declare_livepatch(layout), go=layout.percpu("harness.go"),
-                             done=layout.percpu("harness.done"))
+        return LivepatchVars(
+            lp=declare_livepatch(layout), go=layout.percpu("harness.go"), done=layout.percpu("harness.done")
+        )
 
     def params(self, variant: str, v: LivepatchVars, opts: dict[str, Any], iterations: int | None) -> dict:
         scen = SCENARIOS[opts["race"]]
         rounds = None if iterations is None else iterations * len(scen)
         return {**opts, "variant": variant, "v": v, "scenarios": scen, "rounds": rounds}
 
-    def programs(self, variant: str, v: LivepatchVars, cpus: int, opts: dict[str, Any],
-                 iterations: int | None) -> list[Program | None]:
+    def programs(
+        self, variant: str, v: LivepatchVars, cpus: int, opts: dict[str, Any], iterations: int | None
+    ) -> list[Program | None]:
         if cpus < 2:
             raise UsageError("livepatch needs --cpus >= 2 (CPU0 loads/deletes M, CPU1 patches)")
         p = self.params(variant, v, opts, iterations)
-        return [Program(loader_cpu, p), Program(patcher_cpu, p)] + [None] * (cpus - 2) + [
-            Program(coordinator, p)]
+        return [Program(loader_cpu, p), Program(patcher_cpu, p)] + [None] * (cpus - 2) + [Program(coordinator, p)]
 
-    def check(self, variant: str, v: LivepatchVars, seg: Segment, cpus: int, opts: dict[str, Any],
-              result: RunResult) -> list[str]:
+    def check(
+        self, variant: str, v: LivepatchVars, seg: Segment, cpus: int, opts: dict[str, Any], result: RunResult
+    ) -> list[str]:
         o = SegmentOracle(seg)
         lp = v.lp
         problems = []
@@ -299,17 +338,19 @@ class LivepatchWorkload(Workload):
             if seg.words[word]:
                 problems.append(f"{name} still held at quiesce")
         enabled = [p.num for p in lp.patches if seg.words[p.state] == KlpState.ENABLED]
-        stack_a = klp_func_stack(o, lp.ops["a"])
+        stack_a = klp_func_stack(o, lp.ops, VMLINUX_ADDR)
         if stack_a != enabled:
             problems.append(f"a()'s func_stack is {stack_a} but the enabled patches are {enabled}")
         if seg.words[lp.klp_universe] != max(enabled, default=0):
-            problems.append(f"klp_universe is {seg.words[lp.klp_universe]}, newest enabled patch "
-                            f"{max(enabled, default=0)}")
+            problems.append(
+                f"klp_universe is {seg.words[lp.klp_universe]}, newest enabled patch {max(enabled, default=0)}"
+            )
         return problems
 
     def extra(self, variant: str, v: LivepatchVars, seg: Segment) -> dict[str, Any]:
         o = SegmentOracle(seg)
-        return {"func_stacks": {n: klp_func_stack(o, ops) for n, ops in v.lp.ops.items()}}
+        addrs = {"a": VMLINUX_ADDR, "b": seg.words[v.lp.mod.generation]}
+        return {"func_stacks": {n: klp_func_stack(o, v.lp.ops, a) for n, a in addrs.items()}}
 
 
 WORKLOAD = LivepatchWorkload()

@@ -26,18 +26,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shmkernel.kernel.modcount2002 import (
-    ALIASES,
-    CALLERS,
-    Module2002,
-    Oops,
-    begin_use,
-    caller_variant,
-    declare_module2002,
-    init_module,
-    is_poison,
-)
-from shmkernel.memory.layout import Layout
+from shmkernel.kernel import module_loader as ml
+from shmkernel.kernel.bug import Oops
+from shmkernel.kernel.kasan import begin_use, is_poison
+from shmkernel.kernel.modcount2002 import ALIASES, CALLERS, Module2002, caller_variant, declare_module2002
+from shmkernel.memory.layout import Layout, per_cpu_ptr
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import RunResult
@@ -56,7 +49,7 @@ def modcount_cpu(ctx: Ctx, p: dict[str, Any]) -> None:
     caller = caller_variant(p["variant"])
     v: ModcountVars = p["v"]
     mod = v.mod
-    busy, seq = v.busy + ctx.cpu * 8, v.opseq + ctx.cpu * 8
+    busy, seq = per_cpu_ptr(v.busy, ctx.cpu), per_cpu_ptr(v.opseq, ctx.cpu)
     free = ctx.mode == "free"
     race_us = p["race_delay_us"] if free else 0.0
     for _ in ctx.loop(p["iterations"]):
@@ -75,11 +68,17 @@ def modcount_cpu(ctx: Ctx, p: dict[str, Any]) -> None:
 
 def _wait_for_users(ctx: Ctx, v: ModcountVars) -> None:
     """Before the freed memory is reused: every use in flight at the free has ended."""
-    snap = {c: ctx.oracle_read(v.opseq + c * 8) for c in range(ctx.nr_cpus)
-            if ctx.oracle_read(v.busy + c * 8)}
+    snap = {
+        c: ctx.oracle_read(per_cpu_ptr(v.opseq, c))
+        for c in range(ctx.nr_cpus)
+        if ctx.oracle_read(per_cpu_ptr(v.busy, c))
+    }
     while snap and not ctx.stopped():
-        snap = {c: s for c, s in snap.items()
-                if ctx.oracle_read(v.busy + c * 8) and ctx.oracle_read(v.opseq + c * 8) == s}
+        snap = {
+            c: s
+            for c, s in snap.items()
+            if ctx.oracle_read(per_cpu_ptr(v.busy, c)) and ctx.oracle_read(per_cpu_ptr(v.opseq, c)) == s
+        }
         if snap:
             ctx.schedule()
 
@@ -100,7 +99,7 @@ def modcount_coordinator(ctx: Ctx, p: dict[str, Any]) -> None:
             _wait_for_users(ctx, v)
             if ctx.stopped():
                 break
-            init_module(ctx, mod, caller)
+            caller.load(ctx, mod)
         else:
             ctx.count("busy")
         if interval:
@@ -110,15 +109,16 @@ def modcount_coordinator(ctx: Ctx, p: dict[str, Any]) -> None:
 def modcount_setup(ctx: Ctx, p: dict[str, Any]) -> None:
     """Boot: locks free (an aborted execution may have left one held), load generation 1."""
     v: ModcountVars = p["v"]
-    mod = v.mod
-    for lock in (mod.unload_lock, mod.kernel_flag, mod.module_mutex, mod.mouse_sem, mod.chrdevs_lock):
+    m = v.mod
+    caller = caller_variant(p["variant"])
+    for lock in (m.mouse_sem, m.chrdevs_lock):
         ctx.write_once(lock, 0)
     for c in range(ctx.nr_cpu_ids):
-        ctx.write_once(v.busy + c * 8, 0)
-        ctx.write_once(v.opseq + c * 8, 0)
-    ctx.write_once(mod.registry, 0)
-    ctx.write_once(mod.generation, 0)
-    init_module(ctx, mod, caller_variant(p["variant"]))
+        ctx.write_once(per_cpu_ptr(v.busy, c), 0)
+        ctx.write_once(per_cpu_ptr(v.opseq, c), 0)
+    ctx.write_once(m.registry, 0)
+    ml.boot_module(ctx, caller.loader(m), m.mod)
+    caller.load(ctx, m)
 
 
 class Modcount2002(Workload):
@@ -131,49 +131,62 @@ class Modcount2002(Workload):
             name="modcount-2002",
             summary="seed 003: 2.4 try_inc_mod_count callers vs rmmod, and the 2.6 try_module_get design",
             variants={
-                "hisax-unlocked": "HiSax: owner read with no lock, try_inc_mod_count's result ignored "
-                                  "(the bug)",
+                "hisax-unlocked": "HiSax: owner read with no lock, try_inc_mod_count's result ignored (the bug)",
                 "busmouse-locked": "busmouse: mouse_sem around lookup + try_inc_mod_count, result checked; "
-                                   "unregister takes mouse_sem",
+                "unregister takes mouse_sem",
                 "inc-inside-module": "no owner: MOD_INC_USE_COUNT inside the module's open (too late)",
                 "try-module-get": "2.6.0: lookup + try_module_get preempt-off, state+refcount checked "
-                                  "under stop_machine in module.c",
+                "under stop_machine in module.c",
             },
             aliases=dict(ALIASES),
             events=("use_after_free", "uncounted_ref"),
             counters=("opens", "uses", "enodev", "oopses", "attempts", "unloads", "busy"),
             denominators={"use_after_free": "opens", "uncounted_ref": "opens"},
             options=(
-                Option("race_delay_us", float, 0.0, "free mode: a user is preempted this long in its race "
-                       "window (between reading ->owner and counting; inside open before "
-                       "MOD_INC_USE_COUNT) (µs)", 0, 1e6),
-                Option("attempt_interval_us", float, 50.0, "free mode: pause between rmmod attempts (µs)",
-                       0, 1e7),
+                Option(
+                    "race_delay_us",
+                    float,
+                    0.0,
+                    "free mode: a user is preempted this long in its race "
+                    "window (between reading ->owner and counting; inside open before "
+                    "MOD_INC_USE_COUNT) (µs)",
+                    0,
+                    1e6,
+                ),
+                Option("attempt_interval_us", float, 50.0, "free mode: pause between rmmod attempts (µs)", 0, 1e7),
                 Option("attempts", int, 1, "rmmod attempts per scheduled execution", 1, 100),
-                Option("visited_flags", bool, False, "model __MOD_{INC,DEC}_USE_COUNT's unlocked "
-                       "mod->flags |= MOD_VISITED (it can overwrite MOD_DELETED)"),
+                Option(
+                    "visited_flags",
+                    bool,
+                    False,
+                    "model __MOD_{INC,DEC}_USE_COUNT's unlocked "
+                    "mod->flags |= MOD_VISITED (it can overwrite MOD_DELETED)",
+                ),
             ),
             explore_defaults={"iterations": 1},
         )
         assert set(self.variants) == set(CALLERS)
 
     def declare(self, layout: Layout, opts: dict[str, Any]) -> ModcountVars:
-        return ModcountVars(mod=declare_module2002(layout, bool(opts.get("visited_flags"))),
-                            busy=layout.percpu("modcount.busy"), opseq=layout.percpu("modcount.opseq"))
+        return ModcountVars(
+            mod=declare_module2002(layout, bool(opts.get("visited_flags"))),
+            busy=layout.percpu("modcount.busy"),
+            opseq=layout.percpu("modcount.opseq"),
+        )
 
-    def check(self, variant: str, v: ModcountVars, seg: Segment, cpus: int, opts: dict[str, Any],
-              result: RunResult) -> list[str]:
-        w, mod = seg.words, v.mod
-        if is_poison(int(w[mod.text])):
+    def check(
+        self, variant: str, v: ModcountVars, seg: Segment, cpus: int, opts: dict[str, Any], result: RunResult
+    ) -> list[str]:
+        w, m = seg.words, v.mod
+        if is_poison(int(w[m.text])):
             return []  # removed (and not reloaded): nothing left to count
         problems = []
-        if any(int(w[v.busy + c * 8]) for c in range(cpus)):
+        if any(int(w[per_cpu_ptr(v.busy, c)]) for c in range(cpus)):
             problems.append("a CPU is still marked busy at quiesce")
-        rc = caller_variant(variant).refcount(w, mod, seg.layout.nr_slots)
+        rc = caller_variant(variant).refcount(w, m, seg.layout.nr_slots)
         if rc != 0:
-            problems.append(f"use count of the loaded module is {rc} at quiesce, "
-                            "but no CPU holds a reference")
-        if int(w[mod.registry]) != int(w[mod.generation]):
+            problems.append(f"use count of the loaded module is {rc} at quiesce, but no CPU holds a reference")
+        if int(w[m.registry]) != int(w[m.mod.generation]):
             problems.append("the loaded module's driver is not registered")
         return problems
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shmkernel.kernel.module import Module, declare_module, load_module, refcount_variant
-from shmkernel.memory.layout import Layout
+from shmkernel.kernel import module_loader as ml
+from shmkernel.kernel.module import Module, ModuleLocks, declare_module, declare_module_locks, refcount_variant
+from shmkernel.memory.layout import Layout, per_cpu_ptr
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import RunResult
@@ -33,6 +34,7 @@ HIST_HALF = 8  # tally error histogram covers -8..+8 (clamped)
 @dataclass(frozen=True)
 class RefcountVars:
     mod: Module
+    locks: ModuleLocks
     mailbox: int  # per-CPU: 1 while a task holding a reference waits to run there
     hist: int  # table of 2*HIST_HALF+1 buckets: tally - true minimum
 
@@ -41,11 +43,11 @@ def refcount_cpu(ctx: Ctx, p: dict[str, Any]) -> None:
     """A worker CPU: receive and drop migrated references, take and hand on new ones."""
     variant = refcount_variant(p["variant"])
     mod, mbox = p["v"].mod, p["v"].mailbox
-    me = mbox + ctx.cpu * 8
+    me = per_cpu_ptr(mbox, ctx.cpu)
     n = ctx.nr_cpus
     gives = p["topology"] == "ring" or ctx.cpu + 1 < n or n == 1
     receives = p["topology"] == "ring" or ctx.cpu > 0 or n == 1
-    nxt = mbox + ((ctx.cpu + 1) % n) * 8
+    nxt = per_cpu_ptr(mbox, (ctx.cpu + 1) % n)
     full_barrier = p["handoff"] == "scheduler"
     try_module_get, module_put = variant.try_module_get, variant.module_put
     handoffs = 0
@@ -92,12 +94,12 @@ def refcount_setup(ctx: Ctx, p: dict[str, Any]) -> None:
     variant = refcount_variant(p["variant"])
     v: RefcountVars = p["v"]
     for c in range(ctx.nr_cpu_ids):
-        ctx.write_once(v.mailbox + c * 8, 0)
+        ctx.write_once(per_cpu_ptr(v.mailbox, c), 0)
     for b in range(2 * HIST_HALF + 1):
         ctx.write_once(v.hist + b, 0)
-    ctx.write_once(v.mod.module_mutex, 0)
-    ctx.write_once(v.mod.generation, 0)  # every execution boots the same state (explorers compare states)
-    load_module(ctx, variant, v.mod)
+    loader = ml.Loader(ml.refcount_era(variant), v.locks, variant)
+    ml.boot_module(ctx, loader, v.mod)  # every execution boots the same state (explorers compare states)
+    ml.load_module(ctx, loader, v.mod)
     variant.try_module_get(ctx, v.mod)  # the base reference, held all run
 
 
@@ -123,10 +125,21 @@ class Refcount(Workload):
             options=(
                 Option("tally_delay_us", float, 0.0, "busy-wait between per-CPU slots of a tally (µs)", 0, 1e6),
                 Option("possible_cpus", int, None, "per-CPU slots the tally walks (default cpus+1)", 2, 8192),
-                Option("handoff", str, "scheduler", "migration barrier: scheduler (smp_mb) or relaxed",
-                       choices=("scheduler", "relaxed")),
-                Option("topology", str, "chain", "who hands references to whom: chain (CPU i -> i+1, "
-                       "the last only drops) or ring (every CPU gives and drops)", choices=("chain", "ring")),
+                Option(
+                    "handoff",
+                    str,
+                    "scheduler",
+                    "migration barrier: scheduler (smp_mb) or relaxed",
+                    choices=("scheduler", "relaxed"),
+                ),
+                Option(
+                    "topology",
+                    str,
+                    "chain",
+                    "who hands references to whom: chain (CPU i -> i+1, "
+                    "the last only drops) or ring (every CPU gives and drops)",
+                    choices=("chain", "ring"),
+                ),
                 Option("tallies", int, 1, "tallies per scheduled execution", 1, 1000),
             ),
             explore_defaults={"iterations": 1},
@@ -138,12 +151,14 @@ class Refcount(Workload):
     def declare(self, layout: Layout, opts: dict[str, Any]) -> RefcountVars:
         return RefcountVars(
             mod=declare_module(layout),
+            locks=declare_module_locks(layout),
             mailbox=layout.percpu("refcount.mailbox"),
             hist=layout.table("refcount.tally_hist", 2 * HIST_HALF + 1),
         )
 
-    def check(self, variant: str, v: RefcountVars, seg: Segment, cpus: int, opts: dict[str, Any],
-              result: RunResult) -> list[str]:
+    def check(
+        self, variant: str, v: RefcountVars, seg: Segment, cpus: int, opts: dict[str, Any], result: RunResult
+    ) -> list[str]:
         ctx_like = SegmentOracle(seg)
         held = 1 + int(seg.percpu("refcount.mailbox").sum())
         total = refcount_variant(variant).storage_total(ctx_like, v.mod)  # type: ignore[arg-type]

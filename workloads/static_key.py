@@ -116,10 +116,15 @@ class StaticKeyWorkload(Workload):
             denominators={"wrong_path": "vcpus"},
             options=(
                 Option("sites", int, 4, "jump sites of kvm_no_apic_vcpu in the text", 1, 4096),
-                Option("site", int, None, "the site the vCPU code executes (default the last one patched)",
-                       0, 4095),
-                Option("patch_delay_us", float, 0.0, "time patching one site takes in free mode (µs; "
-                       ">= 50 sleeps, below busy-waits)", 0, 1e6),
+                Option("site", int, None, "the site the vCPU code executes (default the last one patched)", 0, 4095),
+                Option(
+                    "patch_delay_us",
+                    float,
+                    0.0,
+                    "time patching one site takes in free mode (µs; >= 50 sleeps, below busy-waits)",
+                    0,
+                    1e6,
+                ),
             ),
             explore_defaults={"iterations": 1, "sites": 2},
         )
@@ -131,8 +136,9 @@ class StaticKeyWorkload(Workload):
     def params(self, variant: str, v: StaticKeyVars, opts: dict[str, Any], iterations: int | None) -> dict:
         return super().params(variant, v, opts, iterations) | {"site_index": _site(opts)}
 
-    def check(self, variant: str, v: StaticKeyVars, seg: Segment, cpus: int, opts: dict[str, Any],
-              result: RunResult) -> list[str]:
+    def check(
+        self, variant: str, v: StaticKeyVars, seg: Segment, cpus: int, opts: dict[str, Any], result: RunResult
+    ) -> list[str]:
         enabled, sites = jump_label_variant(variant).storage(seg.words, v.key)
         problems = []
         if enabled != 0:

@@ -35,15 +35,18 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from shmkernel.errors import UsageError
 from shmkernel.kernel import symbols as ks
+from shmkernel.kernel.bug import Oops
+from shmkernel.kernel.list import list_nodes
 from shmkernel.kernel.module import VARIANTS as REFCOUNTS
+from shmkernel.kernel.module_loader import RmmodAsleep
 from shmkernel.kernel.symbols import (
     Kernel,
-    Oops,
     Symbols,
     SymModule,
     load_module,
@@ -52,11 +55,11 @@ from shmkernel.kernel.symbols import (
     symbol_put_addr,
     sys_delete_module,
 )
-from shmkernel.memory.layout import Layout
+from shmkernel.memory.layout import Layout, per_cpu_ptr
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.machine import Program, RunResult
-from shmkernel.workload import Option, Workload
+from shmkernel.workload import Option, SegmentOracle, Workload
 
 MAX_USERS = 16
 PROVIDER = 1
@@ -71,6 +74,17 @@ class SymbolsVars:
     held: int  # per-CPU oracle: provider generation of the symbol_get reference held (0: none)
     linked: int  # per-CPU oracle: provider generation this CPU's module is linked to (0: none)
     refcount: str  # the refcount scheme (an option; kept here for `extra`)
+
+
+def list_users(read: Callable[[int], int], b: SymModule) -> dict[int, tuple[int, int]]:
+    """Oracle (read outside the machine): b's users as {user: (count, static)}; ValueError if corrupt."""
+    out: dict[int, tuple[int, int]] = {}
+    for p in list_nodes(read, b.uses, b.head):
+        a = b.uses.index(p)
+        if a in out:
+            raise ValueError(f"{b.name}.modules_which_use_me lists user {a} twice")
+        out[a] = (read(p + ks.COUNT), read(p + ks.STATIC))
+    return out
 
 
 def _is_linked(which: str, cpu: int) -> bool:
@@ -89,7 +103,7 @@ def _pair(ctx: Ctx, k: Kernel, p: dict[str, Any], me: SymModule, rng: random.Ran
     prov = k.sym.module(PROVIDER)
     assert prov is not None
     sym = k.sym.symbol(PROVIDER, SYM_GOT)
-    held = p["v"].held + ctx.cpu * 8
+    held = per_cpu_ptr(p["v"].held, ctx.cpu)
     ctx.count("pairs")
     value = symbol_get(ctx, k, sym, me)
     if not value:
@@ -128,7 +142,7 @@ def symbols_cpu(ctx: Ctx, p: dict[str, Any]) -> None:
     linked = _is_linked(p["linked"], ctx.cpu)
     buggy = p["unbalanced_cpus"] == 0 or ctx.cpu < p["unbalanced_cpus"]
     rng = random.Random(0x5EED01 + ctx.cpu)
-    link_slot = v.linked + ctx.cpu * 8
+    link_slot = per_cpu_ptr(v.linked, ctx.cpu)
     per_load = p["pairs_per_load"]
     loaded = per_load == 0  # loaded at boot, for the whole run
     link_gen = ctx.oracle_read(link_slot) if loaded else 0
@@ -158,14 +172,16 @@ def symbols_cpu(ctx: Ctx, p: dict[str, Any]) -> None:
                 else:
                     ctx.count("unload_failures")
         except Oops:
-            ctx.oracle_write(v.held + ctx.cpu * 8, 0)  # the dead task touches nothing more
+            ctx.oracle_write(per_cpu_ptr(v.held, ctx.cpu), 0)  # the dead task touches nothing more
             if p["oops"] == "stop":
                 ctx.oracle_write(link_slot, 0)
                 return
+        except RmmodAsleep:  # its rmmod sleeps until the end: this task does nothing more
+            return
     if loaded and per_load:  # rmmod at the end too, so that every leftover use is reported
         try:
             sys_delete_module(ctx, k, me)
-        except Oops:
+        except (Oops, RmmodAsleep):
             pass
         ctx.oracle_write(link_slot, 0)
 
@@ -174,7 +190,7 @@ def _stale(ctx: Ctx, v: SymbolsVars, gen: int) -> bool:
     for c in range(ctx.nr_cpus):
         if ctx.cpu_finished(c):
             continue
-        if ctx.oracle_read(v.held + c * 8) == gen or ctx.oracle_read(v.linked + c * 8) == gen:
+        if ctx.oracle_read(per_cpu_ptr(v.held, c)) == gen or ctx.oracle_read(per_cpu_ptr(v.linked, c)) == gen:
             return True
     return False
 
@@ -204,7 +220,7 @@ def symbols_coordinator(ctx: Ctx, p: dict[str, Any]) -> None:
                     load_module(ctx, k, prov)
             if free and p["attempt_interval_us"]:
                 time.sleep(p["attempt_interval_us"] * 1e-6)
-    except Oops:
+    except (Oops, RmmodAsleep):  # the task died, or sleeps in rmmod until the end
         return
 
 
@@ -214,8 +230,8 @@ def symbols_setup(ctx: Ctx, p: dict[str, Any]) -> None:
     v: SymbolsVars = p["v"]
     ks.boot_symbols(ctx, k)
     for c in range(ctx.nr_cpu_ids):
-        ctx.write_once(v.held + c * 8, 0)
-        ctx.write_once(v.linked + c * 8, 0)
+        ctx.write_once(per_cpu_ptr(v.held, c), 0)
+        ctx.write_once(per_cpu_ptr(v.linked, c), 0)
     prov = k.sym.module(PROVIDER)
     assert prov is not None
     load_module(ctx, k, prov)
@@ -224,7 +240,7 @@ def symbols_setup(ctx: Ctx, p: dict[str, Any]) -> None:
             linked = _is_linked(p["linked"], c)
             load_module(ctx, k, me, (k.sym.symbol(PROVIDER, SYM_LINKED),) if linked else ())
             if linked:
-                ctx.write_once(v.linked + c * 8, ctx.read_once(prov.mod.generation))
+                ctx.write_once(per_cpu_ptr(v.linked, c), ctx.read_once(prov.mod.generation))
 
 
 class SymbolGetPut(Workload):
@@ -237,45 +253,98 @@ class SymbolGetPut(Workload):
             variants=dict(ks.VARIANTS),
             aliases=dict(ks.ALIASES),
             events=("use_after_free", *ks.EVENTS),
-            counters=("pairs", "get_failures", "extra_puts", "leaked_gets", "attempts", "unloads", "loads",
-                      "load_failures", "unload_failures", *ks.COUNTERS),
+            counters=(
+                "pairs",
+                "get_failures",
+                "extra_puts",
+                "leaked_gets",
+                "attempts",
+                "unloads",
+                "loads",
+                "load_failures",
+                "unload_failures",
+                *ks.COUNTERS,
+            ),
             denominators={"use_after_free": "pairs", "bug": "extra_puts", "leak": "leaked_gets"},
             options=(
-                Option("unbalanced_rate", float, 0.005, "probability that a buggy module puts a symbol "
-                       "once more after its put", 0, 1),
+                Option(
+                    "unbalanced_rate",
+                    float,
+                    0.005,
+                    "probability that a buggy module puts a symbol once more after its put",
+                    0,
+                    1,
+                ),
                 Option("unbalanced_cpus", int, 0, "CPUs running a buggy module (the first N; 0: all)", 0, MAX_USERS),
                 Option("leak_rate", float, 0.0, "probability that a pair never puts (an unmatched get)", 0, 1),
-                Option("linked", str, "none", "user modules that also call the provider directly (a static "
-                       "use): none, half (even CPUs) or all", choices=("none", "half", "all")),
-                Option("pairs_per_load", int, 16, "pairs a user module makes between its insmod and rmmod "
-                       "(0: loaded at boot for the whole run)", 0, 10**9),
+                Option(
+                    "linked",
+                    str,
+                    "none",
+                    "user modules that also call the provider directly (a static use): none, half (even CPUs) or all",
+                    choices=("none", "half", "all"),
+                ),
+                Option(
+                    "pairs_per_load",
+                    int,
+                    16,
+                    "pairs a user module makes between its insmod and rmmod (0: loaded at boot for the whole run)",
+                    0,
+                    10**9,
+                ),
                 Option("hold_iterations", int, 4, "uses of the symbol between symbol_get and symbol_put", 1, 10**6),
                 Option("put_addr_rate", float, 0.25, "fraction of puts done with symbol_put_addr", 0, 1),
                 Option("attempt_interval_us", float, 50.0, "pause between rmmod attempts (µs)", 0, 1e7),
                 Option("attempts", int, 1, "rmmod attempts per scheduled execution (0: none)", 0, 100),
-                Option("oops", str, "stop", "after a BUG(): stop the CPU's program, or continue with the "
-                       "next pair", choices=("stop", "continue")),
-                Option("refcount", str, "percpu-incs-decs", "the modules' refcount scheme (seed 000)",
-                       choices=tuple(REFCOUNTS)),
-                Option("lock_links", bool, False, "not the patch: take modlist_lock for the link-time and "
-                       "unload-time list changes too"),
+                Option(
+                    "oops",
+                    str,
+                    "stop",
+                    "after a BUG(): stop the CPU's program, or continue with the next pair",
+                    choices=("stop", "continue"),
+                ),
+                Option(
+                    "refcount",
+                    str,
+                    "percpu-incs-decs",
+                    "the modules' refcount scheme (seed 000)",
+                    choices=tuple(REFCOUNTS),
+                ),
+                Option(
+                    "lock_links",
+                    bool,
+                    False,
+                    "not the patch: take modlist_lock for the link-time and unload-time list changes too",
+                ),
             ),
-            explore_defaults={"iterations": 1, "hold_iterations": 1, "pairs_per_load": 0, "linked": "none",
-                              "unbalanced_rate": 1.0, "unbalanced_cpus": 1, "put_addr_rate": 0.0},
+            explore_defaults={
+                "iterations": 1,
+                "hold_iterations": 1,
+                "pairs_per_load": 0,
+                "linked": "none",
+                "unbalanced_rate": 1.0,
+                "unbalanced_cpus": 1,
+                "put_addr_rate": 0.0,
+            },
         )
 
     def declare(self, layout: Layout, opts: dict[str, Any]) -> SymbolsVars:
         users = min(layout.nr_slots - 1, MAX_USERS)
         sym = ks.declare_symbols(layout, ["provider", *(f"user{c}" for c in range(users))])
-        return SymbolsVars(sym, layout.percpu("symbols.held"), layout.percpu("symbols.linked"),
-                           opts.get("refcount") or "percpu-incs-decs")
+        return SymbolsVars(
+            sym,
+            layout.percpu("symbols.held"),
+            layout.percpu("symbols.linked"),
+            opts.get("refcount") or "percpu-incs-decs",
+        )
 
     def params(self, variant: str, v: SymbolsVars, opts: dict[str, Any], iterations: int | None) -> dict:
         k = Kernel(v.sym, ks.symbols_variant(variant), opts["refcount"], opts["lock_links"])
         return super().params(variant, v, opts, iterations) | {"k": k}
 
-    def programs(self, variant: str, v: SymbolsVars, cpus: int, opts: dict[str, Any],
-                 iterations: int | None) -> list[Program | None]:
+    def programs(
+        self, variant: str, v: SymbolsVars, cpus: int, opts: dict[str, Any], iterations: int | None
+    ) -> list[Program | None]:
         if cpus > len(v.sym.modules) - 1:
             raise UsageError(f"symbol-get-put runs at most {MAX_USERS} CPUs (one user module each)")
         p = self.params(variant, v, opts, iterations)
@@ -284,27 +353,22 @@ class SymbolGetPut(Workload):
 
     def extra(self, variant: str, v: SymbolsVars, seg: Segment) -> dict[str, Any]:
         """The provider at quiesce: refcount, who the kernel says uses it, list sanity."""
-        k = Kernel(v.sym, ks.symbols_variant(variant))
         prov = v.sym.module(PROVIDER)
         assert prov is not None
         w = seg.words
-
-        class _O:
-            nr_cpu_ids = seg.layout.nr_slots
-
-            def oracle_read(self, a: int) -> int:
-                return w[a]
-
-        out: dict[str, Any] = {"provider_loaded": bool(w[prov.listed]),
-                               "provider_refcount": REFCOUNTS[v.refcount].storage_total(_O(), prov.mod)}
+        out: dict[str, Any] = {
+            "provider_loaded": bool(w[prov.mod.listed]),
+            "provider_refcount": REFCOUNTS[v.refcount].storage_total(SegmentOracle(seg), prov.mod),
+        }
         try:
-            out["provider_users"] = {str(a): list(c) for a, c in ks.list_users(w.__getitem__, k, prov).items()}
+            out["provider_users"] = {str(a): list(c) for a, c in list_users(w.__getitem__, prov).items()}
         except ValueError as e:
             out["provider_users"] = str(e)
         return out
 
-    def check(self, variant: str, v: SymbolsVars, seg: Segment, cpus: int, opts: dict[str, Any],
-              result: RunResult) -> list[str]:
+    def check(
+        self, variant: str, v: SymbolsVars, seg: Segment, cpus: int, opts: dict[str, Any], result: RunResult
+    ) -> list[str]:
         """Nothing is exact by construction here: inconsistent lists and refcounts are what the
         variants are measured for (as events), not runtime bugs. `extra` reports the state."""
         return []

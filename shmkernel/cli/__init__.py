@@ -20,8 +20,15 @@ from shmkernel.errors import ShmkernelError, UsageError
 from shmkernel.runtime import signals
 
 #: sub-command name -> its module, in the order `--help` lists them
-COMMANDS: dict[str, ModuleType] = {"doctor": doctor, "list": listing, "run": run, "explore": explore,
-                                   "replay": replay, "sweep": sweep, "litmus": litmus}
+COMMANDS: dict[str, ModuleType] = {
+    "doctor": doctor,
+    "list": listing,
+    "run": run,
+    "explore": explore,
+    "replay": replay,
+    "sweep": sweep,
+    "litmus": litmus,
+}
 
 
 def build_parser(wl: object = None) -> Parser:
@@ -82,6 +89,5 @@ def _main(argv: list[str]) -> int:
     except Exception as e:  # noqa: BLE001 - never a traceback for a user
         if os.environ.get("SHMKERNEL_DEBUG"):
             raise
-        print(f"shmkernel: internal error: {type(e).__name__}: {e} (SHMKERNEL_DEBUG=1 shows where)",
-              file=sys.stderr)
+        print(f"shmkernel: internal error: {type(e).__name__}: {e} (SHMKERNEL_DEBUG=1 shows where)", file=sys.stderr)
         return 3

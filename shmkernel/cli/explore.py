@@ -21,21 +21,36 @@ TAKES_WORKLOAD_OPTIONS = True
 def add_parser(sub: Any, wl: Any = None) -> None:
     ex = sub.add_parser("explore", help="search interleavings: exit 1 found, 0 proved, 4 not-proved")
     add_workload_common(ex, wl)
-    ex.add_argument("--scheduler", choices=("exhaustive", "stateful", "hypothesis", "random", "pct"),
-                    default=None,
-                    help="default exhaustive: Optimal DPOR under native/sc, the stateful search under "
-                         "tso/weak/lkmm; both complete, so a clean end is a proof. hypothesis shrinks a "
-                         "failure to few switches; random and pct sample (never a proof)")
-    ex.add_argument("--max-examples", type=int_in(1, 10**7), default=None,
-                    help="executions at most (default 100,000 for exhaustive/stateful, or the "
-                         "workload's own; 1,000 for hypothesis/random/pct)")
-    ex.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS",
-                    help="stop after this long (checked between executions): NOT a proof then")
+    ex.add_argument(
+        "--scheduler",
+        choices=("exhaustive", "stateful", "hypothesis", "random", "pct"),
+        default=None,
+        help="default exhaustive: Optimal DPOR under native/sc, the stateful search under "
+        "tso/weak/lkmm; both complete, so a clean end is a proof. hypothesis shrinks a "
+        "failure to few switches; random and pct sample (never a proof)",
+    )
+    ex.add_argument(
+        "--max-examples",
+        type=int_in(1, 10**7),
+        default=None,
+        help="executions at most (default 100,000 for exhaustive/stateful, or the "
+        "workload's own; 1,000 for hypothesis/random/pct)",
+    )
+    ex.add_argument(
+        "--time-limit",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (checked between executions): NOT a proof then",
+    )
     ex.add_argument("--iterations", type=int_in(1, 10**6), default=None, help="iterations per CPU program")
     ex.add_argument("--depth", type=int_in(1, 100), default=3, help="PCT bug depth")
-    ex.add_argument("--preemption-bound", type=int_in(0, 1000), default=None,
-                    help="exhaustive/stateful: skip interleavings with more preemptions (NOT a proof "
-                         "when it skipped any)")
+    ex.add_argument(
+        "--preemption-bound",
+        type=int_in(0, 1000),
+        default=None,
+        help="exhaustive/stateful: skip interleavings with more preemptions (NOT a proof when it skipped any)",
+    )
     ex.add_argument("--max-steps", type=int_in(1, 10**7), default=20_000, help="livelock step budget")
 
 
@@ -50,9 +65,11 @@ def _print_result(r: Any, as_json: bool) -> None:
     if r.sleep_blocked:
         extra.append(f"{r.sleep_blocked:,} abandoned with every CPU asleep")
     note = f"; {', '.join(extra)}" if extra else ""
-    print(f"{r.workload}/{r.variant}: {r.scheduler}, {r.memory_model}, {r.cpus} CPUs x {r.iterations} "
-          f"iteration(s): {r.examples:,} execution(s){note} in {r.seconds:.2f} s "
-          f"({r.steps_per_second:,.0f} steps/s)")
+    print(
+        f"{r.workload}/{r.variant}: {r.scheduler}, {r.memory_model}, {r.cpus} CPUs x {r.iterations} "
+        f"iteration(s): {r.examples:,} execution(s){note} in {r.seconds:.2f} s "
+        f"({r.steps_per_second:,.0f} steps/s)"
+    )
     if r.found:
         print(r.trace)
         print(f"schedule: {r.schedule}")
@@ -70,10 +87,21 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     raw = {k: v for k, v in wl.explore_defaults.items() if k not in EXPLORE_KEYS}
     raw.update({k: v for k, v in workload_options(wl, extra).items() if v != _default(wl, k)})
     check_cpus(args.cpus or wl.default_cpus, args)
-    r = explore(wl, variant=args.variant, scheduler=args.scheduler, max_examples=args.max_examples,
-                seed=args.seed, cpus=args.cpus, iterations=args.iterations, opts=raw,
-                memory_model=args.memory_model, max_steps=args.max_steps, depth=args.depth,
-                preemption_bound=args.preemption_bound, time_limit=args.time_limit)
+    r = explore(
+        wl,
+        variant=args.variant,
+        scheduler=args.scheduler,
+        max_examples=args.max_examples,
+        seed=args.seed,
+        cpus=args.cpus,
+        iterations=args.iterations,
+        opts=raw,
+        memory_model=args.memory_model,
+        max_steps=args.max_steps,
+        depth=args.depth,
+        preemption_bound=args.preemption_bound,
+        time_limit=args.time_limit,
+    )
     try:
         _print_result(r, args.json)
     except BrokenPipeError:  # `| head`: the verdict still decides the exit code

@@ -14,9 +14,13 @@ TAKES_WORKLOAD_OPTIONS = False
 def add_parser(sub: Any, wl: Any = None) -> None:
     lt = sub.add_parser("litmus", help="run LKMM litmus tests (herd7/litmus7-style output)")
     lt.add_argument("files", nargs="+", metavar="FILE")
-    lt.add_argument("--memory-model", choices=MEMORY_MODELS, default=None,
-                    help="default lkmm (herd7's model, what kernel developers compare with); "
-                         "--mode free runs on the host's own (native)")
+    lt.add_argument(
+        "--memory-model",
+        choices=MEMORY_MODELS,
+        default=None,
+        help="default lkmm (herd7's model, what kernel developers compare with); "
+        "--mode free runs on the host's own (native)",
+    )
     lt.add_argument("--mode", choices=("exhaustive", "free"), default="exhaustive")
     lt.add_argument("--runs", type=int_in(1, 10**7), default=1000, help="free mode: runs per test")
     lt.add_argument("--json", action="store_true")

@@ -49,20 +49,28 @@ OVERSUBSCRIBE = 8
 
 
 def add_workload_common(p: argparse.ArgumentParser, wl: Any = None) -> None:
-    p.add_argument("workload", help="a workload name (see `shmkernel list`), a file (path/to/race.py[:NAME]) "
-                   "or a module (package.module:NAME)")
+    p.add_argument(
+        "workload",
+        help="a workload name (see `shmkernel list`), a file (path/to/race.py[:NAME]) "
+        "or a module (package.module:NAME)",
+    )
     p.add_argument("--variant", help="variant name or alias (buggy, fixed)")
     p.add_argument("--cpus", type=int_in(1, 1024), default=None, help="worker CPUs (default 2)")
-    p.add_argument("--oversubscribe", action="store_true",
-                   help=f"allow more than {OVERSUBSCRIBE} CPU processes per usable core")
+    p.add_argument(
+        "--oversubscribe", action="store_true", help=f"allow more than {OVERSUBSCRIBE} CPU processes per usable core"
+    )
     p.add_argument("--memory-model", choices=MEMORY_MODELS, default="native")
     p.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     if wl is not None and wl.options:  # `shmkernel run WORKLOAD --help` lists them too
         g = p.add_argument_group(f"options of {wl.name}")
         for o in wl.options:
-            g.add_argument("--" + o.name.replace("_", "-"), dest=f"_wl_{o.name}", metavar=o.type.__name__.upper(),
-                           help=f"{o.help} (default {o.default})")
+            g.add_argument(
+                "--" + o.name.replace("_", "-"),
+                dest=f"_wl_{o.name}",
+                metavar=o.type.__name__.upper(),
+                help=f"{o.help} (default {o.default})",
+            )
 
 
 def check_cpus(cpus: int, args: argparse.Namespace) -> None:
@@ -71,8 +79,10 @@ def check_cpus(cpus: int, args: argparse.Namespace) -> None:
 
     cores = len(usable_cores())
     if cpus + 1 > OVERSUBSCRIBE * cores and not getattr(args, "oversubscribe", False):
-        raise UsageError(f"--cpus {cpus} is more than {OVERSUBSCRIBE} CPU processes per core on this host "
-                         f"({cores} usable cores): add --oversubscribe to run it anyway")
+        raise UsageError(
+            f"--cpus {cpus} is more than {OVERSUBSCRIBE} CPU processes per core on this host "
+            f"({cores} usable cores): add --oversubscribe to run it anyway"
+        )
 
 
 def workload_options(wl: Any, extra: list[str]) -> dict[str, Any]:

@@ -33,8 +33,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     else:
         print(first.trace)
         ev = ", ".join(f"{k}={v}" for k, v in first.events.items()) or "no violation"
-        print(f"{wl.name}/{first.variant}: {ev}; {len(results)} replay(s), "
-              f"{'all identical' if same else 'NOT identical'}")
+        print(
+            f"{wl.name}/{first.variant}: {ev}; {len(results)} replay(s), {'all identical' if same else 'NOT identical'}"
+        )
     if not same:
         return 3
     return 1 if first.found else 0

@@ -24,8 +24,13 @@ TAKES_WORKLOAD_OPTIONS = True
 def add_parser(sub: Any, wl: Any = None) -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="free runs over a grid of parameters (JSONL, table, plot)")
     add_workload_common(sw, wl)
-    sw.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2",
-                    help="a swept parameter: a workload option, cpus, variant or seconds (repeatable)")
+    sw.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a swept parameter: a workload option, cpus, variant or seconds (repeatable)",
+    )
     sw.add_argument("--repeat", type=int_in(1, 10_000), default=1, help="runs per grid point")
     sw.add_argument("--seconds", type=positive_float, default=1.0, help="run time per point (default 1)")
     sw.add_argument("--out", metavar="FILE.jsonl", help="append records here; resume from it")
@@ -33,8 +38,12 @@ def add_parser(sub: Any, wl: Any = None) -> argparse.ArgumentParser:
     sw.add_argument("--x", dest="plot_x", metavar="NAME", help="the parameter on the plot's x axis")
     sw.add_argument("--cluster", metavar="tcp://HOST:PORT", help="run each point as a Dask task there")
     sw.add_argument("--no-pin", action="store_true", help="do not pin CPU processes to cores")
-    sw.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
-                    help="progress bar on stderr (auto: when it is a terminal)")
+    sw.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="progress bar on stderr (auto: when it is a terminal)",
+    )
     return sw
 
 
@@ -52,17 +61,28 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     opts = workload_options(wl, extra)
     progress = {"auto": None, "always": True, "never": False}[getattr(args, "progress", "auto")]
     check_cpus(args.cpus or wl.default_cpus, args)
-    res = sweep(wl, args.param, repeat=args.repeat, out=args.out, variant=args.variant, cpus=args.cpus,
-                seconds=args.seconds, opts=opts, cluster=args.cluster, progress=progress,
-                pin=not getattr(args, "no_pin", False))
+    res = sweep(
+        wl,
+        args.param,
+        repeat=args.repeat,
+        out=args.out,
+        variant=args.variant,
+        cpus=args.cpus,
+        seconds=args.seconds,
+        opts=opts,
+        cluster=args.cluster,
+        progress=progress,
+        pin=not getattr(args, "no_pin", False),
+    )
     if getattr(args, "json", False):
         for r in res.records:
             print(json.dumps(r, sort_keys=True))
     else:
         print_summary(wl, res.records)
         where = f" -> {args.out}" if args.out else ""
-        print(f"{res.ran} point(s) run, {res.skipped} already in the file{where} ({res.seconds:.1f} s)",
-              file=sys.stderr)
+        print(
+            f"{res.ran} point(s) run, {res.skipped} already in the file{where} ({res.seconds:.1f} s)", file=sys.stderr
+        )
     if args.plot:
         from shmkernel.measure.plot import plot
 

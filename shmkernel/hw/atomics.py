@@ -33,9 +33,7 @@ def libatomic_path() -> str:
     """Return the path (or soname) of libatomic, or raise a one-line error."""
     name = ctypes.util.find_library("atomic")
     if not name:
-        raise UsageError(
-            "libatomic not found: install the Debian package libatomic1 (apt-get install libatomic1)"
-        )
+        raise UsageError("libatomic not found: install the Debian package libatomic1 (apt-get install libatomic1)")
     return name
 
 

@@ -35,8 +35,8 @@ The decrement of ``pre-fix`` and ``seed-fix`` is the seed's
 would reach 0; else lock and decrement; on 0, update with the mutex held), and
 ``WARN(atomic_read(&key->enabled) < 0)`` otherwise.
 
-Every WARN / WARN_ON_ONCE is ``ctx.event("warn", what=...)``, counted at every
-occurrence (the emulation has no "once"). Not emulated: ``cpus_read_lock()``
+Every WARN / WARN_ON_ONCE is bug.py's ``WARN`` (a ``warn`` event), counted at
+every occurrence (the emulation has no "once"). Not emulated: ``cpus_read_lock()``
 (no CPU hotplug here), module jump entries, the rate-limited (deferred)
 decrement, and x86's batched ``text_poke_bp`` (upstream queues all sites and
 patches them in one batch; here every variant patches site by site, as
@@ -49,6 +49,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shmkernel.errors import UsageError
+from shmkernel.kernel.bug import WARN
+from shmkernel.kernel.locking import atomic_dec_and_mutex_lock, mutex
+from shmkernel.kernel.variants import lookup
 from shmkernel.memory.layout import Layout
 from shmkernel.runtime.ctx import Ctx
 
@@ -75,8 +78,7 @@ def declare_jump_label_mutex(layout: Layout) -> int:
     return layout.scalar("jump_label_mutex")
 
 
-def declare_static_key(layout: Layout, name: str, nr_entries: int,
-                       jump_label_mutex: int | None = None) -> StaticKey:
+def declare_static_key(layout: Layout, name: str, nr_entries: int, jump_label_mutex: int | None = None) -> StaticKey:
     """DEFINE_STATIC_KEY_FALSE(name) with ``nr_entries`` jump sites in the text."""
     if not 1 <= nr_entries <= 4096:
         raise UsageError(f"a static key needs 1..4096 jump sites, got {nr_entries}")
@@ -118,21 +120,6 @@ def arch_jump_label_transform(ctx: Ctx, key: StaticKey, i: int, type_: int, dela
         ctx.delay_us(delay_us)
 
 
-def atomic_dec_and_mutex_lock(ctx: Ctx, cnt: int, lock: int) -> bool:
-    """kernel/locking/mutex.c: decrement ``cnt``; if it hit 0, return True holding ``lock``."""
-    # dec if we can't possibly hit 0
-    if ctx.atomic_add_unless(cnt, -1, 1):
-        return False
-    # we might hit 0, so take the lock
-    ctx.mutex_lock(lock)
-    if not ctx.atomic_dec_and_test(cnt):
-        # when we actually did the dec, we didn't hit 0
-        ctx.mutex_unlock(lock)
-        return False
-    # we hit 0, and we hold the lock
-    return True
-
-
 class _JumpLabel:
     """What the variants share; the subclasses hold the count protocol."""
 
@@ -142,7 +129,11 @@ class _JumpLabel:
         self.patch_delay_us = patch_delay_us
 
     def static_key_count(self, ctx: Ctx, key: StaticKey) -> int:
-        return ctx.atomic_read(key.enabled)
+        """include/linux/jump_label.h since the seed (pre-fix overrides it)."""
+        # -1 means the first static_key_slow_inc() is in progress.
+        #  static_key_enabled() must return true, so return 1 here.
+        n = ctx.atomic_read(key.enabled)
+        return n if n >= 0 else 1
 
     def static_key_enabled(self, ctx: Ctx, key: StaticKey) -> bool:
         return self.static_key_count(ctx, key) > 0
@@ -185,8 +176,7 @@ def __static_key_slow_dec(ctx: Ctx, jl: _JumpLabel, key: StaticKey) -> None:
     # returns is unbalanced, because all other static_key_slow_inc()
     # instances block while the update is in progress.
     if not atomic_dec_and_mutex_lock(ctx, key.enabled, key.jump_label_mutex):
-        if ctx.atomic_read(key.enabled) < 0:
-            ctx.event("warn", what="jump label: negative count!")
+        WARN(ctx, ctx.atomic_read(key.enabled) < 0, "jump label: negative count!")
         return
     # (rate_limit == 0: no deferred work)
     jl.jump_label_update(ctx, key)
@@ -203,6 +193,9 @@ class PreFix(_JumpLabel):
     """``pre-fix``: kernel/jump_label.c from v4.3 until the seed."""
 
     name = "pre-fix"
+
+    def static_key_count(self, ctx: Ctx, key: StaticKey) -> int:
+        return ctx.atomic_read(key.enabled)
 
     def static_key_slow_inc(self, ctx: Ctx, key: StaticKey) -> bool:
         if ctx.atomic_inc_not_zero(key.enabled):
@@ -225,12 +218,6 @@ class SeedFix(_JumpLabel):
     """``seed-fix``: the seed, "locking/static_key: Fix concurrent static_key_slow_inc()"."""
 
     name = "seed-fix"
-
-    def static_key_count(self, ctx: Ctx, key: StaticKey) -> int:
-        # -1 means the first static_key_slow_inc() is in progress.
-        #  static_key_enabled() must return true, so return 1 here.
-        n = ctx.atomic_read(key.enabled)
-        return n if n >= 0 else 1
 
     def static_key_slow_inc(self, ctx: Ctx, key: StaticKey) -> bool:
         # Careful if we get concurrent static_key_slow_inc() calls;
@@ -271,24 +258,18 @@ def __static_key_slow_dec_cpuslocked(ctx: Ctx, jl: _JumpLabel, key: StaticKey) -
     if jl.static_key_dec_not_one(ctx, key):  # type: ignore[attr-defined]
         return
 
-    # guard(mutex)(&jump_label_mutex): unlocked on every return below
-    jump_label_lock(ctx, key)
-    val = ctx.atomic_read(key.enabled)
-    # It should be impossible to observe -1 with jump_label_mutex held,
-    # see static_key_slow_inc_cpuslocked().
-    if val == -1:
-        ctx.event("warn", what="static_key_slow_dec: -1 under jump_label_mutex")
-        jump_label_unlock(ctx, key)
-        return
-    # Cannot already be 0, something went sideways.
-    if val == 0:
-        ctx.event("warn", what="static_key_slow_dec: already 0 under jump_label_mutex")
-        jump_label_unlock(ctx, key)
-        return
+    with mutex(ctx, key.jump_label_mutex):  # guard(mutex)(&jump_label_mutex)
+        val = ctx.atomic_read(key.enabled)
+        # It should be impossible to observe -1 with jump_label_mutex held,
+        # see static_key_slow_inc_cpuslocked().
+        if WARN(ctx, val == -1, "static_key_slow_dec: -1 under jump_label_mutex"):
+            return
+        # Cannot already be 0, something went sideways.
+        if WARN(ctx, val == 0, "static_key_slow_dec: already 0 under jump_label_mutex"):
+            return
 
-    if ctx.atomic_dec_and_test(key.enabled):
-        jl.jump_label_update(ctx, key)
-    jump_label_unlock(ctx, key)
+        if ctx.atomic_dec_and_test(key.enabled):
+            jl.jump_label_update(ctx, key)
 
 
 _upstream_static_key_slow_dec_cpuslocked = __static_key_slow_dec_cpuslocked
@@ -298,12 +279,6 @@ class Upstream(_JumpLabel):
     """``upstream``: kernel/jump_label.c today (v6.11+)."""
 
     name = "upstream"
-
-    def static_key_count(self, ctx: Ctx, key: StaticKey) -> int:
-        # -1 means the first static_key_slow_inc() is in progress.
-        #  static_key_enabled() must return true, so return 1 here.
-        n = ctx.atomic_read(key.enabled)
-        return n if n >= 0 else 1
 
     def static_key_fast_inc_not_disabled(self, ctx: Ctx, key: StaticKey) -> bool:
         # Negative key->enabled has a special meaning: it sends
@@ -330,23 +305,22 @@ class Upstream(_JumpLabel):
         if self.static_key_fast_inc_not_disabled(ctx, key):
             return True
 
-        # guard(mutex)(&jump_label_mutex): unlocked on every return below
-        jump_label_lock(ctx, key)
-        # Try to mark it as 'enabling in progress.'
-        if not ctx.atomic_cmpxchg(key.enabled, 0, -1):
-            self.jump_label_update(ctx, key)
-            # Ensure that when static_key_fast_inc_not_disabled() or
-            # static_key_dec_not_one() observe the positive value,
-            # they must also observe all the text changes.
-            ctx.smp_store_release(key.enabled, 1)  # atomic_set_release
-        else:
+        with mutex(ctx, key.jump_label_mutex):  # guard(mutex)(&jump_label_mutex)
+            # Try to mark it as 'enabling in progress.'
+            if not ctx.atomic_cmpxchg(key.enabled, 0, -1):
+                self.jump_label_update(ctx, key)
+                # Ensure that when static_key_fast_inc_not_disabled() or
+                # static_key_dec_not_one() observe the positive value,
+                # they must also observe all the text changes.
+                ctx.smp_store_release(key.enabled, 1)  # atomic_set_release
             # While holding the mutex this should never observe
             # anything else than a value >= 1 and succeed
-            if not self.static_key_fast_inc_not_disabled(ctx, key):
-                ctx.event("warn", what="static_key_slow_inc: count not >= 1 under jump_label_mutex")
-                jump_label_unlock(ctx, key)
+            elif WARN(
+                ctx,
+                not self.static_key_fast_inc_not_disabled(ctx, key),
+                "static_key_slow_inc: count not >= 1 under jump_label_mutex",
+            ):
                 return False
-        jump_label_unlock(ctx, key)
         return True
 
     def static_key_slow_inc(self, ctx: Ctx, key: StaticKey) -> bool:
@@ -369,12 +343,10 @@ class Upstream(_JumpLabel):
             # decrement is concurrent with a first (0->1) increment. IOW
             # people are trying to disable something that wasn't yet fully
             # enabled. This suggests an ordering problem on the user side.
-            if v < 0:
-                ctx.event("warn", what="static_key_dec_not_one: negative count")
+            WARN(ctx, v < 0, "static_key_dec_not_one: negative count")
             # Warn about underflow, and lie about success in an attempt to
             # not make things worse.
-            if v == 0:
-                ctx.event("warn", what="static_key_dec_not_one: underflow")
+            if WARN(ctx, v == 0, "static_key_dec_not_one: underflow"):
                 return True
             if v <= 1:
                 return False
@@ -388,16 +360,10 @@ class Upstream(_JumpLabel):
         _upstream_static_key_slow_dec_cpuslocked(ctx, self, key)
 
 
-VARIANTS: dict[str, type[_JumpLabel]] = {c.name: c for c in (PreFix, SeedFix, Upstream)}
+VARIANTS: dict[str, type[PreFix | SeedFix | Upstream]] = {c.name: c for c in (PreFix, SeedFix, Upstream)}
 ALIASES = {"buggy": "pre-fix", "fixed": "seed-fix"}
 
 
 def jump_label_variant(name: str, patch_delay_us: float = 0.0) -> PreFix | SeedFix | Upstream:
     """The variant's kernel code; ``patch_delay_us`` is the time patching one site takes (free mode)."""
-    name = ALIASES.get(name, name)
-    try:
-        return VARIANTS[name](patch_delay_us)  # type: ignore[return-value]
-    except KeyError:
-        raise UsageError(
-            f"unknown variant {name!r}; choose one of {', '.join([*VARIANTS, *ALIASES])}"
-        ) from None
+    return lookup(VARIANTS, ALIASES, name)(patch_delay_us)

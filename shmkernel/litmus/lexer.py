@@ -6,12 +6,15 @@ import re
 
 from shmkernel.errors import UsageError
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<ws>[ \t\r\n]+)
   | (?P<num>-?\d+)
   | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>/\\|\\/|==|!=|<=|>=|&&|\|\||[-+*&|^!~<>=;:,(){}\[\]])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 
 
 class Lexer:
@@ -32,7 +35,9 @@ class Lexer:
         self.path = path
 
     def peek(self, k: int = 0) -> tuple[str, str, int]:
-        return self.toks[self.i + k] if self.i + k < len(self.toks) else ("eof", "", self.toks[-1][2] if self.toks else 0)
+        return (
+            self.toks[self.i + k] if self.i + k < len(self.toks) else ("eof", "", self.toks[-1][2] if self.toks else 0)
+        )
 
     def next(self) -> tuple[str, str, int]:
         t = self.peek()

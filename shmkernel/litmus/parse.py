@@ -72,8 +72,9 @@ def parse_litmus(path: str) -> LitmusTest:
         if lx.peek()[0] != "eof":
             raise lx.error(f"unexpected {lx.peek()[1]!r} after the final condition")
         variables += [var for var in dict.fromkeys(cond_vars(cond)) if var not in variables]
-        return LitmusTest(name, path, {v: init.get(v, 0) for v in variables}, reg_init, procs, quant, cond,
-                          locations, variables)
+        return LitmusTest(
+            name, path, {v: init.get(v, 0) for v in variables}, reg_init, procs, quant, cond, locations, variables
+        )
     raise UsageError(f"{path}: no exists/~exists/forall clause (truncated file?)")
 
 
@@ -103,7 +104,7 @@ def _header(path: str, text: str) -> tuple[str, Lexer]:
     first = lines[head].split()
     if len(first) < 2 or first[0] != "C":
         raise UsageError(f"{path}:{head + 1}: expected 'C NAME' (only the C litmus format is supported)")
-    return first[1], Lexer("\n".join(lines[head + 1:]), path, head + 2)
+    return first[1], Lexer("\n".join(lines[head + 1 :]), path, head + 2)
 
 
 def _init_block(lx: Lexer) -> tuple[dict[str, int], dict[tuple[int, str], int]]:

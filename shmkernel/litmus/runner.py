@@ -36,8 +36,7 @@ from shmkernel.workload import Workload
 
 #: corpus tests whose LKMM outcome needs load buffering (reported Never here)
 LB_FAMILY = ("LB+poonceonces",)
-LB_CAVEAT = ("load buffering is not modelled (a load is satisfied when its CPU reaches it): "
-             "herd7 may answer Sometimes")
+LB_CAVEAT = "load buffering is not modelled (a load is satisfied when its CPU reaches it): herd7 may answer Sometimes"
 
 
 def load_buffering_shape(test: LitmusTest) -> bool:
@@ -47,12 +46,11 @@ def load_buffering_shape(test: LitmusTest) -> bool:
         return True
     if test.quantifier != "exists" or len(test.procs) < 2:
         return False
-    wanted = {(c[1][1], c[1][2]) for c in _conjuncts(test.cond)
-              if c[0] == "eq" and c[1][0] == "reg" and c[2] != 0}
+    wanted = {(c[1][1], c[1][2]) for c in _conjuncts(test.cond) if c[0] == "eq" and c[1][0] == "reg" and c[2] != 0}
     for p in test.procs:
         body = _straight(p.body)
         reads = [k for k, s in enumerate(body) if s[0] in ("read", "load_acquire") and (p.index, s[1]) in wanted]
-        if not reads or not any(s[0] in ("write", "store_release") for s in body[reads[0] + 1:]):
+        if not reads or not any(s[0] in ("write", "store_release") for s in body[reads[0] + 1 :]):
             return False
     return True
 
@@ -86,24 +84,38 @@ class LitmusResult:
     caveat: str = ""  # why a Never may not be herd7's answer
 
     def as_json(self) -> dict[str, Any]:
-        return {"test": self.name, "memory_model": self.model, "mode": self.mode, "observation": self.observation,
-                "caveat": self.caveat,
-                "positive": self.positive, "negative": self.negative, "executions": self.executions,
-                "seconds": round(self.seconds, 4),
-                "states": [{"state": dict(s), "count": c} for s, c in sorted(self.states.items())]}
+        return {
+            "test": self.name,
+            "memory_model": self.model,
+            "mode": self.mode,
+            "observation": self.observation,
+            "caveat": self.caveat,
+            "positive": self.positive,
+            "negative": self.negative,
+            "executions": self.executions,
+            "seconds": round(self.seconds, 4),
+            "states": [{"state": dict(s), "count": c} for s, c in sorted(self.states.items())],
+        }
 
 
 class LitmusWorkload(Workload):
     """A litmus test seen as a workload: one CPU per process, no coordinator program."""
 
     def __init__(self, test: LitmusTest) -> None:
-        super().__init__(name=f"litmus:{test.name}", variants={"test": test.name}, aliases={"buggy": "test"},
-                         default_cpus=len(test.procs))
+        super().__init__(
+            name=f"litmus:{test.name}",
+            variants={"test": test.name},
+            aliases={"buggy": "test"},
+            default_cpus=len(test.procs),
+        )
         self.test = test
 
     def declare(self, layout: Layout, opts: dict[str, Any]) -> dict[str, Any]:
-        return {"addr": {v: layout.scalar(f"{v}") for v in self.test.variables},
-                "go": layout.scalar("litmus.go"), "done": layout.scalar("litmus.done")}
+        return {
+            "addr": {v: layout.scalar(f"{v}") for v in self.test.variables},
+            "go": layout.scalar("litmus.go"),
+            "done": layout.scalar("litmus.done"),
+        }
 
     def reset_state(self, seg: Any, v: dict[str, Any]) -> None:
         """Initial values, written by the coordinator itself (test set-up, not kernel code)."""
@@ -112,8 +124,12 @@ class LitmusWorkload(Workload):
 
     def _proc_params(self, v: dict[str, Any], i: int) -> dict[str, Any]:
         p = self.test.procs[i]
-        return {"body": p.body, "regs": list(dict.fromkeys(p.regs)), "addr": v["addr"],
-                "reg_init": {r: val for (proc, r), val in self.test.reg_init.items() if proc == i}}
+        return {
+            "body": p.body,
+            "regs": list(dict.fromkeys(p.regs)),
+            "addr": v["addr"],
+            "reg_init": {r: val for (proc, r), val in self.test.reg_init.items() if proc == i},
+        }
 
     def programs(self, variant: str, v: Any, cpus: int, opts: dict[str, Any], iterations: Any) -> list:
         return [Program(run_once, self._proc_params(v, i)) for i in range(cpus)] + [None]
@@ -144,8 +160,9 @@ def _cond_regs(c: Any) -> list[tuple[int, str]]:
     return []
 
 
-def _finish(res: LitmusResult, test: LitmusTest, outcomes: list[tuple[list[dict[str, int]], dict[str, int]]],
-            count_states: bool) -> LitmusResult:
+def _finish(
+    res: LitmusResult, test: LitmusTest, outcomes: list[tuple[list[dict[str, int]], dict[str, int]]], count_states: bool
+) -> LitmusResult:
     pos_states, neg_states = set(), set()
     pos = neg = 0
     for regs, mem in outcomes:
@@ -174,8 +191,9 @@ def _finish(res: LitmusResult, test: LitmusTest, outcomes: list[tuple[list[dict[
     return res
 
 
-def run_exhaustive(test: LitmusTest, model: str, max_executions: int = 2_000_000,
-                   state_cache: bool | None = None) -> LitmusResult:
+def run_exhaustive(
+    test: LitmusTest, model: str, max_executions: int = 2_000_000, state_cache: bool | None = None
+) -> LitmusResult:
     from shmkernel.schedule.dpor import DPORScheduler
     from shmkernel.schedule.session import Session
     from shmkernel.schedule.stateful import StatefulScheduler
@@ -219,8 +237,20 @@ def run_free(test: LitmusTest, runs: int) -> LitmusResult:
         for i in range(n):
             p = wl._proc_params(v, i) | {"go": v["go"], "done": v["done"], "runs": runs}
             progs.append(Program(run_many, p))
-        progs.append(Program(coordinate, {"addr": v["addr"], "init": test.init, "go": v["go"], "done": v["done"],
-                                          "nprocs": n, "runs": runs, "variables": test.variables}))
+        progs.append(
+            Program(
+                coordinate,
+                {
+                    "addr": v["addr"],
+                    "init": test.init,
+                    "go": v["go"],
+                    "done": v["done"],
+                    "nprocs": n,
+                    "runs": runs,
+                    "variables": test.variables,
+                },
+            )
+        )
         r = m.run(progs, timeout=600.0)
     per_proc = r.results[:n]
     mems = r.results[n]
@@ -251,8 +281,11 @@ def format_result(res: LitmusResult) -> str:
     test = res.test
     assert test is not None
     kind = {"exists": "Allowed", "~exists": "Forbidden", "forall": "Required"}[test.quantifier]
-    model = "the host's own (free runs)" if res.mode == "free" else \
-        ("sc (one step at a time)" if res.model == "native" else res.model)
+    model = (
+        "the host's own (free runs)"
+        if res.mode == "free"
+        else ("sc (one step at a time)" if res.model == "native" else res.model)
+    )
     lines = [f"Test {res.name} {kind}", f"Model {model}", f"States {len(res.states)}"]
     for key, count in sorted(res.states.items()):
         flat = {}
@@ -270,7 +303,9 @@ def format_result(res: LitmusResult) -> str:
     lines.append("Witnesses")
     lines.append(f"Positive: {res.positive} Negative: {res.negative}")
     lines.append(f"Condition {test.quantifier} ({cond_text(test.cond)})")
-    lines.append(f"Observation {res.name} {res.observation} {res.positive} {res.negative}"
-                 + (f"  ({res.caveat})" if res.caveat else ""))
+    lines.append(
+        f"Observation {res.name} {res.observation} {res.positive} {res.negative}"
+        + (f"  ({res.caveat})" if res.caveat else "")
+    )
     lines.append(f"Time {res.name} {res.seconds:.2f}")
     return "\n".join(lines)

@@ -17,8 +17,7 @@ Stmt = Any
 _FENCES = {"smp_mb", "smp_rmb", "smp_wmb"}
 #: the LKMM's conditional full fences, run as smp_mb() (at least as strong: never an
 #: outcome they forbid, maybe fewer than they allow)
-_AS_MB = {"smp_mb__before_atomic", "smp_mb__after_atomic", "smp_mb__after_spinlock",
-          "smp_mb__after_unlock_lock"}
+_AS_MB = {"smp_mb__before_atomic", "smp_mb__after_atomic", "smp_mb__after_spinlock", "smp_mb__after_unlock_lock"}
 #: statements on a location: name -> (value arguments, the statement from (location, arguments))
 _LOC_STMTS: dict[str, tuple[int, Callable[[str, list[Expr]], Stmt]]] = {
     "spin_lock": (0, lambda loc, a: ("lock", loc)),

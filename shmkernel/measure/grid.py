@@ -46,8 +46,10 @@ def _canon_name(wl: Workload, name: str) -> str:
     n = name.strip().lstrip("-").replace("-", "_")
     known = [o.name for o in wl.options]
     if n not in known and n not in SPECIAL:
-        raise UsageError(f"--param {name}: workload {wl.name!r} has no option {name!r}; "
-                         f"choose one of {', '.join([*SPECIAL, *known])}")
+        raise UsageError(
+            f"--param {name}: workload {wl.name!r} has no option {name!r}; "
+            f"choose one of {', '.join([*SPECIAL, *known])}"
+        )
     return n
 
 
@@ -102,9 +104,16 @@ def parse_params(wl: Workload, specs: Iterable[str] | dict[str, Iterable[Any]]) 
     return out
 
 
-def grid(wl: Workload, params: dict[str, list[Any]], repeat: int = 1, variant: str | None = None,
-         cpus: int | None = None, seconds: float = 1.0, opts: dict[str, Any] | None = None,
-         pin: bool = True) -> list[Point]:
+def grid(
+    wl: Workload,
+    params: dict[str, list[Any]],
+    repeat: int = 1,
+    variant: str | None = None,
+    cpus: int | None = None,
+    seconds: float = 1.0,
+    opts: dict[str, Any] | None = None,
+    pin: bool = True,
+) -> list[Point]:
     """Every point x repeat, ordered so points sharing a Machine are adjacent."""
     if repeat < 1:
         raise UsageError("--repeat must be >= 1")
@@ -118,8 +127,13 @@ def grid(wl: Workload, params: dict[str, list[Any]], repeat: int = 1, variant: s
             raise UsageError("give --variant or --param variant=..., not both")
         base_variant = ""
     for n in params:
-        if opts and n in opts and n not in SPECIAL and opts[n] is not None and \
-                opts[n] != {o.name: o for o in wl.options}[n].default:
+        if (
+            opts
+            and n in opts
+            and n not in SPECIAL
+            and opts[n] is not None
+            and opts[n] != {o.name: o for o in wl.options}[n].default
+        ):
             raise UsageError(f"--{n.replace('_', '-')} is also swept with --param {n}")
     base_opts = dict(opts or {})
     # machine-shaping parameters outside, then variant / seconds, the repeat innermost
@@ -132,6 +146,16 @@ def grid(wl: Workload, params: dict[str, list[Any]], repeat: int = 1, variant: s
         parsed = wl.parse_options(raw)
         pcpus = int(pt.get("cpus", cpus or wl.default_cpus))
         for r in range(repeat):
-            points.append(Point(wl.name, pt.get("variant", base_variant), pcpus,
-                                float(pt.get("seconds", seconds)), parsed, pt, r, pin))
+            points.append(
+                Point(
+                    wl.name,
+                    pt.get("variant", base_variant),
+                    pcpus,
+                    float(pt.get("seconds", seconds)),
+                    parsed,
+                    pt,
+                    r,
+                    pin,
+                )
+            )
     return points

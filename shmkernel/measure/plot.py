@@ -87,8 +87,15 @@ def _draw_line(ax: Any, gs: list[dict[str, Any]], px: list[Any], color: Any) -> 
         ax.plot(xs, ys, "-", color=color, alpha=0.6, linewidth=1.2)
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", color=color, capsize=3, markersize=5)
     if zero:
-        ax.plot([t[0] for t in zero], [t[1] for t in zero], "v", color=color, markersize=8,
-                markerfacecolor="white", markeredgewidth=1.6)
+        ax.plot(
+            [t[0] for t in zero],
+            [t[1] for t in zero],
+            "v",
+            color=color,
+            markersize=8,
+            markerfacecolor="white",
+            markeredgewidth=1.6,
+        )
     return bool(zero)
 
 
@@ -110,8 +117,14 @@ def _x_axis(ax: Any, mpl: Any, xs_all: list[Any], categorical: bool) -> None:
         ax.set_xticks(sorted(xs_all))  # CPUs, sites: no 2.5
 
 
-def plot(records: list[dict[str, Any]], path: str, x: str | None = None, event: str | None = None,
-         title: str | None = None, xlabel: str | None = None) -> PlotResult:
+def plot(
+    records: list[dict[str, Any]],
+    path: str,
+    x: str | None = None,
+    event: str | None = None,
+    title: str | None = None,
+    xlabel: str | None = None,
+) -> PlotResult:
     """Write a PNG of ``records`` (sweep records) to ``path``; returns what was drawn."""
     mpl = _matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -143,11 +156,20 @@ def plot(records: list[dict[str, Any]], path: str, x: str | None = None, event: 
         px = [pos[xval(g)] if categorical else xval(g) for g in gs]
         any_zero |= _draw_line(ax, gs, px, colors[i % len(colors)])
         labels.append(label)
-    handles = [Line2D([], [], color=colors[i % len(colors)], marker="o", label=lab)
-               for i, lab in enumerate(labels)]
+    handles = [Line2D([], [], color=colors[i % len(colors)], marker="o", label=lab) for i, lab in enumerate(labels)]
     if any_zero:
-        handles.append(Line2D([], [], color="gray", marker="v", linestyle="none", markerfacecolor="white",
-                              markeredgewidth=1.6, label="0 events: drawn at the 95% upper bound"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="gray",
+                marker="v",
+                linestyle="none",
+                markerfacecolor="white",
+                markeredgewidth=1.6,
+                label="0 events: drawn at the 95% upper bound",
+            )
+        )
     ax.legend(handles=handles, fontsize=8, loc="best")
     if log_y:
         ax.set_yscale("log")
@@ -157,9 +179,12 @@ def plot(records: list[dict[str, Any]], path: str, x: str | None = None, event: 
     denom = first["rates"][event].get("denominator_name", "trials")
     ax.set_ylabel(f"{event} per 10^6 {denom} (95% CI)")
     runs = max(g["runs"] for g in groups)
-    ax.set_title(title or f"{first['workload']}: {event} vs {x}  "
-                 f"({runs} run(s)/point, ~{first['seconds']:.1f} s each, host {first['host']['hostname']})",
-                 fontsize=10)
+    ax.set_title(
+        title
+        or f"{first['workload']}: {event} vs {x}  "
+        f"({runs} run(s)/point, ~{first['seconds']:.1f} s each, host {first['host']['hostname']})",
+        fontsize=10,
+    )
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, format="png")
@@ -168,4 +193,3 @@ def plot(records: list[dict[str, Any]], path: str, x: str | None = None, event: 
 
 def plot_file(jsonl: str, png: str, **kw: Any) -> PlotResult:
     return plot(load_records(jsonl), png, **kw)
-

@@ -19,14 +19,29 @@ from shmkernel.workload import Workload
 from shmkernel.workload.machines import run_free
 
 
-def measure_free(m: Any, wl: Workload, variant: str, opts: dict[str, Any], seconds: float | None = None,
-                 iterations: int | None = None, memory_model: str = "native", seed: int = 0) -> dict[str, Any]:
+def measure_free(
+    m: Any,
+    wl: Workload,
+    variant: str,
+    opts: dict[str, Any],
+    seconds: float | None = None,
+    iterations: int | None = None,
+    memory_model: str = "native",
+    seed: int = 0,
+) -> dict[str, Any]:
     """A free run (`shmkernel.workload.machines.run_free`) as a record."""
     variant = wl.resolve_variant(variant)
-    res = run_free(m, wl, variant, opts, seconds=seconds, iterations=iterations, memory_model=memory_model,
-                   seed=seed)
-    return record(m, wl, variant, opts, res.counters, res.seconds, memory_model,
-                  extra=wl.extra(variant, m.vars, m.seg) if hasattr(wl, "extra") else {})
+    res = run_free(m, wl, variant, opts, seconds=seconds, iterations=iterations, memory_model=memory_model, seed=seed)
+    return record(
+        m,
+        wl,
+        variant,
+        opts,
+        res.counters,
+        res.seconds,
+        memory_model,
+        extra=wl.extra(variant, m.vars, m.seg) if hasattr(wl, "extra") else {},
+    )
 
 
 def pinning(m: Any) -> str:
@@ -40,11 +55,20 @@ def pinning(m: Any) -> str:
     return f"pinned round-robin, up to {per_core} CPUs per core"
 
 
-def record(m: Any, wl: Workload, variant: str, opts: dict[str, Any], counters: dict[str, int],
-           seconds: float, memory_model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def record(
+    m: Any,
+    wl: Workload,
+    variant: str,
+    opts: dict[str, Any],
+    counters: dict[str, int],
+    seconds: float,
+    memory_model: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     events = {e: counters.get(e, 0) for e in (*wl.events, "warn", "bug") if e in counters}
-    rates = {e: rate(events[e], counters.get(d, 0)).as_json() | {"denominator_name": d}
-             for e, d in wl.denominators.items()}
+    rates = {
+        e: rate(events[e], counters.get(d, 0)).as_json() | {"denominator_name": d} for e, d in wl.denominators.items()
+    }
     return {
         "workload": wl.name,
         "variant": variant,
@@ -77,6 +101,8 @@ def merge(wl: Workload, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out["seconds"] = round(a["seconds"] + b["seconds"], 4)
     out["events"] = {e: counters.pop(e) for e in list(b["events"])}
     out["counters"] = counters
-    out["rates"] = {e: rate(out["events"].get(e, 0), counters.get(d, 0)).as_json() | {"denominator_name": d}
-                    for e, d in wl.denominators.items()}
+    out["rates"] = {
+        e: rate(out["events"].get(e, 0), counters.get(d, 0)).as_json() | {"denominator_name": d}
+        for e, d in wl.denominators.items()
+    }
     return out

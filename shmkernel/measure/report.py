@@ -84,19 +84,26 @@ def verdicts(wl: Any, records: list[dict[str, Any]]) -> list[str]:
         a, b = by[buggy]["rates"].get(e), by[fixed]["rates"].get(e)
         if a is None or b is None:
             continue
-        shown = (f"buggy shows {e} at {a['per_million']:.3g} per 10^6 {denom} "
-                 f"[{a['ci95'][0]:.3g}, {a['ci95'][1]:.3g}]" if a["events"]
-                 else f"buggy shows no {e} in {fmt_count(a['denominator'])} {denom}")
-        other = (f"fixed {b['events']:,} ({b['per_million']:.3g} per 10^6)" if b["events"]
-                 else f"fixed none in {fmt_count(b['denominator'])} {denom}")
+        shown = (
+            f"buggy shows {e} at {a['per_million']:.3g} per 10^6 {denom} [{a['ci95'][0]:.3g}, {a['ci95'][1]:.3g}]"
+            if a["events"]
+            else f"buggy shows no {e} in {fmt_count(a['denominator'])} {denom}"
+        )
+        other = (
+            f"fixed {b['events']:,} ({b['per_million']:.3g} per 10^6)"
+            if b["events"]
+            else f"fixed none in {fmt_count(b['denominator'])} {denom}"
+        )
         p = p_value(a, b)
         if p is None:
             judged = "nothing to compare (no trials)"
         elif p < SIGNIFICANT:
             judged = f"the difference is significant (p = {p:.2g})"
         else:
-            judged = (f"not significant yet (p = {p:.2g}): run longer (--seconds) or widen the window "
-                      f"(see `shmkernel list` for {wl.name}'s options)")
+            judged = (
+                f"not significant yet (p = {p:.2g}): run longer (--seconds) or widen the window "
+                f"(see `shmkernel list` for {wl.name}'s options)"
+            )
         out.append(f"{shown}; {other}; {judged}")
     return out
 
@@ -112,8 +119,12 @@ def _columns(wl: Any) -> list[tuple[str, Any]]:
     for e in wl.events:
         cols.append((e, lambda r, e=e: f"{r['events'].get(e, 0):,}"))
         if e in wl.denominators:
-            cols.append((f"{e} per 10^6 {wl.denominators[e]} [95% CI]",
-                         lambda r, e=e: fmt_rate(r["rates"][e]) if e in r["rates"] else "-"))
+            cols.append(
+                (
+                    f"{e} per 10^6 {wl.denominators[e]} [95% CI]",
+                    lambda r, e=e: fmt_rate(r["rates"][e]) if e in r["rates"] else "-",
+                )
+            )
     cols.append(("s", lambda r: f"{r['seconds']:.2f}"))
     return cols
 

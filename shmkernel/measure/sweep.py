@@ -83,8 +83,9 @@ def _fmt_point(pt: dict[str, Any]) -> str:
 def _main_event(wl: Workload, event: str | None = None) -> str:
     if event:
         if event not in wl.denominators:
-            raise UsageError(f"workload {wl.name!r} has no rate for event {event!r}; "
-                             f"choose one of {', '.join(wl.denominators)}")
+            raise UsageError(
+                f"workload {wl.name!r} has no rate for event {event!r}; choose one of {', '.join(wl.denominators)}"
+            )
         return event
     if not wl.denominators:
         raise UsageError(f"workload {wl.name!r} has no event with a rate to sweep")
@@ -96,9 +97,20 @@ def aggregate(records: list[dict[str, Any]], event: str) -> list[dict[str, Any]]
     groups: dict[str, dict[str, Any]] = {}
     for r in records:
         k = json.dumps([r["workload"], r["variant"], r["point"]], sort_keys=True, default=str)
-        g = groups.setdefault(k, {"workload": r["workload"], "variant": r["variant"], "point": r["point"],
-                                  "cpus": r["cpus"], "events": 0, "denominator": 0, "runs": 0,
-                                  "seconds": 0.0, "hosts": set()})
+        g = groups.setdefault(
+            k,
+            {
+                "workload": r["workload"],
+                "variant": r["variant"],
+                "point": r["point"],
+                "cpus": r["cpus"],
+                "events": 0,
+                "denominator": 0,
+                "runs": 0,
+                "seconds": 0.0,
+                "hosts": set(),
+            },
+        )
         rr = r["rates"][event]
         g["events"] += rr["events"]
         g["denominator"] += rr["denominator"]
@@ -113,8 +125,7 @@ def aggregate(records: list[dict[str, Any]], event: str) -> list[dict[str, Any]]
     return out
 
 
-def print_summary(wl: Workload, records: list[dict[str, Any]], event: str | None = None,
-                  console: Any = None) -> None:
+def print_summary(wl: Workload, records: list[dict[str, Any]], event: str | None = None, console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -125,8 +136,7 @@ def print_summary(wl: Workload, records: list[dict[str, Any]], event: str | None
     console = console or (Console() if sys.stdout.isatty() else Console(width=160))
     rows = aggregate(records, ev)
     names = list(dict.fromkeys(k for g in rows for k in g["point"] if k != "variant"))
-    t = Table(title=f"shmkernel sweep {wl.name}: {ev} per 10^6 {wl.denominators[ev]} [95% CI], "
-              f"repeats pooled")
+    t = Table(title=f"shmkernel sweep {wl.name}: {ev} per 10^6 {wl.denominators[ev]} [95% CI], repeats pooled")
     t.add_column("variant")
     for n in names:
         t.add_column(n, justify="right")
@@ -137,9 +147,16 @@ def print_summary(wl: Workload, records: list[dict[str, Any]], event: str | None
     t.add_column("s", justify="right")
     t.add_column("hosts")
     for g in rows:
-        t.add_row(g["variant"], *[str(g["point"].get(n, "")) for n in names], str(g["runs"]),
-                  f"{g['denominator']:,}", f"{g['events']:,}", fmt_rate(g["rate"]), f"{g['seconds']:.1f}",
-                  ", ".join(g["hosts"]))
+        t.add_row(
+            g["variant"],
+            *[str(g["point"].get(n, "")) for n in names],
+            str(g["runs"]),
+            f"{g['denominator']:,}",
+            f"{g['events']:,}",
+            fmt_rate(g["rate"]),
+            f"{g['seconds']:.1f}",
+            ", ".join(g["hosts"]),
+        )
     console.print(t)
 
 
@@ -161,9 +178,17 @@ class _Progress:
             TimeRemainingColumn,
         )
 
-        self.p = Progress(TextColumn("[bold]sweep[/]"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[what]}"), TimeElapsedColumn(), TextColumn("left"),
-                          TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+        self.p = Progress(
+            TextColumn("[bold]sweep[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[what]}"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
         self.total_seconds = total_seconds
         self.task = self.p.add_task("sweep", total=total_points, what="")
 
@@ -195,12 +220,22 @@ class _Progress:
             self.p.update(self.task, advance=1, what=self._so_far())
 
 
-def sweep(workload: str | Workload, params: Iterable[str] | dict[str, Iterable[Any]], repeat: int = 1,
-          out: str | os.PathLike[str] | None = None, variant: str | None = None, cpus: int | None = None,
-          seconds: float = 1.0, opts: dict[str, Any] | None = None, cluster: str | None = None,
-          progress: bool | None = None, max_points: int | None = None,
-          on_record: Callable[[dict[str, Any]], None] | None = None, pin: bool = True,
-          event: str | None = None) -> SweepResult:
+def sweep(
+    workload: str | Workload,
+    params: Iterable[str] | dict[str, Iterable[Any]],
+    repeat: int = 1,
+    out: str | os.PathLike[str] | None = None,
+    variant: str | None = None,
+    cpus: int | None = None,
+    seconds: float = 1.0,
+    opts: dict[str, Any] | None = None,
+    cluster: str | None = None,
+    progress: bool | None = None,
+    max_points: int | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    pin: bool = True,
+    event: str | None = None,
+) -> SweepResult:
     """Run (or resume) a sweep; see the module docstring. ``progress=None``: a bar when stderr is a tty."""
     from shmkernel.workload import registry as workloads
 
@@ -280,8 +315,7 @@ def _run_local(wl: Workload, todo: list[Point], emit: Callable[[dict[str, Any]],
             m.close()
 
 
-def _run_on_cluster(address: str, todo: list[Point], emit: Callable[[dict[str, Any]], None],
-                    bar: _Progress) -> None:
+def _run_on_cluster(address: str, todo: list[Point], emit: Callable[[dict[str, Any]], None], bar: _Progress) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError:

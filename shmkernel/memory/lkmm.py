@@ -331,11 +331,16 @@ class LKMMModel(CommitActions, SCModel):
     def state_key(self) -> tuple:
         """Everything later steps depend on, canonical (for the explorer's state cache)."""
         per_cpu = tuple(
-            (tuple(self.sb[c]), tuple(sorted(self.view[c].items())),
-             tuple(sorted((a, tuple(h)) for a, h in self.hist[c].items())),
-             tuple(sorted(self.floor[c].items())), tuple(sorted(self.reached[c])),
-             tuple(sorted(self.wmb_pre[c])))
-            for c in range(self.ncpus))
+            (
+                tuple(self.sb[c]),
+                tuple(sorted(self.view[c].items())),
+                tuple(sorted((a, tuple(h)) for a, h in self.hist[c].items())),
+                tuple(sorted(self.floor[c].items())),
+                tuple(sorted(self.reached[c])),
+                tuple(sorted(self.wmb_pre[c])),
+            )
+            for c in range(self.ncpus)
+        )
         stores = tuple(sorted((k, v[0], v[1], tuple(sorted(v[2]))) for k, v in self.store.items()))
         co = tuple(sorted((a, tuple(c)) for a, c in self.co.items()))
         return per_cpu, stores, co, tuple(sorted(self.everywhere))

@@ -63,28 +63,53 @@ def _rmw(name: str) -> Callable[[int, int, int], tuple[int, object, bool]]:
         "atomic_sub_return": lambda o, a, b: (o - a, o - a, True),
         "atomic_dec_and_test": lambda o, a, b: (o - 1, o - 1 == 0, True),
         "atomic_xchg": lambda o, a, b: (a, o, True),
-        "atomic_cmpxchg": lambda o, a, b: ((b, o, True) if o == a else (o, o, False)),
-        "atomic_add_unless": lambda o, a, b: ((o + a, True, True) if o != b else (o, False, False)),
-        "atomic_inc_not_zero": lambda o, a, b: ((o + 1, True, True) if o != 0 else (o, False, False)),
-        "atomic_dec_if_positive": lambda o, a, b: ((o - 1, o - 1, True) if o - 1 >= 0 else (o, o - 1, False)),
-        "mutex_trylock": lambda o, a, b: ((1, True, True) if o == 0 else (o, False, False)),
+        "atomic_cmpxchg": lambda o, a, b: (b, o, True) if o == a else (o, o, False),
+        "atomic_add_unless": lambda o, a, b: (o + a, True, True) if o != b else (o, False, False),
+        "atomic_inc_not_zero": lambda o, a, b: (o + 1, True, True) if o != 0 else (o, False, False),
+        "atomic_dec_if_positive": lambda o, a, b: (o - 1, o - 1, True) if o - 1 >= 0 else (o, o - 1, False),
+        "mutex_trylock": lambda o, a, b: (1, True, True) if o == 0 else (o, False, False),
     }
     return table[name]
 
 
 CLASS: dict[str, int] = {
-    "read_once": READ, "this_cpu_read": READ, "per_cpu_read": READ, "atomic_read": READ,
+    "read_once": READ,
+    "this_cpu_read": READ,
+    "per_cpu_read": READ,
+    "atomic_read": READ,
     "smp_load_acquire": ACQ_READ,
-    "write_once": WRITE, "this_cpu_write": WRITE, "atomic_set": WRITE,
-    "smp_store_release": REL_WRITE, "spin_unlock": REL_WRITE, "mutex_unlock": REL_WRITE,
-    "this_cpu_inc": PERCPU_RMW, "this_cpu_dec": PERCPU_RMW, "this_cpu_add": PERCPU_RMW,
-    "atomic_inc": RMW_RELAXED, "atomic_dec": RMW_RELAXED, "atomic_add": RMW_RELAXED,
-    "spin_lock": RMW_FULL, "mutex_lock": RMW_FULL, "mutex_trylock": RMW_FULL,
-    "smp_mb": FENCE_MB, "smp_rmb": FENCE_RMB, "smp_wmb": FENCE_WMB,
+    "write_once": WRITE,
+    "this_cpu_write": WRITE,
+    "atomic_set": WRITE,
+    "smp_store_release": REL_WRITE,
+    "spin_unlock": REL_WRITE,
+    "mutex_unlock": REL_WRITE,
+    "this_cpu_inc": PERCPU_RMW,
+    "this_cpu_dec": PERCPU_RMW,
+    "this_cpu_add": PERCPU_RMW,
+    "atomic_inc": RMW_RELAXED,
+    "atomic_dec": RMW_RELAXED,
+    "atomic_add": RMW_RELAXED,
+    "spin_lock": RMW_FULL,
+    "mutex_lock": RMW_FULL,
+    "mutex_trylock": RMW_FULL,
+    "smp_mb": FENCE_MB,
+    "smp_rmb": FENCE_RMB,
+    "smp_wmb": FENCE_WMB,
 }
-for _n in ("atomic_add_return", "atomic_fetch_add", "atomic_inc_return", "atomic_dec_return",
-           "atomic_sub_return", "atomic_dec_and_test", "atomic_xchg", "atomic_cmpxchg", "atomic_add_unless",
-           "atomic_inc_not_zero", "atomic_dec_if_positive"):
+for _n in (
+    "atomic_add_return",
+    "atomic_fetch_add",
+    "atomic_inc_return",
+    "atomic_dec_return",
+    "atomic_sub_return",
+    "atomic_dec_and_test",
+    "atomic_xchg",
+    "atomic_cmpxchg",
+    "atomic_add_unless",
+    "atomic_inc_not_zero",
+    "atomic_dec_if_positive",
+):
     CLASS[_n] = RMW_FULL
 
 
@@ -332,9 +357,12 @@ class BufferedModel(CommitActions, SCModel):
         return out
 
     def state_key(self) -> tuple:
-        return (tuple(tuple(tuple(e) for e in sb) for sb in self.sb), tuple(self.epoch),
-                tuple(sorted((a, tuple(h)) for a, h in self.hist.items())),
-                tuple(tuple(sorted(s.items())) for s in self.seen))
+        return (
+            tuple(tuple(tuple(e) for e in sb) for sb in self.sb),
+            tuple(self.epoch),
+            tuple(sorted((a, tuple(h)) for a, h in self.hist.items())),
+            tuple(tuple(sorted(s.items())) for s in self.seen),
+        )
 
     def actions(self) -> list[int]:
         """Commits: any store that may leave its buffer now."""

@@ -41,9 +41,15 @@ def _send(line: str) -> None:
     global _tracker, _pipe
     if _tracker is None or _tracker.poll() is not None:
         try:
-            _tracker = subprocess.Popen([sys.executable, "-m", "shmkernel.memory.reaper"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-                                        start_new_session=True, close_fds=True)
+            _tracker = subprocess.Popen(
+                [sys.executable, "-m", "shmkernel.memory.reaper"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError:
             _tracker = None  # no tracker: close() and the start-up sweep still clean up
             return

@@ -50,9 +50,7 @@ class Segment:
         layout.freeze()
         name = new_name()
         try:
-            shm = posix_ipc.SharedMemory(
-                name, posix_ipc.O_CREX, mode=0o600, size=layout.nwords * 8
-            )
+            shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=layout.nwords * 8)
         except (posix_ipc.Error, OSError, ValueError) as e:
             raise SegmentError(f"cannot create shared segment {name}: {e}") from None
         try:

@@ -60,8 +60,15 @@ def _short_error(exc: BaseException) -> str:
 
 
 def cpu_main(
-    role: int, seg: Segment, ctl: Control, conn: Connection, parent: int, core: int | None,
-    nr_cpus: int, counter_names: tuple[str, ...], sem_names: list[str],
+    role: int,
+    seg: Segment,
+    ctl: Control,
+    conn: Connection,
+    parent: int,
+    core: int | None,
+    nr_cpus: int,
+    counter_names: tuple[str, ...],
+    sem_names: list[str],
 ) -> None:
     """Run in the forked child; never returns (always ``os._exit``)."""
     code = 0

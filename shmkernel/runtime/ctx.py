@@ -37,7 +37,12 @@ class Ctx:
     mode = "free"
 
     def __init__(
-        self, seg: Segment, ctl: Control, cpu: int, nr_cpus: int, counter_names: tuple[str, ...],
+        self,
+        seg: Segment,
+        ctl: Control,
+        cpu: int,
+        nr_cpus: int,
+        counter_names: tuple[str, ...],
         atomics: Atomics | None = None,
     ) -> None:
         self.seg = seg
@@ -277,8 +282,7 @@ class Ctx:
         snap = {c: w[qs + c * PERCPU_STRIDE] for c in range(self.nr_cpus) if c != self.cpu}
         self.smp_mb()
         while snap and not w[self.ctl.stop]:
-            snap = {c: s for c, s in snap.items()
-                    if w[qs + c * PERCPU_STRIDE] == s and not self.cpu_finished(c)}
+            snap = {c: s for c, s in snap.items() if w[qs + c * PERCPU_STRIDE] == s and not self.cpu_finished(c)}
             if snap:
                 self.schedule()
 
@@ -367,4 +371,3 @@ class Ctx:
 
     def oracle_write(self, v: int, x: int) -> None:
         self.w[v] = x
-

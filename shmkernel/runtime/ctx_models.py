@@ -20,8 +20,19 @@ __all__ = ["FREE_MODELS", "BufferedCtx"]
 class BufferedCtx(Ctx):
     """A free-running CPU context under an emulated memory model."""
 
-    def __init__(self, seg, ctl, cpu, nr_cpus, counter_names, atomics, model: str = "tso",  # type: ignore[no-untyped-def]
-                 seed: int = 0, commit_p: float = 0.3, stale_p: float = 0.5) -> None:
+    def __init__(
+        self,
+        seg,
+        ctl,
+        cpu,
+        nr_cpus,
+        counter_names,
+        atomics,
+        model: str = "tso",  # type: ignore[no-untyped-def]
+        seed: int = 0,
+        commit_p: float = 0.3,
+        stale_p: float = 0.5,
+    ) -> None:
         super().__init__(seg, ctl, cpu, nr_cpus, counter_names, atomics)
         self.model = model
         self.memory_model = model  # mode stays "free": programs loop by time, not by bounds
@@ -119,9 +130,25 @@ def _drained(name: str):  # type: ignore[no-untyped-def]
     return op
 
 
-for _name in ("atomic_add_return", "atomic_fetch_add", "atomic_inc", "atomic_dec", "atomic_add",
-              "atomic_inc_return", "atomic_dec_return", "atomic_sub_return", "atomic_dec_and_test",
-              "atomic_cmpxchg", "atomic_xchg", "atomic_add_unless", "atomic_inc_not_zero",
-              "atomic_dec_if_positive", "spin_lock", "spin_unlock", "mutex_lock", "mutex_trylock",
-              "mutex_unlock"):
+for _name in (
+    "atomic_add_return",
+    "atomic_fetch_add",
+    "atomic_inc",
+    "atomic_dec",
+    "atomic_add",
+    "atomic_inc_return",
+    "atomic_dec_return",
+    "atomic_sub_return",
+    "atomic_dec_and_test",
+    "atomic_cmpxchg",
+    "atomic_xchg",
+    "atomic_add_unless",
+    "atomic_inc_not_zero",
+    "atomic_dec_if_positive",
+    "spin_lock",
+    "spin_unlock",
+    "mutex_lock",
+    "mutex_trylock",
+    "mutex_unlock",
+):
     setattr(BufferedCtx, _name, _drained(_name))

@@ -28,8 +28,9 @@ def _fetch_add_many(ctx: Ctx, p: dict[str, Any]) -> None:
         ctx.atomic_inc(word)
 
 
-def doctor(cpus: int | None = None, per_cpu: int = 100_000,
-           clean: bool = False) -> tuple[list[tuple[str, str, bool]], bool]:
+def doctor(
+    cpus: int | None = None, per_cpu: int = 100_000, clean: bool = False
+) -> tuple[list[tuple[str, str, bool]], bool]:
     """Rows of (check, finding, ok) and whether all passed; ``clean``: remove what
     dead runs left in /dev/shm first (`shmkernel.memory.reaper`)."""
     rows: list[tuple[str, str, bool]] = []
@@ -41,17 +42,22 @@ def doctor(cpus: int | None = None, per_cpu: int = 100_000,
         rows.append(("libatomic", str(e), False))
         return rows, False
     du = shutil.disk_usage("/dev/shm") if os.path.isdir("/dev/shm") else None
-    rows.append(("/dev/shm", f"{du.free / 2**20:.0f} MiB free" if du else "missing",
-                 bool(du and du.free > 16 * 2**20)))
+    rows.append(("/dev/shm", f"{du.free / 2**20:.0f} MiB free" if du else "missing", bool(du and du.free > 16 * 2**20)))
     rows.append(("posix_ipc", f"{posix_ipc.VERSION} (semaphores: {posix_ipc.SEMAPHORE_VALUE_SUPPORTED})", True))
     if clean:
         gone = reaper.reap()
-        rows.append(("stale", f"{len(gone)} left by dead runs removed" + (f": {', '.join(gone)}" if gone else ""),
-                     True))
+        rows.append(
+            ("stale", f"{len(gone)} left by dead runs removed" + (f": {', '.join(gone)}" if gone else ""), True)
+        )
     else:
         left = reaper.stale()
-        rows.append(("stale", f"{len(left)} left by dead runs" + (" (shmkernel doctor --clean removes them)"
-                                                                   if left else ""), not left))
+        rows.append(
+            (
+                "stale",
+                f"{len(left)} left by dead runs" + (" (shmkernel doctor --clean removes them)" if left else ""),
+                not left,
+            )
+        )
     n = cpus or len(cores)
 
     def declare(layout: Layout) -> int:
@@ -63,10 +69,21 @@ def doctor(cpus: int | None = None, per_cpu: int = 100_000,
         res = m.run([Program(_fetch_add_many, {"word": word, "n": per_cpu})] * n + [None], timeout=120)
         total = m.seg.words[word]
         pinned = all(m.pinned[:n])
-        rows.append(("pinning", f"{n} CPU processes pinned to cores {m.cores[:n]}: "
-                     + ("yes" if pinned else "refused by the host"), pinned))
+        rows.append(
+            (
+                "pinning",
+                f"{n} CPU processes pinned to cores {m.cores[:n]}: " + ("yes" if pinned else "refused by the host"),
+                pinned,
+            )
+        )
         exact = total == n * per_cpu
         rate = n * per_cpu / res.seconds if res.seconds else 0.0
-        rows.append(("fetch_add", f"{n} x {per_cpu} on one word -> {total} "
-                     f"({'exact' if exact else 'WRONG'}; {rate / 1e6:.2f} M ops/s; start {m.start_seconds * 1e3:.1f} ms)", exact))
+        rows.append(
+            (
+                "fetch_add",
+                f"{n} x {per_cpu} on one word -> {total} "
+                f"({'exact' if exact else 'WRONG'}; {rate / 1e6:.2f} M ops/s; start {m.start_seconds * 1e3:.1f} ms)",
+                exact,
+            )
+        )
     return rows, all(ok for _, _, ok in rows)

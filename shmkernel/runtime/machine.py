@@ -20,10 +20,8 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
-import numpy as np
 import posix_ipc
 
 from shmkernel.errors import RunError, UsageError
@@ -34,6 +32,7 @@ from shmkernel.runtime.control import Control, declare_control
 from shmkernel.runtime.cpu_process import cpu_main
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.pinning import pin_plan
+from shmkernel.runtime.program import Program, RunResult
 
 MAX_CPUS = 1024
 _live: set[Machine] = set()  # strong: a machine dropped unclosed is still closed at exit
@@ -65,27 +64,8 @@ def _exit_on_sigterm() -> None:
     segment behind: if nobody handles SIGTERM, make it unwind (SystemExit)."""
     import threading
 
-    if threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _raise_exit)
-
-
-@dataclass(frozen=True)
-class Program:
-    """A function run on one CPU: ``fn(ctx, params)``; picklable by reference."""
-
-    fn: Callable[[Ctx, dict], object]
-    params: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_id: int
-    seconds: float
-    counters: dict[str, int]
-    per_cpu: np.ndarray  # roles x counters
-    results: list[object]
-    reports: list[object] = field(default_factory=list)
 
 
 def _describe_exit(pid: int) -> str | None:
@@ -178,8 +158,17 @@ class Machine:
                         for c in self.conns:
                             c.close()
                         conn = Connection(b.detach())
-                        cpu_main(role, self.seg, self.ctl, conn, parent, self.cores[role], self.cpus,
-                                 self.counter_names, list(self.sem_names))
+                        cpu_main(
+                            role,
+                            self.seg,
+                            self.ctl,
+                            conn,
+                            parent,
+                            self.cores[role],
+                            self.cpus,
+                            self.counter_names,
+                            list(self.sem_names),
+                        )
                     finally:
                         os._exit(1)
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
@@ -277,8 +266,9 @@ class Machine:
         the run id; follow with `wait_done` (or drive a scheduler in between).
         """
         if self.seg is None or self._closed:
-            raise RunError("machine is not started: use `with open_machine(...) as m:` "
-                           "(or call m.start(), and m.close() after)")
+            raise RunError(
+                "machine is not started: use `with open_machine(...) as m:` (or call m.start(), and m.close() after)"
+            )
         if len(programs) != self.roles:
             raise ValueError(f"need {self.roles} programs (cpus + coordinator), got {len(programs)}")
         self._run_id += 1
@@ -324,8 +314,9 @@ class Machine:
             if time.monotonic() > deadline:
                 raise RunError(f"{self.role_name(role)} did not answer in time (stalled?)")
 
-    def wait_done(self, seconds: float | None = None, timeout: float = 120.0,
-                  on_tick: Callable[[], None] | None = None) -> RunResult:
+    def wait_done(
+        self, seconds: float | None = None, timeout: float = 120.0, on_tick: Callable[[], None] | None = None
+    ) -> RunResult:
         """Supervise a begun run until every program returned.
 
         With ``seconds`` the stop flag is raised after that long (free-running);
@@ -372,8 +363,7 @@ class Machine:
         w[ctl.stop] = 1
         return self.result(rid, elapsed, results, reports)
 
-    def result(self, rid: int, elapsed: float, results: list[object],
-               reports: list[object] | None = None) -> RunResult:
+    def result(self, rid: int, elapsed: float, results: list[object], reports: list[object] | None = None) -> RunResult:
         assert self.seg is not None
         ctl, n = self.ctl, len(self.counter_names)
         table = self.seg.np[ctl.counters : ctl.counters + self.roles * ctl.row_words]
@@ -381,8 +371,13 @@ class Machine:
         counters = {name: int(per_cpu[:, i].sum()) for i, name in enumerate(self.counter_names)}
         return RunResult(rid, elapsed, counters, per_cpu, results, reports or [])
 
-    def run(self, programs: list[Program | None], seconds: float | None = None,
-            timeout: float = 120.0, ctx_factory: Callable[..., Ctx] = Ctx) -> RunResult:
+    def run(
+        self,
+        programs: list[Program | None],
+        seconds: float | None = None,
+        timeout: float = 120.0,
+        ctx_factory: Callable[..., Ctx] = Ctx,
+    ) -> RunResult:
         """Run one free-running program per CPU; see `begin` and `wait_done`."""
         self.begin(programs, ctx_factory)
         return self.wait_done(seconds=seconds, timeout=timeout)

@@ -55,8 +55,11 @@ class BruteForceScheduler(DepthFirstSearch):
         if self.sleep_sets and d > 0:
             last = state.steps[-1]
             ld = step_dependence(last)
-            sleep = {q: op for q, op in self.sleep[d - 1].items()
-                     if q != last.cpu and not dependent(ld, last.op.addr, dependence(op.code), op.addr)}
+            sleep = {
+                q: op
+                for q, op in self.sleep[d - 1].items()
+                if q != last.cpu and not dependent(ld, last.op.addr, dependence(op.code), op.addr)
+            }
         awake = [c for c in state.eligible if c not in sleep]
         if not awake:
             self.sleep_blocked += 1

@@ -65,8 +65,14 @@ class Node:
 class DPORScheduler(DepthFirstSearch):
     name = "exhaustive"
 
-    def __init__(self, max_executions: int = 100_000, preemption_bound: int | None = None,
-                 wakeup_trees: bool = True, prefer: str = "current", restart_after: int | None = 200) -> None:
+    def __init__(
+        self,
+        max_executions: int = 100_000,
+        preemption_bound: int | None = None,
+        wakeup_trees: bool = True,
+        prefer: str = "current",
+        restart_after: int | None = 200,
+    ) -> None:
         super().__init__(max_executions, preemption_bound)
         self.prefer = prefer
         self.restart_after = restart_after if prefer == "current" else None
@@ -79,8 +85,7 @@ class DPORScheduler(DepthFirstSearch):
 
     # -- execution boundaries ----------------------------------------------------------------
     def new_execution(self) -> bool:
-        if self.restart_after is not None and self.executions >= self.restart_after and self.started \
-                and self.left > 0:
+        if self.restart_after is not None and self.executions >= self.restart_after and self.started and self.left > 0:
             if not self._backtrack():  # the first search has just covered everything: a proof
                 self.exhausted = True
                 return False
@@ -163,8 +168,11 @@ class DPORScheduler(DepthFirstSearch):
             parent = self.stack[d - 1]
             last = state.steps[-1]
             ldep = step_dependence(last)
-            sleep = {q: op for q, op in parent.sleep.items()
-                     if q != last.cpu and not dependent(ldep, last.op.addr, dependence(op.code), op.addr)}
+            sleep = {
+                q: op
+                for q, op in parent.sleep.items()
+                if q != last.cpu and not dependent(ldep, last.op.addr, dependence(op.code), op.addr)
+            }
             sub = parent.sub
         node = Node(list(state.eligible), dict(state.pending), sleep, wut=sub)
         self.stack.append(node)
@@ -202,7 +210,7 @@ class DPORScheduler(DepthFirstSearch):
     # -- after an execution ---------------------------------------------------------------------
     def end_execution(self, execution: Execution) -> None:
         steps = execution.steps
-        del self.stack[len(steps):]
+        del self.stack[len(steps) :]
         blocked = execution.blocked if execution.outcome == "deadlock" else None
         hb, races = analyse(steps, self._ncpus(steps, blocked), self.start, blocked)
         for race in races:
@@ -224,8 +232,11 @@ class DPORScheduler(DepthFirstSearch):
         i, cpu = race.first, race.cpu
         if acc in (Access.PARK, Access.QS_WAIT) and i + 1 < len(self.stack):
             before, after = self.stack[i], self.stack[i + 1]
-            if before.pending.get(cpu) == race.op == after.pending.get(cpu) \
-                    and cpu not in before.eligible and cpu in after.eligible:
+            if (
+                before.pending.get(cpu) == race.op == after.pending.get(cpu)
+                and cpu not in before.eligible
+                and cpu in after.eligible
+            ):
                 return False
         return True
 
@@ -235,8 +246,7 @@ class DPORScheduler(DepthFirstSearch):
         if i >= len(self.stack) or not self._reversible(race):
             return
         node = self.stack[i]
-        seq = [Ev(s.cpu, s.op, hb.dep[k]) for k, s in enumerate(steps[i + 1:j], start=i + 1)
-               if not hb.before(i, k)]
+        seq = [Ev(s.cpu, s.op, hb.dep[k]) for k, s in enumerate(steps[i + 1 : j], start=i + 1) if not hb.before(i, k)]
         seq.append(Ev(race.cpu, race.op, dependence(race.op.code)))  # may not do what it did there
         if self.optimal:
             for q, op in node.sleep.items():

@@ -43,6 +43,7 @@ class Step(NamedTuple):
 #: before, or one whose every continuation is covered by another execution)
 PRUNE = -2
 
+
 @dataclass
 class State:
     """What a scheduler may look at when it chooses."""
@@ -82,8 +83,7 @@ class Driver:
 
     It is also the `shmkernel.schedule.ops.Machinery` the enabledness rules read."""
 
-    def __init__(self, words: Any, roles: int, memory_model: str, max_steps: int,
-                 sm_req: int | None = None) -> None:
+    def __init__(self, words: Any, roles: int, memory_model: str, max_steps: int, sm_req: int | None = None) -> None:
         self.w = words
         self.roles = roles
         self.max_steps = max_steps

@@ -33,8 +33,7 @@ __all__ = ["PRUNE", "Engine", "Execution", "Op", "Scheduler", "State", "Step"]
 class Engine(Driver):
     """Drives the Machine's own CPU processes through their gates."""
 
-    def __init__(self, machine: Machine, gate: g.Gate, max_steps: int = 20_000,
-                 memory_model: str = "native") -> None:
+    def __init__(self, machine: Machine, gate: g.Gate, max_steps: int = 20_000, memory_model: str = "native") -> None:
         assert machine.seg is not None and gate.spec is not None
         self.m = machine
         self.gate = gate
@@ -44,8 +43,9 @@ class Engine(Driver):
         # memory the state cache compares: the variables, not the gate's or the run's own words
         # (the run epoch, the event counters and the quiescent-state counts grow
         # across executions; the gate's words are the scheduler's own)
-        self._state_words = np.array(machine.seg.layout.state_words(("sched.", "rt.go", "rt.stop",
-                                                                     "rt.counters", "rt.qs")), dtype=np.intp)
+        self._state_words = np.array(
+            machine.seg.layout.state_words(("sched.", "rt.go", "rt.stop", "rt.counters", "rt.qs")), dtype=np.intp
+        )
         self._expected: dict[int, int] = {}
 
     def _memory_key(self) -> Hashable:
@@ -71,11 +71,20 @@ class Engine(Driver):
             raise_pending()
             self.m._fail_on_death()
             if time.monotonic() > deadline:
-                raise RunError(f"{self.m.role_name(cpu)} did not take its step within "
-                               f"{self.m.stop_grace:g} s (stalled?)")
+                raise RunError(
+                    f"{self.m.role_name(cpu)} did not take its step within {self.m.stop_grace:g} s (stalled?)"
+                )
 
-        g.wait_word(self.w, self.atomics, self._slot(cpu) + g.SEQ, seq, spec.coord_sleeping,
-                    self.gate.coord_sem, self.gate.spin, check)
+        g.wait_word(
+            self.w,
+            self.atomics,
+            self._slot(cpu) + g.SEQ,
+            seq,
+            spec.coord_sleeping,
+            self.gate.coord_sem,
+            self.gate.spin,
+            check,
+        )
 
     def _read_op(self, cpu: int) -> Op:
         s, w = self._slot(cpu), self.w
@@ -139,4 +148,3 @@ class Engine(Driver):
                 self._grant(c, expected[c], g.ABORT)
                 pending[c] = Op(DONE, -1, 0, 0)
         return blocked
-

@@ -86,8 +86,7 @@ def open_semaphore(name: str) -> posix_ipc.Semaphore:
     return sem
 
 
-def publish(w: memoryview, atomics: Atomics, addr: int, value: int, sleeping: int,
-            sem: posix_ipc.Semaphore) -> None:
+def publish(w: memoryview, atomics: Atomics, addr: int, value: int, sleeping: int, sem: posix_ipc.Semaphore) -> None:
     """Store ``value`` with a full barrier, then wake the waiter if it sleeps."""
     atomics.exchange(addr, value)
     if w[sleeping] and atomics.exchange(sleeping, 0) == 1:
@@ -105,8 +104,16 @@ def _acquire(sem: posix_ipc.Semaphore) -> None:
             continue
 
 
-def wait_word(w: memoryview, atomics: Atomics, addr: int, target: int, sleeping: int,
-              sem: posix_ipc.Semaphore, spin: int, check=None) -> None:  # type: ignore[no-untyped-def]
+def wait_word(
+    w: memoryview,
+    atomics: Atomics,
+    addr: int,
+    target: int,
+    sleeping: int,
+    sem: posix_ipc.Semaphore,
+    spin: int,
+    check=None,
+) -> None:  # type: ignore[no-untyped-def]
     """Return once ``w[addr] == target``: spin a little, then sleep on ``sem``.
 
     ``check`` (the coordinator's) is called every 0.2 s of sleep, so a CPU

@@ -169,8 +169,9 @@ class _Tracker:
         self.last[cpu] = j
 
 
-def analyse(steps: list[Step], ncpus: int, start: int = 0,
-            blocked: dict[int, Op] | None = None) -> tuple[Clocks, list[Race]]:
+def analyse(
+    steps: list[Step], ncpus: int, start: int = 0, blocked: dict[int, Op] | None = None
+) -> tuple[Clocks, list[Race]]:
     """The clocks of ``steps`` and their reversible races whose second step is at
     ``start`` or later (earlier ones were reported for an earlier execution with
     the same prefix), plus those of each ``blocked`` CPU's pending operation."""
@@ -206,8 +207,9 @@ def analyse(steps: list[Step], ncpus: int, start: int = 0,
     return hb, races
 
 
-def _races_of(hb: Clocks, tr: _Tracker, j: int, cpu: int, op: Op, dep: int, preds: list[int],
-              own_clock: list[int]) -> list[Race]:
+def _races_of(
+    hb: Clocks, tr: _Tracker, j: int, cpu: int, op: Op, dep: int, preds: list[int], own_clock: list[int]
+) -> list[Race]:
     """The reversible races of step ``j`` (``cpu`` taking ``op``) with its predecessors."""
     out: list[Race] = []
     n = hb.ncpus
@@ -226,8 +228,12 @@ def _races_of(hb: Clocks, tr: _Tracker, j: int, cpu: int, op: Op, dep: int, pred
         acq = [a for a in tr.acquired.get(op.addr, ()) if a < j]
         if acq:
             e = acq[-1]
-            if hb.cpu[e] != cpu and e not in preds and not hb.before_clock(e, own_clock) \
-                    and not (tr.glob > e and hb.before(e, tr.glob)):
+            if (
+                hb.cpu[e] != cpu
+                and e not in preds
+                and not hb.before_clock(e, own_clock)
+                and not (tr.glob > e and hb.before(e, tr.glob))
+            ):
                 out.append(Race(e, j, cpu, op))
     return out
 

@@ -71,8 +71,12 @@ class _Found(Exception):
 ROUND = 50
 
 
-def explore_with_hypothesis(run_one: Callable[[DataScheduler], tuple[bool, Any]], max_examples: int,
-                            seed: int, should_stop: Callable[[], bool] | None = None) -> tuple[Any | None, int, bool]:
+def explore_with_hypothesis(
+    run_one: Callable[[DataScheduler], tuple[bool, Any]],
+    max_examples: int,
+    seed: int,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[Any | None, int, bool]:
     """Search with hypothesis; return (last failing execution or None, executions
     run, whether ``should_stop`` cut the search short).
 
@@ -84,9 +88,16 @@ def explore_with_hypothesis(run_one: Callable[[DataScheduler], tuple[bool, Any]]
     state: dict[str, Any] = {"found": None, "n": 0}
 
     def one_run(examples: int, run_seed: int) -> None:
-        @settings(max_examples=examples, database=None, deadline=None, derandomize=False,
-                  phases=(Phase.generate, Phase.shrink), report_multiple_bugs=False,
-                  suppress_health_check=list(HealthCheck), print_blob=False)
+        @settings(
+            max_examples=examples,
+            database=None,
+            deadline=None,
+            derandomize=False,
+            phases=(Phase.generate, Phase.shrink),
+            report_multiple_bugs=False,
+            suppress_health_check=list(HealthCheck),
+            print_blob=False,
+        )
         @given(st.data())
         def search(data: Any) -> None:
             state["n"] += 1

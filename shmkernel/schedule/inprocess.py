@@ -53,8 +53,9 @@ class InProcessEngine(Driver):
         result = 0 if ret is None else int(ret)
         return result, self._progs[cpu].step(result)
 
-    def run(self, programs: Sequence[InProcessProgram | None], scheduler: Scheduler,
-            init: Sequence[int] | None = None) -> Execution:
+    def run(
+        self, programs: Sequence[InProcessProgram | None], scheduler: Scheduler, init: Sequence[int] | None = None
+    ) -> Execution:
         """One execution of fresh ``programs`` (one per CPU; None: idle) from memory ``init``."""
         self.mem[:] = list(init) if init is not None else [0] * len(self.mem)
         self._reset_execution()

@@ -25,8 +25,12 @@ from typing import Any
 from shmkernel.schedule.ops import CODE, DONE, ERROR, Op
 
 SYNC_START, SYNC_WAIT = CODE["synchronize_sched"], CODE["synchronize_sched_wait"]
-PARK, SM_START, SM_WAIT, SM_END = CODE["park"], CODE["stop_machine"], CODE["stop_machine_wait"], \
-    CODE["stop_machine_end"]
+PARK, SM_START, SM_WAIT, SM_END = (
+    CODE["park"],
+    CODE["stop_machine"],
+    CODE["stop_machine_wait"],
+    CODE["stop_machine_end"],
+)
 SCHEDULE = CODE["schedule"]
 FINISHED = (DONE, ERROR)
 

@@ -140,13 +140,18 @@ def _parked_or_done(cpu: int, p: Op, epoch: int, m: Machinery) -> bool:
         return True
     return p.code == CODE["mutex_lock"] and m.word(p.addr) != 0 and m.preempt(cpu) == 0
 
+
 #: accesses whose enabledness (or effect) reads state that is not their address
 HIDDEN_STATE = (Access.PARK, Access.SM_WAIT, Access.QS_WAIT, Access.GLOBAL)
 #: accesses that may be disabled (a CPU posted them but cannot take them yet)
 BLOCKING = (Access.LOCK, Access.PARK, Access.SM_WAIT, Access.QS_WAIT)
 #: what a lock operation leaves its word as: held (True) or free (False)
-LOCK_EFFECT = {CODE["spin_lock"]: True, CODE["mutex_lock"]: True, CODE["spin_unlock"]: False,
-               CODE["mutex_unlock"]: False}
+LOCK_EFFECT = {
+    CODE["spin_lock"]: True,
+    CODE["mutex_lock"]: True,
+    CODE["spin_unlock"]: False,
+    CODE["mutex_unlock"]: False,
+}
 
 
 def conflicts(a_code: int, a_addr: int, b_code: int, b_addr: int) -> bool:

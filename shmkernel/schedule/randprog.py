@@ -45,8 +45,7 @@ class RandomProgram:
         return [Interp(self, c) for c in self.code]
 
     def text(self) -> str:
-        return "\n".join(f"CPU{i}: " + "; ".join(" ".join(map(str, ins)) for ins in c)
-                         for i, c in enumerate(self.code))
+        return "\n".join(f"CPU{i}: " + "; ".join(" ".join(map(str, ins)) for ins in c) for i, c in enumerate(self.code))
 
 
 class Interp:
@@ -102,8 +101,9 @@ def outcome(ex: Execution, prog: RandomProgram) -> tuple:
     return res.memory[: prog.nvars], regs, ex.outcome
 
 
-def generate(rng: random.Random, max_cpus: int = 3, max_ops: int = 7, fences: bool = False,
-             locks: bool = True) -> RandomProgram:
+def generate(
+    rng: random.Random, max_cpus: int = 3, max_ops: int = 7, fences: bool = False, locks: bool = True
+) -> RandomProgram:
     """A random program of 2..``max_cpus`` CPUs and at most ``max_ops`` memory steps."""
     ncpus = rng.randint(2, max_cpus)
     nvars = rng.randint(1, 3)
@@ -116,8 +116,10 @@ def generate(rng: random.Random, max_cpus: int = 3, max_ops: int = 7, fences: bo
         body: list[Instr] = []
         reads = 0
         for _ in range(n):
-            kind = rng.choices(["read", "write", "write_inc", "cmpxchg", "inc", "fence"],
-                               weights=[4, 3, 2 if reads else 0, 1, 1, 2 if fences else 0])[0]
+            kind = rng.choices(
+                ["read", "write", "write_inc", "cmpxchg", "inc", "fence"],
+                weights=[4, 3, 2 if reads else 0, 1, 1, 2 if fences else 0],
+            )[0]
             x = rng.randrange(nvars)
             if kind == "read":
                 body.append(("read", x, reads))
@@ -136,7 +138,7 @@ def generate(rng: random.Random, max_cpus: int = 3, max_ops: int = 7, fences: bo
         if use_lock and rng.random() < 0.7:
             a = rng.randrange(len(body))
             b = rng.randrange(a, len(body))
-            body = body[:a] + [("lock", 0)] + body[a:b + 1] + [("unlock", 0)] + body[b + 1:]
+            body = body[:a] + [("lock", 0)] + body[a : b + 1] + [("unlock", 0)] + body[b + 1 :]
         code.append(_add_skips(rng, body))
     return RandomProgram(tuple(tuple(c) for c in code), nvars, 1 if use_lock else 0)
 
@@ -147,7 +149,7 @@ def _add_skips(rng: random.Random, body: list[Instr]) -> list[Instr]:
     if not reads or rng.random() < 0.5:
         return body
     k = rng.choice(reads)
-    rest = body[k + 1:]
+    rest = body[k + 1 :]
     n = 0
     while n < len(rest) and rest[n][0] not in ("lock", "unlock") and n < 2:
         n += 1
@@ -157,8 +159,9 @@ def _add_skips(rng: random.Random, body: list[Instr]) -> list[Instr]:
     return body[: k + 1] + [skip] + rest
 
 
-def outcomes(prog: RandomProgram, scheduler: Any, memory_model: str = "native",
-             max_steps: int = 500) -> tuple[set[tuple], int]:
+def outcomes(
+    prog: RandomProgram, scheduler: Any, memory_model: str = "native", max_steps: int = 500
+) -> tuple[set[tuple], int]:
     """Every outcome ``scheduler``'s search reaches on ``prog``, and how many
     executions it ran (abandoned ones included). The search must finish."""
     eng = InProcessEngine(prog.nwords, len(prog.code), memory_model, max_steps)

@@ -25,15 +25,20 @@ class ReplayScheduler:
     def next_cpu(self, state: State) -> int:
         i = len(state.steps)
         if i >= len(self.choices):
-            raise UsageError(f"schedule ends after {len(self.choices)} steps but the program goes on "
-                             f"(a truncated schedule, or one that ended in a livelock)")
+            raise UsageError(
+                f"schedule ends after {len(self.choices)} steps but the program goes on "
+                f"(a truncated schedule, or one that ended in a livelock)"
+            )
         c = self.choices[i]
         if c not in state.eligible:
-            raise UsageError(f"schedule does not fit this program: step {i} picks {token(c)}, "
-                             f"eligible are {', '.join(token(e) for e in state.eligible)}")
+            raise UsageError(
+                f"schedule does not fit this program: step {i} picks {token(c)}, "
+                f"eligible are {', '.join(token(e) for e in state.eligible)}"
+            )
         return c
 
     def end_execution(self, execution: Execution) -> None:
         if len(execution.steps) < len(self.choices) and execution.outcome == "ok":
-            raise UsageError(f"schedule has {len(self.choices)} steps but the program ended "
-                             f"after {len(execution.steps)}")
+            raise UsageError(
+                f"schedule has {len(self.choices)} steps but the program ended after {len(execution.steps)}"
+            )

@@ -223,11 +223,30 @@ def _make_op(name: str, code: int, addr_of, argv: slice):  # type: ignore[no-unt
     return op
 
 
-_ADDR = {"this_cpu_read": _addr_this_cpu, "this_cpu_write": _addr_this_cpu, "this_cpu_inc": _addr_this_cpu,
-         "this_cpu_dec": _addr_this_cpu, "this_cpu_add": _addr_this_cpu, "per_cpu_read": _addr_per_cpu,
-         "smp_mb": _addr_none, "smp_rmb": _addr_none, "smp_wmb": _addr_none, "cpu_relax": _addr_none}
-_SKIP = {"done", "error", "park", "stop_machine", "stop_machine_wait", "stop_machine_end",
-         "synchronize_sched", "synchronize_sched_wait", "schedule", "memory"}
+_ADDR = {
+    "this_cpu_read": _addr_this_cpu,
+    "this_cpu_write": _addr_this_cpu,
+    "this_cpu_inc": _addr_this_cpu,
+    "this_cpu_dec": _addr_this_cpu,
+    "this_cpu_add": _addr_this_cpu,
+    "per_cpu_read": _addr_per_cpu,
+    "smp_mb": _addr_none,
+    "smp_rmb": _addr_none,
+    "smp_wmb": _addr_none,
+    "cpu_relax": _addr_none,
+}
+_SKIP = {
+    "done",
+    "error",
+    "park",
+    "stop_machine",
+    "stop_machine_wait",
+    "stop_machine_end",
+    "synchronize_sched",
+    "synchronize_sched_wait",
+    "schedule",
+    "memory",
+}
 
 for _name, _code in CODE.items():
     if _name in _SKIP:

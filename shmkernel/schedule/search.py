@@ -80,10 +80,14 @@ def check_replayed(node_eligible: list[int], node_pending: dict[int, Op], state:
         was, now = node_pending.get(cpu), state.pending.get(cpu)
         if was != now:
             what = f"{_op_text(was)} the first time, {_op_text(now)} now"
-            raise NondeterminismError(f"nondeterministic program at step {depth}: CPU {cpu} posted {what} "
-                                      f"(does it read state the explorer does not control?)")
-    raise NondeterminismError(f"nondeterministic program at step {depth}: eligible CPUs were "
-                              f"{node_eligible} the first time, {list(state.eligible)} now")
+            raise NondeterminismError(
+                f"nondeterministic program at step {depth}: CPU {cpu} posted {what} "
+                f"(does it read state the explorer does not control?)"
+            )
+    raise NondeterminismError(
+        f"nondeterministic program at step {depth}: eligible CPUs were "
+        f"{node_eligible} the first time, {list(state.eligible)} now"
+    )
 
 
 def _op_text(op: Op | None) -> str:

@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import math
 import os
-import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from shmkernel.errors import RunError, UsageError
@@ -49,6 +48,7 @@ from shmkernel.schedule.hb import fewest_switches, switches
 from shmkernel.schedule.pct import PCTScheduler
 from shmkernel.schedule.random_sched import RandomScheduler
 from shmkernel.schedule.replay import ReplayScheduler
+from shmkernel.schedule.result import ExploreResult
 from shmkernel.schedule.stateful import StatefulScheduler
 from shmkernel.schedule.trace import ScheduleHeader, decode, encode, render
 from shmkernel.workload import Workload
@@ -61,77 +61,21 @@ SCHEDULERS = ("exhaustive", "stateful", "hypothesis", "random", "pct")
 DEFAULT_SEARCH_BUDGET = 100_000
 #: executions a sampling scheduler (hypothesis, random, pct) runs unless told otherwise
 DEFAULT_SAMPLE_BUDGET = 1_000
-VERDICTS = ("found", "proved", "not-proved")
-
-
-@dataclass
-class ExploreResult:
-    workload: str
-    variant: str
-    cpus: int
-    scheduler: str
-    memory_model: str
-    found: bool
-    examples: int
-    seconds: float
-    outcome: str = "ok"
-    events: dict[str, int] = field(default_factory=dict)
-    schedule: str = ""
-    trace: str = ""
-    steps: int = 0
-    complete: bool = False  # every execution of the bounded program covered: the verdict is "proved"
-    steps_per_second: float = 0.0
-    pruned: int = 0  # executions abandoned at a state explored before (stateful search)
-    #: "found" (a replayable schedule), "proved" (every execution covered) or "not-proved"
-    verdict: str = "not-proved"
-    #: what stopped a not-proved search: "budget" (max_examples), "time" (time_limit),
-    #: "bound" (the preemption bound cut choices) or "sampling" (no complete search)
-    stopped_by: str = ""
-    max_examples: int = 0
-    time_limit: float | None = None
-    preemption_bound: int | None = None
-    iterations: int = 1
-    #: executions abandoned because every eligible CPU was asleep (covered elsewhere)
-    sleep_blocked: int = 0
-    #: how to load the workload again (its name, or the file/module reference it came from)
-    reference: str = ""
-
-    def replay_command(self) -> str:
-        """The command that replays ``schedule``, for the user to paste."""
-        return f"shmkernel replay {shlex.quote(self.reference or self.workload)} '{self.schedule}'"
-
-    def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    def headline(self) -> str:
-        """The verdict in one line: what a user must read first."""
-        n = f"{self.examples:,} execution{'s' if self.examples != 1 else ''}"
-        if self.verdict == "found":
-            ev = ", ".join(f"{k}={v}" for k, v in self.events.items())
-            return f"FOUND {ev} after {n} ({self.scheduler}, {self.seconds:.2f} s)"
-        if self.verdict == "proved":
-            return (f"PROVED: no execution of {self.workload}/{self.variant} shows a violation "
-                    f"({n} covered every interleaving of {self.cpus} CPUs x {self.iterations} "
-                    f"iteration(s) under {self.memory_model}; {self.scheduler}, {self.seconds:.2f} s)")
-        if self.stopped_by == "budget":
-            why = f"stopped at {n}; raise --max-examples or --time-limit"
-        elif self.stopped_by == "time":
-            why = f"time limit of {self.time_limit or 0:g} s reached after {n}; raise --time-limit"
-        elif self.stopped_by == "bound":
-            why = (f"the preemption bound {self.preemption_bound} left interleavings out ({n} run); "
-                   f"drop --preemption-bound for a proof")
-        elif self.stopped_by == "sampling":
-            why = f"{self.scheduler} sampled {n} and found nothing; use --scheduler exhaustive for a proof"
-        else:
-            why = f"the search stopped after {n}"
-        return f"NOT a proof: {why}"
 
 
 class Session:
     """A started machine plus engine for one workload configuration."""
 
-    def __init__(self, wl: Workload, variant: str, cpus: int, opts: dict[str, Any], iterations: int,
-                 memory_model: str, max_steps: int) -> None:
+    def __init__(
+        self,
+        wl: Workload,
+        variant: str,
+        cpus: int,
+        opts: dict[str, Any],
+        iterations: int,
+        memory_model: str,
+        max_steps: int,
+    ) -> None:
         self.wl, self.variant, self.cpus, self.opts = wl, variant, cpus, opts
         self.iterations, self.memory_model = iterations, memory_model
         self.gate = Gate()
@@ -140,8 +84,14 @@ class Session:
         # last one (a CPU waiting for its grant then only competes with its peers).
         cores = usable_cores()
         self._own_core = cores[0] if len(cores) > 1 else None
-        self.m = open_machine(wl, cpus, opts, pin=False, extensions=(self.gate,),
-                              cores=[cores[-1]] if self._own_core is not None else None)
+        self.m = open_machine(
+            wl,
+            cpus,
+            opts,
+            pin=False,
+            extensions=(self.gate,),
+            cores=[cores[-1]] if self._own_core is not None else None,
+        )
         self.max_steps = max_steps
 
     def __enter__(self) -> Session:
@@ -199,8 +149,9 @@ class Session:
         return text
 
 
-def resolve(workload: str | Workload, variant: str | None, opts: dict[str, Any] | None,
-             cpus: int | None, iterations: int | None) -> tuple[Workload, str, dict[str, Any], int, int]:
+def resolve(
+    workload: str | Workload, variant: str | None, opts: dict[str, Any] | None, cpus: int | None, iterations: int | None
+) -> tuple[Workload, str, dict[str, Any], int, int]:
     from shmkernel.workload import registry as workloads
 
     wl = workloads.get(workload) if isinstance(workload, str) else workloads.as_workload(workload)
@@ -218,8 +169,9 @@ def resolve(workload: str | Workload, variant: str | None, opts: dict[str, Any] 
 EXPLORE_KEYS = ("iterations", "max_examples")
 
 
-def _make_scheduler(name: str, seed: int, max_examples: int, depth: int, preemption_bound: int | None,
-                    buffered: bool = False) -> Any:
+def _make_scheduler(
+    name: str, seed: int, max_examples: int, depth: int, preemption_bound: int | None, buffered: bool = False
+) -> Any:
     if name == "random":
         return RandomScheduler(seed, max_examples)
     if name == "pct":
@@ -254,8 +206,9 @@ def _hypothesis_search(sess: Session, max_examples: int, seed: int, deadline: fl
     def time_up() -> bool:
         return deadline is not None and time.monotonic() > deadline
 
-    info, examples, timed_out = explore_with_hypothesis(run_one, max_examples, seed,
-                                                        time_up if deadline is not None else None)
+    info, examples, timed_out = explore_with_hypothesis(
+        run_one, max_examples, seed, time_up if deadline is not None else None
+    )
     return _Search(info[0] if info is not None else None, examples, "time" if timed_out else "sampling")
 
 
@@ -301,11 +254,21 @@ def _trace_found(sess: Session, found: Execution, memory_model: str, res: Explor
     res.events, res.outcome, res.steps = events, traced.outcome, len(traced.steps)
 
 
-def explore(workload: str | Workload | Any, variant: str | None = None, scheduler: str | None = None,
-            max_examples: int | None = None, seed: int = 0, cpus: int | None = None,
-            iterations: int | None = None, opts: dict[str, Any] | None = None,
-            memory_model: str = "native", max_steps: int = 20_000, depth: int = 3,
-            preemption_bound: int | None = None, time_limit: float | None = None) -> ExploreResult:
+def explore(
+    workload: str | Workload | Any,
+    variant: str | None = None,
+    scheduler: str | None = None,
+    max_examples: int | None = None,
+    seed: int = 0,
+    cpus: int | None = None,
+    iterations: int | None = None,
+    opts: dict[str, Any] | None = None,
+    memory_model: str = "native",
+    max_steps: int = 20_000,
+    depth: int = 3,
+    preemption_bound: int | None = None,
+    time_limit: float | None = None,
+) -> ExploreResult:
     """Search interleavings of ``workload`` for one of its events; the result's
     ``verdict`` is "found", "proved" or "not-proved".
 
@@ -324,8 +287,11 @@ def explore(workload: str | Workload | Any, variant: str | None = None, schedule
     if memory_model not in MODELS:
         raise UsageError(f"unknown memory model {memory_model!r}; choose one of {', '.join(MODELS)}")
     if max_examples is None:
-        max_examples = int(wl.explore_defaults.get("max_examples", DEFAULT_SEARCH_BUDGET)) \
-            if scheduler in ("exhaustive", "stateful") else DEFAULT_SAMPLE_BUDGET
+        max_examples = (
+            int(wl.explore_defaults.get("max_examples", DEFAULT_SEARCH_BUDGET))
+            if scheduler in ("exhaustive", "stateful")
+            else DEFAULT_SAMPLE_BUDGET
+        )
     if max_examples < 1:
         raise UsageError("--max-examples must be >= 1")
     if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
@@ -336,16 +302,31 @@ def explore(workload: str | Workload | Any, variant: str | None = None, schedule
         if scheduler == "hypothesis":
             s = _hypothesis_search(sess, max_examples, seed, deadline)
         else:
-            sched = _make_scheduler(scheduler, seed, max_examples, depth, preemption_bound,
-                                    buffered=memory_model in BUFFERED_MODELS)
+            sched = _make_scheduler(
+                scheduler, seed, max_examples, depth, preemption_bound, buffered=memory_model in BUFFERED_MODELS
+            )
             s = _scheduler_search(sess, sched, deadline)
         verdict = "found" if s.found is not None else ("not-proved" if s.stopped_by else "proved")
-        res = ExploreResult(wl.name, variant, cpus, scheduler, memory_model, s.found is not None, s.examples,
-                            0.0, complete=verdict == "proved", pruned=s.pruned, verdict=verdict,
-                            stopped_by=s.stopped_by if verdict == "not-proved" else "",
-                            max_examples=max_examples, time_limit=time_limit,
-                            preemption_bound=preemption_bound, iterations=iters, sleep_blocked=s.sleep_blocked,
-                            reference=wl.reference)
+        res = ExploreResult(
+            wl.name,
+            variant,
+            cpus,
+            scheduler,
+            memory_model,
+            s.found is not None,
+            s.examples,
+            0.0,
+            complete=verdict == "proved",
+            pruned=s.pruned,
+            verdict=verdict,
+            stopped_by=s.stopped_by if verdict == "not-proved" else "",
+            max_examples=max_examples,
+            time_limit=time_limit,
+            preemption_bound=preemption_bound,
+            iterations=iters,
+            sleep_blocked=s.sleep_blocked,
+            reference=wl.reference,
+        )
         if s.found is not None:
             _trace_found(sess, s.found, memory_model, res)
         eng = sess.engine
@@ -354,8 +335,9 @@ def explore(workload: str | Workload | Any, variant: str | None = None, schedule
     return res
 
 
-def replay(workload: str | Workload, schedule: str, variant: str | None = None, repeat: int = 1,
-           trace: bool = True) -> list[ExploreResult]:
+def replay(
+    workload: str | Workload, schedule: str, variant: str | None = None, repeat: int = 1, trace: bool = True
+) -> list[ExploreResult]:
     """Re-run a schedule string exactly (``repeat`` times on the same processes)."""
     h, choices = decode(schedule)
     wl, _, _, _, _ = resolve(workload, None, None, None, None)
@@ -377,11 +359,24 @@ def replay(workload: str | Workload, schedule: str, variant: str | None = None, 
         for _ in range(repeat):
             t0 = time.perf_counter()
             ex, events = sess.execute(ReplayScheduler(choices), trace=trace)
-            r = ExploreResult(wl.name, h.variant, h.cpus, "replay", h.memory_model, bool(events), 1,
-                              time.perf_counter() - t0, ex.outcome, events, encode(sess.header(), ex.choices),
-                              sess.diagram(ex) if trace else "", len(ex.steps),
-                              verdict="found" if events else "not-proved",
-                              stopped_by="" if events else "replay", iterations=h.iterations,
-                              reference=wl.reference)
+            r = ExploreResult(
+                wl.name,
+                h.variant,
+                h.cpus,
+                "replay",
+                h.memory_model,
+                bool(events),
+                1,
+                time.perf_counter() - t0,
+                ex.outcome,
+                events,
+                encode(sess.header(), ex.choices),
+                sess.diagram(ex) if trace else "",
+                len(ex.steps),
+                verdict="found" if events else "not-proved",
+                stopped_by="" if events else "replay",
+                iterations=h.iterations,
+                reference=wl.reference,
+            )
             out.append(r)
     return out

@@ -41,8 +41,9 @@ class _Node:
 class StatefulScheduler(DepthFirstSearch):
     name = "stateful"
 
-    def __init__(self, max_executions: int = 100_000, preemption_bound: int | None = None,
-                 state_cache: bool = True) -> None:
+    def __init__(
+        self, max_executions: int = 100_000, preemption_bound: int | None = None, state_cache: bool = True
+    ) -> None:
         super().__init__(max_executions, preemption_bound)
         self.visited: set[Hashable] | None = set() if state_cache else None
         self.pruned = 0
@@ -101,4 +102,4 @@ class StatefulScheduler(DepthFirstSearch):
         return PRUNE
 
     def end_execution(self, execution: Execution) -> None:
-        del self.stack[len(execution.steps):]
+        del self.stack[len(execution.steps) :]

@@ -88,8 +88,9 @@ def decode_choices(body: str) -> list[int]:
 
 def encode(h: ScheduleHeader, choices: list[int]) -> str:
     opts = ",".join(f"{k}={v}" for k, v in sorted(h.options.items()))
-    core = ":".join([VERSION, h.workload, h.variant, str(h.cpus), str(h.iterations), h.memory_model,
-                     opts, encode_choices(choices)])
+    core = ":".join(
+        [VERSION, h.workload, h.variant, str(h.cpus), str(h.iterations), h.memory_model, opts, encode_choices(choices)]
+    )
     return f"{core}:{zlib.crc32(core.encode()) & 0xFFFFFFFF:08x}"
 
 
@@ -133,14 +134,21 @@ def _value(layout: Any, step: Step) -> str:
 def _arity(name: str) -> int:
     if name in ("atomic_cmpxchg", "atomic_add_unless"):
         return 2
-    if name in ("atomic_add_return", "atomic_fetch_add", "atomic_add", "atomic_sub_return", "atomic_xchg",
-                "this_cpu_add"):
+    if name in (
+        "atomic_add_return",
+        "atomic_fetch_add",
+        "atomic_add",
+        "atomic_sub_return",
+        "atomic_xchg",
+        "this_cpu_add",
+    ):
         return 1
     return 0
 
 
-def render(steps: list[Step], layout: Any, cpus: list[int], reports: list[Any], coordinator: int,
-           width: int = 46) -> str:
+def render(
+    steps: list[Step], layout: Any, cpus: list[int], reports: list[Any], coordinator: int, width: int = 46
+) -> str:
     """The interleaving as one column per CPU, one row per step."""
     logs: dict[int, list] = {}
     events: dict[int, list] = {}
@@ -150,8 +158,7 @@ def render(steps: list[Step], layout: Any, cpus: list[int], reports: list[Any], 
         events[c] = rep.get("events", [])
     cpus = sorted({c if c < ACTION_BASE else decode_action(c)[1] for c in cpus})
     nth = dict.fromkeys(cpus, 0)
-    head = "step | " + " | ".join(
-        f"CPU {c}{' (coordinator)' if c == coordinator else ''}".ljust(width) for c in cpus)
+    head = "step | " + " | ".join(f"CPU {c}{' (coordinator)' if c == coordinator else ''}".ljust(width) for c in cpus)
     lines = [head, "-" * len(head)]
     last_fn: dict[int, str] = {}
     for i, st in enumerate(steps):
@@ -171,7 +178,7 @@ def render(steps: list[Step], layout: Any, cpus: list[int], reports: list[Any], 
             last_fn[st.cpu] = fn
         cells = [(text if c == st.cpu else "").ljust(width) for c in cpus]
         lines.append(f"{i:4} | " + " | ".join(cells))
-        for (at, ev, detail) in events[st.cpu]:
+        for at, ev, detail in events[st.cpu]:
             if at == k + 1:
                 extra = " ".join(f"{a}={b}" for a, b in detail.items())
                 cells = [(f"** {ev} {extra}".rstrip() if c == st.cpu else "").ljust(width) for c in cpus]

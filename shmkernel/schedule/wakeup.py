@@ -82,7 +82,7 @@ def after_weak_initial(ev: Ev, seq: list[Ev], unsure: bool = False) -> list[Ev] 
     run there (see the module's docstring)."""
     k = _first(seq, ev.cpu)
     if k >= 0:
-        return None if _depends_on_earlier(seq, k) else seq[:k] + seq[k + 1:]
+        return None if _depends_on_earlier(seq, k) else seq[:k] + seq[k + 1 :]
     if unsure and ACCESS[ev.op.code] in BLOCKING:
         return None
     if any(dependent(ev.dep, ev.op.addr, x.dep, x.op.addr) for x in seq):

@@ -138,13 +138,15 @@ class Workload:
         """The boot program, run free on the coordinator CPU before each run."""
         return Program(self.setup_fn, self.params(variant, v, opts, None))
 
-    def programs(self, variant: str, v: Any, cpus: int, opts: dict[str, Any],
-                 iterations: int | None) -> list[Program | None]:
+    def programs(
+        self, variant: str, v: Any, cpus: int, opts: dict[str, Any], iterations: int | None
+    ) -> list[Program | None]:
         p = self.params(variant, v, opts, iterations)
         coord = Program(self.coordinator_fn, p) if self.coordinator_fn is not None else None
         return [Program(self.cpu_fn, p)] * cpus + [coord]
 
-    def check(self, variant: str, v: Any, seg: Segment, cpus: int, opts: dict[str, Any],
-              result: RunResult) -> list[str]:
+    def check(
+        self, variant: str, v: Any, seg: Segment, cpus: int, opts: dict[str, Any], result: RunResult
+    ) -> list[str]:
         """Problems found in the exact state at quiesce (empty when exact)."""
         return []

@@ -17,8 +17,14 @@ from shmkernel.runtime.machine import Machine, RunResult
 from shmkernel.workload import Workload
 
 
-def open_machine(wl: Workload, cpus: int, opts: dict[str, Any], pin: bool = True,
-                 extensions: tuple[object, ...] = (), cores: list[int] | None = None) -> Machine:
+def open_machine(
+    wl: Workload,
+    cpus: int,
+    opts: dict[str, Any],
+    pin: bool = True,
+    extensions: tuple[object, ...] = (),
+    cores: list[int] | None = None,
+) -> Machine:
     """A Machine laid out for ``wl``, not started: use it as a context manager
     (``with open_machine(...) as m``) or call ``.start()`` (and ``.close()``)."""
     holder: dict[str, Any] = {}
@@ -27,9 +33,15 @@ def open_machine(wl: Workload, cpus: int, opts: dict[str, Any], pin: bool = True
         holder["v"] = wl.declare(layout, opts)
         return holder["v"]
 
-    return Machine(cpus, declare=declare, counter_names=wl.counter_names,
-                   possible_cpus=wl.possible_cpus(cpus, opts), pin=pin, extensions=extensions,
-                   cores=cores)
+    return Machine(
+        cpus,
+        declare=declare,
+        counter_names=wl.counter_names,
+        possible_cpus=wl.possible_cpus(cpus, opts),
+        pin=pin,
+        extensions=extensions,
+        cores=cores,
+    )
 
 
 def boot(m: Machine, wl: Workload, variant: str, opts: dict[str, Any]) -> None:
@@ -37,8 +49,16 @@ def boot(m: Machine, wl: Workload, variant: str, opts: dict[str, Any]) -> None:
     m.run([None] * m.cpus + [wl.setup(variant, m.vars, opts)], timeout=m.stop_grace)
 
 
-def run_free(m: Machine, wl: Workload, variant: str, opts: dict[str, Any], seconds: float | None = None,
-             iterations: int | None = None, memory_model: str = "native", seed: int = 0) -> RunResult:
+def run_free(
+    m: Machine,
+    wl: Workload,
+    variant: str,
+    opts: dict[str, Any],
+    seconds: float | None = None,
+    iterations: int | None = None,
+    memory_model: str = "native",
+    seed: int = 0,
+) -> RunResult:
     """One free run of ``variant`` on a started machine, booted first, its exact
     state checked at quiesce (a mismatch is a runtime bug: `RunError`)."""
     variant = wl.resolve_variant(variant)

@@ -64,8 +64,10 @@ def get(ref: str) -> Workload:
         return _loaded(ref)
     ep = _plugins().get(ref)
     if ep is None:
-        raise UsageError(f"unknown workload {ref!r}; choose one of {', '.join(names())}, "
-                         f"or give a file (path/to/race.py[:NAME]) or a module (package.module:NAME)")
+        raise UsageError(
+            f"unknown workload {ref!r}; choose one of {', '.join(names())}, "
+            f"or give a file (path/to/race.py[:NAME]) or a module (package.module:NAME)"
+        )
     try:
         obj = ep.load()
     except Exception as e:  # noqa: BLE001 - someone else's package: one line, whatever it raised
@@ -103,8 +105,12 @@ def _import_file(path: str) -> ModuleType:
     full = os.path.abspath(path)
     if not os.path.isfile(full):
         raise UsageError(f"no workload file {path!r}")
-    modname = "shmkernel_user_" + os.path.splitext(os.path.basename(full))[0].replace("-", "_") + "_" \
+    modname = (
+        "shmkernel_user_"
+        + os.path.splitext(os.path.basename(full))[0].replace("-", "_")
+        + "_"
         + hashlib.sha1(full.encode()).hexdigest()[:8]
+    )
     if modname in sys.modules:
         return sys.modules[modname]
     spec = importlib.util.spec_from_file_location(modname, full)
@@ -130,15 +136,18 @@ def _pick(module: ModuleType, name: str | None, ref: str) -> Any:
         return getattr(module, name)
     if hasattr(module, "WORKLOAD"):
         return module.WORKLOAD
-    found = {k: v for k, v in vars(module).items()
-             if not k.startswith("_") and not isinstance(v, type)
-             and (isinstance(v, Workload) or hasattr(v, "as_workload"))}
+    found = {
+        k: v
+        for k, v in vars(module).items()
+        if not k.startswith("_") and not isinstance(v, type) and (isinstance(v, Workload) or hasattr(v, "as_workload"))
+    }
     if len(found) == 1:
         return next(iter(found.values()))
     if not found:
         raise UsageError(f"workload {ref!r}: the file defines no workload (a Workload or a scenario)")
-    raise UsageError(f"workload {ref!r}: the file defines {len(found)} workloads ({', '.join(sorted(found))}); "
-                     f"name one: {ref}:NAME")
+    raise UsageError(
+        f"workload {ref!r}: the file defines {len(found)} workloads ({', '.join(sorted(found))}); name one: {ref}:NAME"
+    )
 
 
 def as_workload(obj: Any) -> Workload:

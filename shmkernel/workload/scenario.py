@@ -61,8 +61,14 @@ class Words(dict):
 
 
 class Scenario:
-    def __init__(self, name: str, events: tuple[str, ...] = (), variants: tuple[str, ...] | dict[str, str] =
-                 ("buggy", "fixed"), cpus: int = 2, summary: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        events: tuple[str, ...] = (),
+        variants: tuple[str, ...] | dict[str, str] = ("buggy", "fixed"),
+        cpus: int = 2,
+        summary: str = "",
+    ) -> None:
         self.name = name
         self.events = tuple(events)
         self.variants = dict(variants) if isinstance(variants, dict) else {v: v for v in variants}
@@ -84,10 +90,12 @@ class Scenario:
     # -- programs ---------------------------------------------------------------------------------
     def cpu(self, *which: int) -> Callable[[Fn], Fn]:
         """Decorator: the function CPU(s) ``which`` run each round."""
+
         def register(fn: Fn) -> Fn:
             for c in which:
                 self.fns[c] = fn
             return fn
+
         return register
 
     def every_cpu(self, fn: Fn) -> Fn:
@@ -118,10 +126,17 @@ class ScenarioWorkload(Workload):
         aliases.setdefault("buggy", names[0])
         aliases.setdefault("fixed", names[-1])
         aliases = {k: v for k, v in aliases.items() if k not in sc.variants}
-        super().__init__(name=sc.name, summary=sc.summary or f"scenario {sc.name}", variants=sc.variants,
-                         aliases=aliases, events=sc.events, counters=("rounds",),
-                         denominators=dict.fromkeys(sc.events, "rounds"), explore_defaults={"iterations": 1},
-                         default_cpus=sc.cpus)
+        super().__init__(
+            name=sc.name,
+            summary=sc.summary or f"scenario {sc.name}",
+            variants=sc.variants,
+            aliases=aliases,
+            events=sc.events,
+            counters=("rounds",),
+            denominators=dict.fromkeys(sc.events, "rounds"),
+            explore_defaults={"iterations": 1},
+            default_cpus=sc.cpus,
+        )
         self.sc = sc
 
     def possible_cpus(self, cpus: int, opts: dict[str, Any]) -> int | None:
@@ -156,11 +171,18 @@ class ScenarioWorkload(Workload):
         """Free mode: every completion held (each worker waits to be let go)."""
         return Program(_boot, {"held": (v["_go"], v["_done"])})
 
-    def programs(self, variant: str, v: Words, cpus: int, opts: dict[str, Any],
-                 iterations: int | None) -> list[Program | None]:
+    def programs(
+        self, variant: str, v: Words, cpus: int, opts: dict[str, Any], iterations: int | None
+    ) -> list[Program | None]:
         fns = self.sc.fns
-        p = {"v": v, "variant": variant, "iterations": iterations, "cpus": cpus, "check": fns.get("check"),
-             "init": self._initial(v, cpus + 1)}
+        p = {
+            "v": v,
+            "variant": variant,
+            "iterations": iterations,
+            "cpus": cpus,
+            "check": fns.get("check"),
+            "init": self._initial(v, cpus + 1),
+        }
         progs: list[Program | None] = []
         for c in range(cpus):
             fn = fns.get(c, fns.get("every"))
@@ -215,8 +237,7 @@ def _coordinator_rounds(ctx: Any, p: dict[str, Any]) -> None:
                 ctx.mutex_unlock(per_cpu_ptr(v["_go"], c))
         if p["fn"] is not None:
             p["fn"](ctx, v, p["variant"])
-        if (free or p["check"] is not None) and not all(_wait(ctx, per_cpu_ptr(v["_done"], c))
-                                                        for c in p["workers"]):
+        if (free or p["check"] is not None) and not all(_wait(ctx, per_cpu_ptr(v["_done"], c)) for c in p["workers"]):
             return  # stopped in the middle of a round: it does not count
         if p["check"] is not None:
             p["check"](ctx, v, p["variant"])
