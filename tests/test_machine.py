@@ -129,3 +129,56 @@ def test_kill9_of_the_coordinator_leaves_nothing_behind():
         time.sleep(0.05)
     assert not [k for k in kids if _alive(k)], "CPU processes outlived their coordinator"
     assert not shm_entries() - before, "segment left behind after kill -9 of the coordinator"
+
+
+# -- a task still asleep when the run stops ------------------------------------------------------
+def _declare_flags(layout):
+    return {"after": layout.scalar("after"), "in_section": layout.scalar("in_section"), "m": layout.scalar("m")}
+
+
+def _hold_preemption_off(ctx: Ctx, p: dict) -> None:
+    """CPU 0: one preempt-disabled section that lasts until the run stops."""
+    ctx.preempt_disable()
+    ctx.write_once(p["v"]["in_section"], 1)
+    while not ctx.stopped():
+        os.sched_yield()
+    ctx.preempt_enable()
+
+
+def _wait_then_mark(ctx: Ctx, p: dict) -> None:
+    """The coordinator: once CPU 0 is inside its section, a grace period or a stopped
+    machine (which that section holds off) and then the mark."""
+    v = p["v"]
+    while not ctx.read_once(v["in_section"]):
+        os.sched_yield()
+    ctx.mutex_lock(v["m"])
+    if p["wait"] == "synchronize_sched":
+        ctx.synchronize_sched()
+    else:
+        ctx.stop_machine(lambda c: None)
+    ctx.write_once(v["after"], 1)
+
+
+def _take_the_mutex(ctx: Ctx, p: dict) -> None:
+    v = p["v"]
+    while not ctx.read_once(v["in_section"]) or not ctx.stopped():
+        os.sched_yield()
+    ctx.mutex_lock(v["m"])  # held by a task asleep for good: this one sleeps too
+    ctx.write_once(v["after"], 2)
+
+
+@pytest.mark.parametrize("wait", ["synchronize_sched", "stop_machine"])
+def test_what_follows_a_wait_that_never_ended_never_runs(wait):
+    """The run stops while CPU 0 is still inside a preempt-disabled section: the
+    coordinator's grace period (or stop_machine) never ended, so it must not go on as if
+    it had (before, both returned at the stop and the code after them ran, which let
+    rmmod free a module a try_module_get was still taking). Its program ends there,
+    asleep holding its mutex (a clean end, not an error), and CPU 1, which wants that
+    mutex, sleeps past the end as well."""
+    with Machine(2, declare=_declare_flags) as m:
+        progs = [Program(_hold_preemption_off), Program(_take_the_mutex), Program(_wait_then_mark, {"wait": wait})]
+        for pr in progs:
+            pr.params["v"] = m.vars
+        r = m.run(progs, seconds=0.3, timeout=20)
+        assert m.seg.words[m.vars["after"]] == 0
+        assert r.results == [None, None, None]

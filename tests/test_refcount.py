@@ -9,10 +9,10 @@ from shmkernel.measure.record import measure_free
 from shmkernel.workload.machines import open_machine
 
 
-def _run(wl_name: str, variant: str, seconds: float, **raw):
+def _run(wl_name: str, variant: str, seconds: float, cpus: int = 2, **raw):
     wl = workloads.get(wl_name)
     opts = wl.parse_options(raw)
-    with open_machine(wl, 2, opts) as m:
+    with open_machine(wl, cpus, opts) as m:
         return measure_free(m, wl, variant, opts, seconds=seconds)
 
 
@@ -60,4 +60,14 @@ def test_rmmod_without_stop_machine_frees_a_module_in_use():
 def test_rmmod_safe_configurations(variant, stop_machine):
     r = _run("rmmod", variant, 1.0, stop_machine=stop_machine)
     assert r["counters"]["attempts"] > 0
+    assert r["events"]["use_after_free"] == 0
+
+
+def test_rmmod_reload_is_unreachable_until_its_counts_are_set_up():
+    """One CPU handing references to itself while rmmod unloads and reloads: a
+    try_module_get that found the reloaded module live before module_unload_init
+    zeroed its counts lost its increment, and the fix freed a module in use (every
+    0.2 s run showed it). The exactness check at quiesce would fail too."""
+    r = _run("rmmod", "fixed", 0.5, cpus=1)
+    assert r["counters"]["unloads"] > 0 and r["counters"]["migrations"] > 0
     assert r["events"]["use_after_free"] == 0

@@ -46,7 +46,7 @@ from shmkernel.kernel.module import (
 )
 from shmkernel.memory.layout import Layout, per_cpu_ptr
 from shmkernel.memory.segment import Segment
-from shmkernel.runtime.ctx import Ctx
+from shmkernel.runtime.ctx import Ctx, StillAsleep
 from shmkernel.runtime.machine import RunResult
 from shmkernel.workload import Option, SegmentOracle, Workload
 
@@ -152,13 +152,15 @@ def rmmod_coordinator(ctx: Ctx, p: dict[str, Any]) -> None:
                 slot_delay_us=delay,
                 max_waits=None if free else SCHEDULED_TALLIES - 1,
             )
-        except ml.RmmodAsleep:
-            return  # still waiting for the count to read 0 when the program ends
+        except StillAsleep:
+            return  # still waiting (a grace period, the count to read 0) when the program ends
         if ret == 0:
             ctx.count("unloads")
             if not free:
                 break  # a scheduled program ends with the unload: the users' next access tells
-            while _stale_references(ctx, v, gen) and not ctx.stopped():
+            while _stale_references(ctx, v, gen):
+                if ctx.stopped():
+                    return  # not reloaded under a stale reference
                 ctx.schedule()  # every user of the old module must notice it is gone
             ml.load_module(ctx, loader, v.mod)
         if free and p["attempt_interval_us"]:

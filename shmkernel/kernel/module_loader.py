@@ -59,7 +59,7 @@ from shmkernel.kernel.module import (
 )
 from shmkernel.kernel.module_2_4 import module_unmap, sys_delete_module, sys_init_module
 from shmkernel.kernel.stop_machine import stop_machine, synchronize_sched
-from shmkernel.runtime.ctx import Ctx
+from shmkernel.runtime.ctx import Ctx, StillAsleep
 
 ERAS = ("2.4", "2.6.0", "2.6.20", "2.6.33", "4.0")
 
@@ -68,7 +68,7 @@ InitFn = Callable[[Ctx, int], None]  # mod->init(), told THIS_MODULE's address
 ExitFn = Callable[[Ctx], None]  # mod->exit() (2.4: mod->cleanup())
 
 
-class RmmodAsleep(Exception):
+class RmmodAsleep(StillAsleep):
     """The rmmod task still sleeps in wait_for_zero_refcount() where its program ends."""
 
 
@@ -178,7 +178,8 @@ def load_module(
         if find_module(ctx, loader, mod):
             return -EEXIST
         gen = _allocate(ctx, loader, mod)
-        ctx.write_once(mod.state, ModuleState.COMING)
+        if loader.modules_list:
+            ctx.write_once(mod.state, ModuleState.COMING)
         if use is not None:
             use.module_unload_init(ctx)
         if ref is not None:
@@ -190,6 +191,11 @@ def load_module(
             # Now sew it into the lists.  They won't access us, since
             # strong_try_module_get() will fail.
             stop_machine(ctx, __link_module, mod)
+        else:
+            # No list: the users' fixed pointer reaches the module from here on, where the
+            # kernel would link it, so it reads GOING (not live) until its counts are set up.
+            ctx.smp_mb()
+            ctx.write_once(mod.state, ModuleState.COMING)
     # Drop lock so they can recurse
     blocking_notifier_call_chain(ctx, loader, ModuleState.COMING, mod, gen)
     # Start the module

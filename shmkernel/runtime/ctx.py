@@ -27,6 +27,16 @@ from shmkernel.runtime.control import Control
 SCHEDULE_SLEEP_S = 20e-6
 
 
+class StillAsleep(Exception):
+    """The task still sleeps where its program ends: the run stopped while it waited
+    for a grace period, a stopped machine or a count (free mode), or its waits ran
+    out (scheduled mode). What it waited for never happened, so it must not go on
+    as if it had: its program ends there, a prefix of a kernel execution, and the
+    CPU reports it done (``quiet``), not failed."""
+
+    quiet = True
+
+
 class Ctx:
     """Free-running CPU context of CPU ``cpu`` (``smp_processor_id()``).
 
@@ -231,11 +241,15 @@ class Ctx:
             self._park()
 
     def _park(self) -> None:
-        """Stay parked until the stop_machine epoch we saw is over."""
+        """Stay parked until the stop_machine epoch we saw is over, even when the run
+        stops meanwhile: the stopper's function is running alone, and ends the epoch
+        (or gives up on it, `StillAsleep`, if it never began)."""
         w, ctl = self.w, self.ctl
         ep = w[ctl.sm_req]
+        if not ep:  # the epoch ended between the caller's look and ours
+            return
         w[ctl.sm_parked + self._this] = ep
-        while w[ctl.sm_req] == ep and not w[ctl.stop]:
+        while w[ctl.sm_req] == ep:
             os.sched_yield()
 
     def schedule(self) -> None:
@@ -265,9 +279,11 @@ class Ctx:
         w[ctl.sm_req] = ep
         self.smp_mb()
         others = [c for c in range(self.nr_cpus) if c != self.cpu]
-        while not w[ctl.stop]:
-            if all(w[ctl.sm_parked + c * PERCPU_STRIDE] == ep or self.cpu_finished(c) for c in others):
-                break
+        while not all(w[ctl.sm_parked + c * PERCPU_STRIDE] == ep or self.cpu_finished(c) for c in others):
+            if w[ctl.stop]:  # a CPU is still inside a preempt-disabled section: fn must not run
+                w[ctl.sm_req] = 0
+                self._stopper = False
+                raise StillAsleep("stop_machine")
             self.schedule()
         try:
             return fn(self, *args)
@@ -281,9 +297,11 @@ class Ctx:
         w, qs = self.w, self.ctl.qs
         snap = {c: w[qs + c * PERCPU_STRIDE] for c in range(self.nr_cpus) if c != self.cpu}
         self.smp_mb()
-        while snap and not w[self.ctl.stop]:
+        while snap:
             snap = {c: s for c, s in snap.items() if w[qs + c * PERCPU_STRIDE] == s and not self.cpu_finished(c)}
             if snap:
+                if w[self.ctl.stop]:  # the grace period has not ended: what follows must not run
+                    raise StillAsleep("synchronize_sched")
                 self.schedule()
 
     # -- locks ---------------------------------------------------------------------------
@@ -302,7 +320,11 @@ class Ctx:
         """A sleeping lock, emulated as a yield loop (the CPU is not in a
         preempt-disabled section while it holds it)."""
         me = self.cpu + 1
+        w, stop = self.w, self.ctl.stop
         while self._cas(lock, 0, me) != 0:
+            owner = w[lock]
+            if owner and w[stop] and self.cpu_finished(owner - 1):
+                raise StillAsleep("mutex_lock")  # its holder's program ended asleep holding it
             self.preemption_point()
             os.sched_yield()
 
