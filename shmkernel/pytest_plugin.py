@@ -87,13 +87,19 @@ def _workload(workload: Any) -> Any:
     return workloads.get(workload) if isinstance(workload, str) else workloads.as_workload(workload)
 
 
-def _free_run(workload: Any, variant: str, seconds: float, cpus: int | None, **opts: Any) -> dict[str, Any]:
+def _free_run(
+    workload: Any, variant: str, seconds: float, cpus: int | None, iterations: int | None = None, **opts: Any
+) -> dict[str, Any]:
+    """One free run: ``iterations`` per CPU when given (a budget the host's load cannot
+    shrink), else ``seconds``."""
     from shmkernel.measure.record import measure_free
     from shmkernel.workload.machines import open_machine
 
     wl = _workload(workload)
     parsed = wl.parse_options(opts)
     with open_machine(wl, cpus or wl.default_cpus, parsed) as m:
+        if iterations is not None:
+            return measure_free(m, wl, variant, parsed, iterations=iterations)
         return measure_free(m, wl, variant, parsed, seconds=seconds)
 
 
@@ -119,11 +125,16 @@ def assert_shows(
     *,
     seconds: float = _FREE_SECONDS,
     cpus: int | None = None,
+    iterations: int | None = None,
+    attempts: int = 2,
     **kw: Any,
 ) -> Any:
     """Fail unless ``variant`` shows ``event``; returns the run record (free) or `ExploreResult` (scheduled).
 
-    free: a run of ``seconds``, then once more 4x longer if nothing was seen;
+    free: up to ``attempts`` runs until one shows it: each of ``iterations`` per CPU
+    when given (a fixed budget: the chance that every attempt misses is that of one
+    attempt, to the power ``attempts``, whatever the host's load does to time),
+    else of ``seconds``, 4x longer each time;
     scheduled: `shmkernel.explore.explore` (``scheduler`` "exhaustive" unless
     given: "hypothesis", "random", "pct"; ``max_examples``, ``iterations``...);
     other keywords are workload options.
@@ -132,17 +143,16 @@ def assert_shows(
     wl = _check_event(workload, event)
     if mode == "free":
         r: dict[str, Any] = {}
-        for s in (seconds, seconds * 4):
-            r = _free_run(wl, variant, s, cpus, **kw)
+        for i in range(attempts):
+            r = _free_run(wl, variant, seconds * 4**i, cpus, iterations, **kw)
             if r["events"].get(event, 0) > 0:
                 return r
         tried = r.get("rates", {}).get(event)
         bound = f"; rate < {tried['ci95'][1]:.3g} per 10^6 {tried['denominator_name']}" if tried else ""
-        pytest.fail(
-            f"{wl.name}/{variant}: no {event} in free runs of {seconds:g} s and {seconds * 4:g} s{bound}", pytrace=False
-        )
+        budget = f"{iterations:,} iterations" if iterations is not None else f"{seconds:g} s and longer"
+        pytest.fail(f"{wl.name}/{variant}: no {event} in {attempts} free runs of {budget}{bound}", pytrace=False)
     if mode == "scheduled":
-        res = _explore(wl, variant, cpus, dict(kw))
+        res = _explore(wl, variant, cpus, dict(kw, **({} if iterations is None else {"iterations": iterations})))
         if not (res.found and res.events.get(event, 0) > 0):
             what = f"found {res.events} instead" if res.found else "found nothing"
             pytest.fail(
@@ -161,6 +171,7 @@ def assert_never_shows(
     *,
     seconds: float = _FREE_SECONDS,
     cpus: int | None = None,
+    iterations: int | None = None,
     allow_incomplete: bool = False,
     **kw: Any,
 ) -> Any:
@@ -175,13 +186,14 @@ def assert_never_shows(
     __tracebackhide__ = True
     wl = _check_event(workload, event)
     if mode == "free":
-        r = _free_run(wl, variant, seconds, cpus, **kw)
+        r = _free_run(wl, variant, seconds, cpus, iterations, **kw)
         n = r["events"].get(event, 0)
         if n:
-            pytest.fail(f"{wl.name}/{variant}: {n} {event} in a free run of {seconds:g} s", pytrace=False)
+            budget = f"{iterations:,} iterations" if iterations is not None else f"{seconds:g} s"
+            pytest.fail(f"{wl.name}/{variant}: {n} {event} in a free run of {budget}", pytrace=False)
         return r
     if mode == "scheduled":
-        res = _explore(wl, variant, cpus, dict(kw))
+        res = _explore(wl, variant, cpus, dict(kw, **({} if iterations is None else {"iterations": iterations})))
         if res.found:
             pytest.fail(
                 f"{wl.name}/{variant}: {res.scheduler} found {res.events}\n{res.trace}\nreplay: {res.replay_command()}",

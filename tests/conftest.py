@@ -56,3 +56,17 @@ def no_leaks():
     shm, kids = wait_clean(before)
     assert not shm, f"leaked in /dev/shm: {sorted(shm)}"
     assert not kids, f"child processes left: {sorted(kids)}"
+
+
+def until_seen(attempt, events, attempts: int = 3) -> dict:  # type: ignore[no-untyped-def]
+    """The one luck-based free-mode check a workload keeps: up to ``attempts`` runs of
+    a fixed iteration budget (never a time, which a loaded host shrinks) until every
+    one of ``events`` was seen; the last record. Each use states the chance that all
+    attempts miss: (the share of single attempts that missed, measured with two
+    ``yes`` processes beside) to the power ``attempts``."""
+    r: dict = {}
+    for _ in range(attempts):
+        r = attempt()
+        if all(r["events"][e] > 0 for e in events):
+            return r
+    return r

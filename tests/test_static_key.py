@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import until_seen
 
 import workloads
 from shmkernel.errors import UsageError
@@ -28,10 +29,10 @@ def _run(variant: str, seconds: float | None = None, iterations: int | None = No
 
 # -- free mode ------------------------------------------------------------------------------------
 def test_pre_fix_runs_vcpus_on_unpatched_code():
-    for seconds in (2.0, 5.0):
-        r = _run("buggy", seconds)
-        if r["events"]["wrong_path"] > 0:
-            break
+    """Luck-based (the one free check of seed 002's storm): 10^5 vCPU creations per CPU
+    an attempt; with two `yes` beside, 0 of 10 single attempts missed (fewest
+    1,842 wrong paths): three all miss never in practice."""
+    r = until_seen(lambda: _run("buggy", iterations=100_000), ["wrong_path"])
     assert r["variant"] == "pre-fix"
     assert r["events"]["wrong_path"] > 0
     rate = r["rates"]["wrong_path"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 
 import pytest
+from conftest import until_seen
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
@@ -425,27 +426,27 @@ def test_state_machine_against_reference_model(variant):
 # ---------------------------------------------------------------------------------------------
 # Free-running CPUs.
 # ---------------------------------------------------------------------------------------------
-def _free(variants, seconds: float, **raw):  # type: ignore[no-untyped-def]
-    """One free run per variant on one machine; a variant may come as (variant, {extra options})."""
+def _free(variants, iterations: int, **raw):  # type: ignore[no-untyped-def]
+    """One free run of ``iterations`` per CPU per variant on one machine; a variant may
+    come as (variant, {extra options})."""
     with open_machine(WL, 2, WL.parse_options(raw)) as m:
         out = {}
         for item in variants:
             v, more = item if isinstance(item, tuple) else (item, {})
             out[v if not more else (v, *more.items())] = measure_free(
-                m, WL, v, WL.parse_options({**raw, **more}), seconds=seconds
+                m, WL, v, WL.parse_options({**raw, **more}), iterations=iterations
             )
         return out
 
 
 def _free_until(variant: str, event: str, **raw):  # type: ignore[no-untyped-def]
-    for seconds in (1.5, 4.0):
-        r = _free([variant], seconds, **raw)[variant]
-        if r["events"][event] > 0:
-            return r
-    return r
+    return until_seen(lambda: _free([variant], 5_000, **raw)[variant], [event], attempts=4)
 
 
 def test_free_untracked_extra_put_frees_the_provider_under_its_user():
+    """Luck-based (the free check of seed 001's extra put): 5,000 pairs per CPU an
+    attempt; with two `yes` beside, 3 of 20 single attempts missed (median 2
+    events): four all miss about 0.15^4 = 0.05% of the time on such a host."""
     r = _free_until("buggy", "use_after_free", oops="continue")
     assert r["variant"] == "untracked"
     assert r["counters"]["extra_puts"] > 0 and r["counters"]["unloads"] > 0
@@ -454,7 +455,7 @@ def test_free_untracked_extra_put_frees_the_provider_under_its_user():
 
 
 def test_free_tracked_variants_catch_every_extra_put():
-    rs = _free(["tracked", "tracked-split"], 1.0, oops="continue")
+    rs = _free(["tracked", "tracked-split"], 5_000, oops="continue")
     for r in rs.values():
         c, e = r["counters"], r["events"]
         assert c["extra_puts"] > 0 and c["attempts"] > 0
@@ -467,7 +468,7 @@ def test_free_leaks_reported_exactly_only_by_tracked_split():
     # (links and unloads also under modlist_lock here, so that the list race stays out)
     rs = _free(
         ["untracked", "tracked", "tracked-split"],
-        1.0,
+        5_000,
         linked="half",
         lock_links=True,
         unbalanced_rate=0.0,
@@ -483,15 +484,15 @@ def test_free_leaks_reported_exactly_only_by_tracked_split():
     assert all(r["events"]["bug"] == 0 and r["events"]["use_after_free"] == 0 for r in rs.values())
 
 
-def test_free_the_patch_races_with_itself_on_the_use_lists():
-    """A correct program (no extra put, no leak): insmod links a user under module_mutex
-    while another CPU's symbol_get adds its use under modlist_lock: a lost or broken
-    list entry, and a BUG() for a module that did nothing wrong."""
+def test_free_locked_links_never_break_the_use_lists():
+    """The list race of the patch (insmod links a user under module_mutex while another
+    CPU's symbol_get adds its use under modlist_lock) is found by a schedule
+    (test_explore_finds_the_patch_list_race); free runs show it too rarely on a loaded
+    host (9 of 10 runs of 2,000 pairs saw none with two `yes` beside) to be a test. Here:
+    with the links under modlist_lock too, and in the untracked variant, no BUG()."""
     raw = {"linked": "half", "unbalanced_rate": 0.0}
-    r = _free_until("tracked", "bug", **raw)
-    assert r["events"]["bug"] > 0
     lock = {"lock_links": True}
-    others = _free(["untracked", ("tracked", lock), ("tracked-split", lock)], 1.0, **raw)
+    others = _free(["untracked", ("tracked", lock), ("tracked-split", lock)], 5_000, **raw)
     for x in others.values():
         assert x["events"]["bug"] == 0 and x["counters"]["pairs"] > 0
 

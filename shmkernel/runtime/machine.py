@@ -315,7 +315,11 @@ class Machine:
                 raise RunError(f"{self.role_name(role)} did not answer in time (stalled?)")
 
     def wait_done(
-        self, seconds: float | None = None, timeout: float = 120.0, on_tick: Callable[[], None] | None = None
+        self,
+        seconds: float | None = None,
+        timeout: float = 120.0,
+        on_tick: Callable[[], None] | None = None,
+        stop_after: int | None = None,
     ) -> RunResult:
         """Supervise a begun run until every program returned.
 
@@ -323,7 +327,10 @@ class Machine:
         otherwise programs end by themselves (``--iterations``) or are stopped at
         ``timeout``. A CPU that dies or raises ends the run with a `RunError`
         naming it; one that does not stop within ``stop_grace`` (e.g. SIGSTOPped)
-        too, so a stalled CPU never hangs the coordinator.
+        too, so a stalled CPU never hangs the coordinator. With ``stop_after`` the
+        stop flag is raised once the programs of roles below it returned: a run of
+        ``--iterations`` ends when the worker CPUs did, whatever the coordinator's
+        program (an rmmod loop that never ends by itself) is doing.
         """
         assert self.seg is not None
         w, ctl = self.seg.words, self.ctl
@@ -349,7 +356,9 @@ class Machine:
                     results[role], reports[role] = msg[2], msg[3]
             self._fail_on_death()
             now = time.perf_counter()
-            if stopped_at is None and now >= stop_at:
+            if stopped_at is None and (
+                now >= stop_at or (stop_after is not None and all(r >= stop_after for r in pending.values()))
+            ):
                 w[ctl.stop] = 1
                 stopped_at = now
             if stopped_at is not None and now - stopped_at > self.stop_grace and pending:
@@ -377,7 +386,8 @@ class Machine:
         seconds: float | None = None,
         timeout: float = 120.0,
         ctx_factory: Callable[..., Ctx] = Ctx,
+        stop_after: int | None = None,
     ) -> RunResult:
         """Run one free-running program per CPU; see `begin` and `wait_done`."""
         self.begin(programs, ctx_factory)
-        return self.wait_done(seconds=seconds, timeout=timeout)
+        return self.wait_done(seconds=seconds, timeout=timeout, stop_after=stop_after)

@@ -2,7 +2,9 @@
 
 Why this mechanism (measured in scripts/bench_schedule.py): a posix_ipc
 semaphore hand-off costs 5-27 µs, spinning on a shared word 0.2 µs. Each side
-therefore spins a little on the word it waits for, then declares itself asleep
+may spin a little on the word it waits for (``SHMKERNEL_GATE_SPIN``; by
+default it does not: on a loaded host a spinning waiter loses whole time
+slices), then declares itself asleep
 (an atomic exchange on its *sleeping* word) and blocks on its own POSIX
 semaphore; the other side publishes with an atomic exchange (a full barrier)
 and posts the semaphore only if the waiter declared itself asleep. The two
@@ -18,6 +20,7 @@ the choice that comes with it, its preempt count, and its sleeping word.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import posix_ipc
@@ -28,9 +31,15 @@ SEQ, KIND, ADDR, ARG1, ARG2, RESULT, GRANT, CHOICE, PREEMPT, SLEEPING, VALUE, VK
 VNONE, VINT, VBOOL = 0, 1, 2  # what VALUE holds when a memory model computed the result
 SLOT_WORDS = 16
 ABORT = -1  # a CHOICE that ends the execution: the CPU unwinds its program
-DEFAULT_SPIN = int(os.environ.get("SHMKERNEL_GATE_SPIN", "3000"))
+#: spins before sleeping: 0 (every hand-off blocks: robust when other processes load the
+#: host, see schedule/session.py) unless SHMKERNEL_GATE_SPIN says otherwise
+DEFAULT_SPIN = int(os.environ.get("SHMKERNEL_GATE_SPIN", "0"))
 #: beyond this many CPU processes (coordinator included) waiting CPUs do not spin at all
 SPIN_CPUS = 8
+#: a sched_yield that kept a CPU off its core longer than this means another process
+#: (not a peer, which yields back at once) runs there: each further yield could cost a
+#: whole time slice, so the CPU blocks on its semaphore and is woken when granted
+YIELD_TOO_LONG_S = 50e-6
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,10 @@ def wait_word(
         for _ in range(spin // 16):
             if w[addr] == target:
                 return
+            t = time.perf_counter()
             os.sched_yield()
+            if time.perf_counter() - t > YIELD_TOO_LONG_S:
+                break  # another process took the core for a while (a loaded host): sleep instead
     else:
         for _ in range(spin):
             if w[addr] == target:

@@ -70,7 +70,12 @@ def run_free(
         from shmkernel.runtime.ctx_models import BufferedCtx
 
         factory = functools.partial(BufferedCtx, model=memory_model, seed=seed)
-    res = m.run(wl.programs(variant, m.vars, m.cpus, opts, iterations), seconds=seconds, ctx_factory=factory)
+    res = m.run(
+        wl.programs(variant, m.vars, m.cpus, opts, iterations),
+        seconds=seconds,
+        ctx_factory=factory,
+        stop_after=m.cpus if iterations is not None and seconds is None else None,  # the workers' iterations
+    )
     assert m.seg is not None
     problems = wl.check(variant, m.vars, m.seg, m.cpus, opts, res)
     if problems:
