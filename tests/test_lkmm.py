@@ -120,6 +120,7 @@ def test_a_word_written_outside_the_model_starts_anew():
     assert m.read_choices(0, X) == 1 and m.cpu_op(0, "read_once", X, 0, 0) == 7
 
 
+@pytest.mark.slow
 def test_static_key_seed_fix_needs_upstreams_release_under_lkmm():
     # the seed's atomic_set(&key->enabled, 1) does not order the site patches
     # before it: a vCPU that sees the key enabled may still run the old branch;

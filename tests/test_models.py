@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import until_seen
 
 from shmkernel.explore import explore, replay
@@ -27,6 +28,7 @@ def test_buggy_variant_fails_under_every_model():
         assert r.found, model
 
 
+@pytest.mark.slow
 def test_nobarrier_is_fine_under_tso_and_the_fix_under_weak():
     # proofs: the stateful search covers every interleaving, commit order and
     # older load (it took 228,993 executions and minutes for tso before the state cache)

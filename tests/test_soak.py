@@ -13,11 +13,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # The soak's first runs found five framework bugs (a signal during close() leaked, SIGSTOP hung
 # explore, a CPU killed between runs exited 0, ...); they are fixed, and this keeps them fixed.
+@pytest.mark.slow
 def test_short_soak_is_clean():
     r = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "soak.py"), "--runs", "20", "--seed", "1"],

@@ -517,6 +517,7 @@ def _sweep(variant: str, scheduler, cpus: int = 2, **raw) -> collections.Counter
     return seen
 
 
+@pytest.mark.slow
 def test_explore_use_after_free_needs_untracked_and_an_interleaving():
     """CPU0's module puts once too often while CPU1 holds the symbol and rmmod runs."""
     bad = _sweep("untracked", PCTScheduler(3, 1, 150))
