@@ -182,3 +182,19 @@ def test_what_follows_a_wait_that_never_ended_never_runs(wait):
         r = m.run(progs, seconds=0.3, timeout=20)
         assert m.seg.words[m.vars["after"]] == 0
         assert r.results == [None, None, None]
+
+
+def test_many_cpus_report_their_start_up(monkeypatch):
+    """More than a few dozen CPU processes: start-up says how far it got (the command
+    line prints it on a terminal's stderr)."""
+    from shmkernel.runtime import machine
+
+    seen: list[tuple[int, int]] = []
+    monkeypatch.setattr(machine, "startup_progress", lambda n, total: seen.append((n, total)))
+    with Machine(40, declare=_declare, pin=False):
+        pass
+    assert seen[0] == (16, 41) and seen[-1] == (41, 41) and len(seen) == 3
+    seen.clear()
+    with Machine(2, declare=_declare, pin=False):
+        pass
+    assert not seen  # a few CPUs start at once: nothing to report

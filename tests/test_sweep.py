@@ -267,3 +267,31 @@ def test_dask_cluster_runs_the_same_grid(tmp_path):
     assert shape(lrecs) == shape(drecs)
     assert {r["executor"] for r in drecs} == {f"dask:{lc.scheduler_address}"}
     assert all(r["host"]["hostname"] and r["counters"]["tallies"] > 0 for r in drecs)
+
+
+def test_sweep_table_labels_variants_and_says_what_the_event_means():
+    import io
+
+    from rich.console import Console
+
+    import workloads
+    from shmkernel.measure.sweep import print_summary
+
+    wl = workloads.get("refcount")
+
+    def rec(variant: str, events: int) -> dict:
+        return {
+            "workload": "refcount",
+            "variant": variant,
+            "point": {"variant": variant, "cpus": 2},
+            "cpus": 2,
+            "seconds": 1.0,
+            "rates": {"false_zero": {"events": events, "denominator": 1_000_000}},
+        }
+
+    out = io.StringIO()
+    print_summary(wl, [rec("percpu-count", 12), rec("percpu-incs-decs", 0)], console=Console(file=out, width=200))
+    text = out.getvalue()
+    assert "buggy (percpu-count)" in text and "fixed (percpu-incs-decs)" in text and "…" not in text
+    assert "false_zero: a module_refcount() tally read" in text
+    assert "(< 0)" not in text

@@ -54,8 +54,17 @@ def _workload_for_help(argv: list[str]) -> object:
         return None
 
 
+def _show_startup(started: int, total: int) -> None:
+    end = "\n" if started == total else ""
+    print(f"\rstarting CPU processes: {started}/{total}", end=end, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from shmkernel.runtime import machine
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    if sys.stderr.isatty():
+        machine.startup_progress = _show_startup
     with signals.handled():
         return _main(argv)
 

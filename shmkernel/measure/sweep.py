@@ -129,7 +129,7 @@ def print_summary(wl: Workload, records: list[dict[str, Any]], event: str | None
     from rich.console import Console
     from rich.table import Table
 
-    from shmkernel.measure.report import fmt_rate
+    from shmkernel.measure.report import fmt_rate, label, meaning
 
     ev = _main_event(wl, event)
     # a pipe or file gets the whole table rather than rich's 80 columns
@@ -137,7 +137,7 @@ def print_summary(wl: Workload, records: list[dict[str, Any]], event: str | None
     rows = aggregate(records, ev)
     names = list(dict.fromkeys(k for g in rows for k in g["point"] if k != "variant"))
     t = Table(title=f"shmkernel sweep {wl.name}: {ev} per 10^6 {wl.denominators[ev]} [95% CI], repeats pooled")
-    t.add_column("variant")
+    t.add_column("variant", no_wrap=True)
     for n in names:
         t.add_column(n, justify="right")
     t.add_column("runs", justify="right")
@@ -148,7 +148,7 @@ def print_summary(wl: Workload, records: list[dict[str, Any]], event: str | None
     t.add_column("hosts")
     for g in rows:
         t.add_row(
-            g["variant"],
+            label(wl, g["variant"]),
             *[str(g["point"].get(n, "")) for n in names],
             str(g["runs"]),
             f"{g['denominator']:,}",
@@ -158,6 +158,8 @@ def print_summary(wl: Workload, records: list[dict[str, Any]], event: str | None
             ", ".join(g["hosts"]),
         )
     console.print(t)
+    if meaning(wl, ev):
+        console.print(f"{ev}: {meaning(wl, ev)}")
 
 
 class _Progress:

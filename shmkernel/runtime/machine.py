@@ -35,6 +35,11 @@ from shmkernel.runtime.pinning import pin_plan
 from shmkernel.runtime.program import Program, RunResult
 
 MAX_CPUS = 1024
+#: beyond this many CPU processes start-up reports progress (`startup_progress`)
+PROGRESS_ROLES = 32
+#: called as ``(started, total)`` while many CPU processes start; the command line
+#: sets it when stderr is a terminal (the runtime itself prints nothing)
+startup_progress: Callable[[int, int], None] | None = None
 _live: set[Machine] = set()  # strong: a machine dropped unclosed is still closed at exit
 
 
@@ -175,6 +180,9 @@ class Machine:
                 b.close()
                 self.pids.append(pid)
                 self.conns.append(Connection(a.detach()))
+                if startup_progress is not None and self.roles > PROGRESS_ROLES:
+                    if (role + 1) % 16 == 0 or role + 1 == self.roles:
+                        startup_progress(role + 1, self.roles)
         except BaseException:
             self.close()
             raise
