@@ -417,25 +417,27 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown fault(s) {sorted(unknown)}; choose from {[f for f, _ in FAULTS]}")
     faults = tuple((f, w) for f, w in FAULTS if f in wanted)
     sentinels = plant_sentinels()
-    t_end = time.monotonic() + a.minutes * 60 if a.minutes else None
-    outcomes: list[Outcome] = []
-    t0 = time.monotonic()
-    for i in range(a.runs):
-        if t_end is not None and time.monotonic() >= t_end:
-            break
-        args, fault = plan(rng, wls, i, faults)
-        o = one_run(i, args, fault, rng, a.timeout)
-        outcomes.append(o)
-        if a.verbose or o.problems:
-            flag = "PROBLEM " + "; ".join(o.problems) if o.problems else ""
-            print(
-                f"[{i}] {' '.join(args)} fault={fault}{'(applied)' if o.applied else ''} "
-                f"rc={o.rc} {o.seconds:.2f}s {o.message[:80]} {flag}",
-                flush=True,
-            )
-    total = time.monotonic() - t0
-    rc = report(outcomes, total, a.seed)
-    gone = check_sentinels(sentinels)
+    try:
+        t_end = time.monotonic() + a.minutes * 60 if a.minutes else None
+        outcomes: list[Outcome] = []
+        t0 = time.monotonic()
+        for i in range(a.runs):
+            if t_end is not None and time.monotonic() >= t_end:
+                break
+            args, fault = plan(rng, wls, i, faults)
+            o = one_run(i, args, fault, rng, a.timeout)
+            outcomes.append(o)
+            if a.verbose or o.problems:
+                flag = "PROBLEM " + "; ".join(o.problems) if o.problems else ""
+                print(
+                    f"[{i}] {' '.join(args)} fault={fault}{'(applied)' if o.applied else ''} "
+                    f"rc={o.rc} {o.seconds:.2f}s {o.message[:80]} {flag}",
+                    flush=True,
+                )
+        total = time.monotonic() - t0
+        rc = report(outcomes, total, a.seed)
+    finally:  # a soak stopped with Ctrl-C removes them too
+        gone = check_sentinels(sentinels)
     print(
         f"another user's and live owners' entries in /dev/shm: {len(sentinels)} planted, "
         f"{len(gone)} touched{': ' + ', '.join(gone) if gone else ''}"

@@ -28,6 +28,7 @@ from shmkernel.errors import RunError, UsageError
 from shmkernel.memory import reaper
 from shmkernel.memory.layout import PERCPU_STRIDE, Layout
 from shmkernel.memory.segment import Segment, new_name
+from shmkernel.runtime import signals
 from shmkernel.runtime.control import Control, declare_control
 from shmkernel.runtime.cpu_process import cpu_main
 from shmkernel.runtime.ctx import Ctx
@@ -49,10 +50,6 @@ def _close_all() -> None:
         m.close()
 
 
-def _raise_exit(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 _reaped = False
 
 
@@ -62,15 +59,6 @@ def _reap_once() -> None:
     if not _reaped:
         _reaped = True
         reaper.reap()
-
-
-def _exit_on_sigterm() -> None:
-    """A plain SIGTERM would kill the coordinator without unwinding, leaving the
-    segment behind: if nobody handles SIGTERM, make it unwind (SystemExit)."""
-    import threading
-
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _raise_exit)
 
 
 def _describe_exit(pid: int) -> str | None:
@@ -144,7 +132,7 @@ class Machine:
     def start(self) -> Machine:
         t0 = time.perf_counter()
         _live.add(self)
-        _exit_on_sigterm()
+        signals.unwind_on_sigterm()
         _reap_once()
         self.seg = Segment.create(self.layout, self.cpus)
         reaper.register("shm", self.seg.name)

@@ -68,3 +68,16 @@ def handled() -> Iterator[None]:
         _pending.clear()
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def unwind_on_sigterm() -> None:
+    """A plain SIGTERM would kill the coordinator without unwinding, leaving the
+    segment behind: if nobody handles SIGTERM, make it unwind (SystemExit)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_exit)
