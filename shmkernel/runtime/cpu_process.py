@@ -27,6 +27,7 @@ import posix_ipc
 from shmkernel.memory.layout import PERCPU_STRIDE
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.control import Control
+from shmkernel.runtime.ctx import StillAsleep
 from shmkernel.runtime.pinning import pin_self
 
 PR_SET_PDEATHSIG = 1
@@ -121,7 +122,9 @@ def cpu_main(
                 conn.send(("done", run_id, result, ctx.report()))
             except BaseException as e:  # noqa: BLE001 - a CPU oops is reported
                 w[finished] = 1
-                if getattr(e, "quiet", False):  # the scheduler ended this execution early
+                if getattr(e, "quiet", False):  # the scheduler ended this execution early,
+                    if isinstance(e, StillAsleep):  # or the task sleeps past the end: its program ended
+                        ctx.finish()  # (a free model's store buffer drains as after a return)
                     conn.send(("done", run_id, None, ctx.report()))
                     continue
                 ctx.abort()
