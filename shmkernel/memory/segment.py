@@ -45,10 +45,11 @@ class Segment:
         self.np = np.frombuffer(shm_map, dtype=np.int64, count=layout.nwords)
 
     @classmethod
-    def create(cls, layout: Layout, cpus: int) -> Segment:
-        """Create, size, map and stamp a fresh segment (0600, O_CREX)."""
+    def create(cls, layout: Layout, cpus: int, name: str | None = None) -> Segment:
+        """Create, size, map and stamp a fresh segment (0600, O_CREX), named ``name``
+        when the caller chose it first (to register it before it exists)."""
         layout.freeze()
-        name = new_name()
+        name = name or new_name()
         try:
             shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=layout.nwords * 8)
         except (posix_ipc.Error, OSError, ValueError) as e:

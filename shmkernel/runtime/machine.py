@@ -123,8 +123,8 @@ class Machine:
     def new_semaphore(self, initial: int = 0) -> posix_ipc.Semaphore:
         """A fresh POSIX semaphore (0600, O_CREX), unlinked with the machine."""
         name = new_name("sem-")
+        reaper.register("sem", name)  # before it exists: a kill -9 in between leaves nothing
         sem = posix_ipc.Semaphore(name, posix_ipc.O_CREX, mode=0o600, initial_value=initial)
-        reaper.register("sem", name)
         self.sem_names.append(name)
         self._sems.append(sem)
         return sem
@@ -134,8 +134,9 @@ class Machine:
         _live.add(self)
         signals.unwind_on_sigterm()
         _reap_once()
-        self.seg = Segment.create(self.layout, self.cpus)
-        reaper.register("shm", self.seg.name)
+        name = new_name()
+        reaper.register("shm", name)  # before it exists: a kill -9 in between leaves nothing
+        self.seg = Segment.create(self.layout, self.cpus, name=name)
         try:
             for ext in self.extensions:
                 ext.create(self)  # type: ignore[attr-defined]
