@@ -59,14 +59,20 @@ def _show_startup(started: int, total: int) -> None:
     print(f"\rstarting CPU processes: {started}/{total}", end=end, file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, exiting: bool = False) -> int:
+    """The command line; ``exiting``: the process ends right after (see `entry`)."""
     from shmkernel.runtime import machine
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if sys.stderr.isatty():
         machine.startup_progress = _show_startup
-    with signals.handled():
+    with signals.handled(exiting=exiting):
         return _main(argv)
+
+
+def entry() -> None:
+    """The ``shmkernel`` console script and ``python -m shmkernel.cli``."""
+    sys.exit(main(exiting=True))
 
 
 def _main(argv: list[str]) -> int:

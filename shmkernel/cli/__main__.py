@@ -1,7 +1,5 @@
 """``python -m shmkernel.cli``: the same as the ``shmkernel`` command."""
 
-import sys
+from shmkernel.cli import entry
 
-from shmkernel.cli import main
-
-sys.exit(main())
+entry()
