@@ -110,9 +110,10 @@ def _check_event(workload: Any, event: str) -> Any:
     return wl
 
 
-def _explore(wl: Any, variant: str, cpus: int | None, kw: dict[str, Any]) -> Any:
+def _explore(wl: Any, variant: str, cpus: int | None, kw: dict[str, Any], iterations: int | None) -> Any:
     from shmkernel.schedule.session import explore
 
+    kw = dict(kw) if iterations is None else dict(kw, iterations=iterations)
     skw = {k: kw.pop(k) for k in list(kw) if k in _SCHEDULED_KEYS}
     return explore(wl, variant=variant, cpus=cpus, opts=kw, **skw)
 
@@ -152,7 +153,7 @@ def assert_shows(
         budget = f"{iterations:,} iterations" if iterations is not None else f"{seconds:g} s and longer"
         pytest.fail(f"{wl.name}/{variant}: no {event} in {attempts} free runs of {budget}{bound}", pytrace=False)
     if mode == "scheduled":
-        res = _explore(wl, variant, cpus, dict(kw, **({} if iterations is None else {"iterations": iterations})))
+        res = _explore(wl, variant, cpus, kw, iterations)
         if not (res.found and res.events.get(event, 0) > 0):
             what = f"found {res.events} instead" if res.found else "found nothing"
             pytest.fail(
@@ -193,7 +194,7 @@ def assert_never_shows(
             pytest.fail(f"{wl.name}/{variant}: {n} {event} in a free run of {budget}", pytrace=False)
         return r
     if mode == "scheduled":
-        res = _explore(wl, variant, cpus, dict(kw, **({} if iterations is None else {"iterations": iterations})))
+        res = _explore(wl, variant, cpus, kw, iterations)
         if res.found:
             pytest.fail(
                 f"{wl.name}/{variant}: {res.scheduler} found {res.events}\n{res.trace}\nreplay: {res.replay_command()}",

@@ -85,18 +85,19 @@ class Session:
         # one just woken, before any other process of the host (with two `yes` beside:
         # 8,451 steps/s against 388 for spinning on two cores; quiet, 29,900 against
         # 35,700). With SHMKERNEL_GATE_SPIN > 0 the coordinator spins on the first core
-        # and the CPU processes yield-spin on the last one (fastest on an idle host).
+        # and the CPU processes yield-spin on the last one (a little faster with few CPUs
+        # on an idle host, slower with many: 5,512 against 9,696 steps/s at 64 CPUs).
         cores = usable_cores()
-        self._own_core = (cores[0] if self.gate.spin > 0 and len(cores) > 1 else cores[-1]) if cores else None
-        self.m = open_machine(wl, cpus, opts, pin=False, extensions=(self.gate,), cores=[cores[-1]] if cores else None)
+        spinning = self.gate.spin > 0 and len(cores) > 1
+        self._own_core = cores[0] if spinning else cores[-1]
+        self.m = open_machine(wl, cpus, opts, pin=False, extensions=(self.gate,), cores=[cores[-1]])
         self.max_steps = max_steps
 
     def __enter__(self) -> Session:
         self._affinity = os.sched_getaffinity(0)
         self.m.start()
         try:
-            if self._own_core is not None:
-                pin_self(self._own_core)
+            pin_self(self._own_core)
             self.engine = Engine(self.m, self.gate, self.max_steps, self.memory_model)
         except BaseException:  # __exit__ does not run when __enter__ raises
             os.sched_setaffinity(0, self._affinity)
