@@ -6,18 +6,12 @@
     print(r.trace)
     [again] = replay("refcount", r.schedule)          # one ExploreResult per repeat
 
-Everything lives in `shmkernel.schedule.session`; see its docstring.
+Everything lives in `shmkernel.schedule.explorer`; see its docstring.
 """
 
+from shmkernel.schedule.explorer import DEFAULT_SAMPLE_BUDGET, DEFAULT_SEARCH_BUDGET, SCHEDULERS, explore, replay
 from shmkernel.schedule.result import VERDICTS, ExploreResult
-from shmkernel.schedule.session import (
-    DEFAULT_SAMPLE_BUDGET,
-    DEFAULT_SEARCH_BUDGET,
-    EXPLORE_KEYS,
-    SCHEDULERS,
-    explore,
-    replay,
-)
+from shmkernel.schedule.session import EXPLORE_KEYS
 
 __all__ = [
     "DEFAULT_SAMPLE_BUDGET",

@@ -49,7 +49,9 @@ def _our_shm(pid: int) -> set[str]:
 
 
 def _children(pid: int) -> set[int]:
-    """Live child processes of ``pid``, but for the /dev/shm tracker (it ends with its parent)."""
+    """Live child processes of ``pid``, but for the trackers that end with their parent:
+    ours (/dev/shm) and the standard library's ``multiprocessing.resource_tracker``
+    (started once by a Dask cluster's spawned workers, it lives as long as we do)."""
     from shmkernel.memory.reaper import tracker_pid
 
     out = set()
@@ -61,9 +63,17 @@ def _children(pid: int) -> set[int]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == pid and fields[0] != "Z":
+        if int(fields[1]) == pid and fields[0] != "Z" and not _is_resource_tracker(int(d)):
             out.add(int(d))
     return out - {tracker_pid()}
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"multiprocessing.resource_tracker" in f.read()
+    except OSError:
+        return False
 
 
 def leaks(
@@ -111,7 +121,7 @@ def _check_event(workload: Any, event: str) -> Any:
 
 
 def _explore(wl: Any, variant: str, cpus: int | None, kw: dict[str, Any], iterations: int | None) -> Any:
-    from shmkernel.schedule.session import explore
+    from shmkernel.schedule.explorer import explore
 
     kw = dict(kw) if iterations is None else dict(kw, iterations=iterations)
     skw = {k: kw.pop(k) for k in list(kw) if k in _SCHEDULED_KEYS}

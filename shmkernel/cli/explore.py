@@ -14,6 +14,7 @@ from shmkernel.cli.options import (
     quiet_stdout,
     workload_options,
 )
+from shmkernel.errors import UsageError
 
 TAKES_WORKLOAD_OPTIONS = True
 
@@ -52,6 +53,34 @@ def add_parser(sub: Any, wl: Any = None) -> None:
         help="exhaustive/stateful: skip interleavings with more preemptions (NOT a proof when it skipped any)",
     )
     ex.add_argument("--max-steps", type=int_in(1, 10**7), default=20_000, help="livelock step budget")
+    ex.add_argument(
+        "--engine",
+        choices=("inprocess", "processes"),
+        default="inprocess",
+        help="how the CPUs run each execution: inprocess (coroutines of one process, a step is a "
+        "switch; the default) or processes (the real CPU processes through the gate); same results",
+    )
+    ex.add_argument(
+        "--jobs",
+        type=int_in(1, 4096),
+        default=None,
+        help="worker processes sharing the search (default: this host's cores). An exhaustive "
+        "search still running after 200 executions is cut into subtrees, one job each; "
+        "random/pct/hypothesis run one seed per worker. Verdicts and proof totals do not "
+        "depend on it",
+    )
+    ex.add_argument(
+        "--cluster",
+        metavar="tcp://HOST:PORT|local",
+        default=None,
+        help="run the jobs on this Dask scheduler ('local': a LocalCluster of --jobs workers)",
+    )
+
+
+def _default_jobs() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
 
 
 def _print_result(r: Any, as_json: bool) -> None:
@@ -64,6 +93,8 @@ def _print_result(r: Any, as_json: bool) -> None:
         extra.append(f"{r.pruned:,} ended at a state seen before")
     if r.sleep_blocked:
         extra.append(f"{r.sleep_blocked:,} abandoned with every CPU asleep")
+    if r.split:
+        extra.append(f"split into {r.split['subtrees']} subtrees at depth {r.split['cut_depth']} on {r.jobs} job(s)")
     note = f"; {', '.join(extra)}" if extra else ""
     print(
         f"{r.workload}/{r.variant}: {r.scheduler}, {r.memory_model}, {r.cpus} CPUs x {r.iterations} "
@@ -80,13 +111,16 @@ EXIT = {"found": 1, "proved": 0, "not-proved": 4}
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from shmkernel.schedule.session import EXPLORE_KEYS, explore
+    from shmkernel.schedule.explorer import explore
+    from shmkernel.schedule.session import EXPLORE_KEYS
     from shmkernel.workload import registry as workloads
 
     wl = workloads.get(args.workload)
     raw = {k: v for k, v in wl.explore_defaults.items() if k not in EXPLORE_KEYS}
     raw.update({k: v for k, v in workload_options(wl, extra).items() if v != _default(wl, k)})
     check_cpus(args.cpus or wl.default_cpus, args)
+    if args.cluster and args.cluster != "local" and not args.cluster.startswith(("tcp://", "tls://", "inproc://")):
+        raise UsageError(f"--cluster expects tcp://HOST:PORT or local, got {args.cluster!r}")
     r = explore(
         wl,
         variant=args.variant,
@@ -101,6 +135,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         depth=args.depth,
         preemption_bound=args.preemption_bound,
         time_limit=args.time_limit,
+        engine=args.engine,
+        jobs=args.jobs or _default_jobs(),
+        cluster=args.cluster,
     )
     try:
         _print_result(r, args.json)

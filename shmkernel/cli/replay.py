@@ -18,14 +18,20 @@ def add_parser(sub: Any, wl: Any = None) -> None:
     rp.add_argument("--variant")
     rp.add_argument("--repeat", type=int_in(1, 10_000), default=1)
     rp.add_argument("--json", action="store_true")
+    rp.add_argument(
+        "--engine",
+        choices=("processes", "inprocess"),
+        default="processes",
+        help="processes (the default: the real CPU processes) or inprocess (coroutines)",
+    )
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from shmkernel.schedule.session import replay
+    from shmkernel.schedule.explorer import replay
     from shmkernel.workload import registry as workloads
 
     wl = workloads.get(args.workload)
-    results = replay(wl, args.schedule, variant=args.variant, repeat=args.repeat)
+    results = replay(wl, args.schedule, variant=args.variant, repeat=args.repeat, engine=args.engine)
     first = results[0]
     same = all(r.trace == first.trace and r.events == first.events for r in results)
     if args.json:

@@ -35,10 +35,18 @@ _NAME = re.compile(r"^(sem\.)?shmkernel-(\d+)-[0-9a-z-]+$")
 
 _tracker: subprocess.Popen | None = None
 _pipe: IO[str] | None = None
+_owner = 0  # the process that started the tracker (a forked worker writes to its parent's)
 
 
 def _send(line: str) -> None:
-    global _tracker, _pipe
+    global _tracker, _pipe, _owner
+    if _tracker is not None and _owner != os.getpid() and _pipe is not None:
+        try:  # a forked child: the parent's tracker (not our child: poll() cannot see it)
+            _pipe.write(line + "\n")
+            _pipe.flush()
+            return
+        except (BrokenPipeError, OSError, ValueError):
+            _tracker = None
     if _tracker is None or _tracker.poll() is not None:
         try:
             _tracker = subprocess.Popen(
@@ -54,6 +62,7 @@ def _send(line: str) -> None:
             _tracker = None  # no tracker: close() and the start-up sweep still clean up
             return
         _pipe = _tracker.stdin
+        _owner = os.getpid()
     assert _pipe is not None
     try:
         _pipe.write(line + "\n")

@@ -54,7 +54,7 @@ def _unlink_all(shm_names: list[str], sem_names: list[str]) -> None:
             pass
 
 
-def _short_error(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno} in {tb[-1].name}" if tb else ""
     return f"{type(exc).__name__}: {exc}{where}"
@@ -107,7 +107,7 @@ def cpu_main(
             try:
                 ctx = ctx_factory(seg, ctl, role, nr_cpus, counter_names, atomics)
             except BaseException as e:  # noqa: BLE001 - reported, not raised
-                conn.send(("error", run_id, f"cannot make the CPU context: {_short_error(e)}"))
+                conn.send(("error", run_id, f"cannot make the CPU context: {short_error(e)}"))
                 continue
             conn.send(("ready", run_id, pinned))
             w = seg.words
@@ -128,15 +128,29 @@ def cpu_main(
                     conn.send(("done", run_id, None, ctx.report()))
                     continue
                 ctx.abort()
-                conn.send(("error", run_id, _short_error(e)))
+                conn.send(("error", run_id, short_error(e)))
     except BaseException as e:  # noqa: BLE001
         code = 1
         try:
-            os.write(2, f"shmkernel: cpu {role} crashed: {_short_error(e)}\n".encode())
+            os.write(2, f"shmkernel: cpu {role} crashed: {short_error(e)}\n".encode())
         except OSError:
             pass
     finally:
         os._exit(code)
+
+
+def describe_exit(pid: int) -> str | None:
+    """How CPU process ``pid`` ended (reaped now), or None while it runs."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return "is gone"
+    if done == 0:
+        return None
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"was killed by {signal.Signals(sig).name}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
 
 
 ProgramFn = Callable[..., object]

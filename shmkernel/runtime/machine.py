@@ -21,16 +21,18 @@ import socket
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
+from typing import NoReturn
 
 import posix_ipc
 
 from shmkernel.errors import RunError, UsageError
+from shmkernel.hw.atomics import Atomics
 from shmkernel.memory import reaper
 from shmkernel.memory.layout import PERCPU_STRIDE, Layout
 from shmkernel.memory.segment import Segment, new_name
 from shmkernel.runtime import signals
 from shmkernel.runtime.control import Control, declare_control
-from shmkernel.runtime.cpu_process import cpu_main
+from shmkernel.runtime.cpu_process import cpu_main, describe_exit
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.pinning import pin_plan
 from shmkernel.runtime.program import Program, RunResult
@@ -61,19 +63,6 @@ def _reap_once() -> None:
         reaper.reap()
 
 
-def _describe_exit(pid: int) -> str | None:
-    try:
-        done, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return "is gone"
-    if done == 0:
-        return None
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        return f"was killed by {signal.Signals(sig).name}"
-    return f"exited with code {os.WEXITSTATUS(status)}"
-
-
 class Machine:
     """``cpus`` worker CPUs plus the coordinator's CPU over one shared segment."""
 
@@ -87,6 +76,7 @@ class Machine:
         stop_grace: float = 10.0,
         extensions: tuple[object, ...] = (),
         cores: list[int] | None = None,
+        processes: bool = True,
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise UsageError(f"--cpus must be an integer in 1..{MAX_CPUS}, got {cpus!r}")
@@ -110,7 +100,12 @@ class Machine:
             self.cores = pin_plan(self.roles) if pin else [None] * self.roles
         self.pinned: list[bool] = [False] * self.roles
         self.stop_grace = stop_grace
+        #: False: the segment and its words only, no CPU processes (the scheduled
+        #: in-process engine runs the CPUs' programs as coroutines of this process)
+        self.processes = processes
         self.seg: Segment | None = None
+        #: one binding of the segment's words for programs run in this process (`inline`)
+        self.atomics: Atomics | None = None
         self.sem_names: list[str] = []
         self._sems: list[posix_ipc.Semaphore] = []
         self.pids: list[int] = []
@@ -141,7 +136,7 @@ class Machine:
             for ext in self.extensions:
                 ext.create(self)  # type: ignore[attr-defined]
             parent = os.getpid()
-            for role in range(self.roles):
+            for role in range(self.roles if self.processes else 0):
                 a, b = socket.socketpair()
                 # no signal may reach a child before it has its own handlers
                 old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -208,7 +203,7 @@ class Machine:
         alive = set(self.pids)
         while alive and time.monotonic() < deadline:
             for pid in list(alive):
-                if _describe_exit(pid) is not None:
+                if describe_exit(pid) is not None:
                     alive.discard(pid)
             if alive:
                 time.sleep(0.002)
@@ -239,7 +234,7 @@ class Machine:
     # -- runs --------------------------------------------------------------------------------
     def _fail_on_death(self) -> None:
         for role, pid in enumerate(self.pids):
-            why = _describe_exit(pid)
+            why = describe_exit(pid)
             if why is not None:
                 raise RunError(f"{self.role_name(role)} (pid {pid}) {why}")
 
@@ -250,11 +245,15 @@ class Machine:
         try:
             return self.conns[role].recv()
         except (EOFError, OSError):
-            deadline = time.monotonic() + 2.0  # the channel closes just before the exit is reported
-            while time.monotonic() < deadline:
-                self._fail_on_death()
-                time.sleep(0.005)
-            raise RunError(f"{self.role_name(role)} closed its channel") from None
+            self._channel_closed(role)
+
+    def _channel_closed(self, role: int) -> NoReturn:
+        """A CPU's channel closed: report its death (reported just after the close) or the close."""
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            self._fail_on_death()
+            time.sleep(0.005)
+        raise RunError(f"{self.role_name(role)} closed its channel")
 
     def begin(self, programs: list[Program | None], ctx_factory: Callable[..., Ctx] = Ctx) -> int:
         """Hand each CPU its program, wait until all are ready, then let them go.
@@ -268,28 +267,18 @@ class Machine:
             )
         if len(programs) != self.roles:
             raise ValueError(f"need {self.roles} programs (cpus + coordinator), got {len(programs)}")
+        if not self.processes:
+            raise RunError("this machine has no CPU processes: its programs run in-process (runtime.inline)")
         self._run_id += 1
         rid = self._run_id
         w, ctl = self.seg.words, self.ctl
-        w[ctl.stop] = 0
-        # no stop_machine in progress, none handed out yet: a run's epochs are its own
-        # (1, 2 ...), so equal states of two scheduled executions hold equal words
-        w[ctl.sm_req] = 0
-        w[ctl.sm_seq] = 0
-        self.seg.np[ctl.sm_parked : ctl.sm_parked + self.roles * PERCPU_STRIDE : PERCPU_STRIDE] = 0
-        self.seg.np[ctl.counters : ctl.counters + self.roles * ctl.row_words] = 0
-        self._active = [p is not None for p in programs]
+        self.reset_run_words(programs)
         for role, p in enumerate(programs):
-            w[ctl.finished + role * PERCPU_STRIDE] = 0 if p is not None else 1
             if p is not None:
                 try:
                     self.conns[role].send(("run", rid, ctx_factory, p.fn, p.params))
                 except OSError:  # the CPU died since the last run
-                    deadline = time.monotonic() + 2.0
-                    while time.monotonic() < deadline:
-                        self._fail_on_death()
-                        time.sleep(0.005)
-                    raise RunError(f"{self.role_name(role)} closed its channel") from None
+                    self._channel_closed(role)
         for role, p in enumerate(programs):
             if p is None:
                 continue
@@ -301,6 +290,21 @@ class Machine:
         self._t0 = time.perf_counter()
         w[ctl.go] = rid
         return rid
+
+    def reset_run_words(self, programs: list[Program | None]) -> None:
+        """The control words every run starts from: not stopped, no stop_machine in
+        progress or handed out (a run's epochs are its own, 1, 2 ..., so equal states of
+        two scheduled executions hold equal words), counters zero, idle CPUs finished."""
+        assert self.seg is not None
+        w, ctl = self.seg.words, self.ctl
+        w[ctl.stop] = 0
+        w[ctl.sm_req] = 0
+        w[ctl.sm_seq] = 0
+        self.seg.np[ctl.sm_parked : ctl.sm_parked + self.roles * PERCPU_STRIDE : PERCPU_STRIDE] = 0
+        self.seg.np[ctl.counters : ctl.counters + self.roles * ctl.row_words] = 0
+        self._active = [p is not None for p in programs]
+        for role, p in enumerate(programs):
+            w[ctl.finished + role * PERCPU_STRIDE] = 0 if p is not None else 1
 
     def _wait_msg(self, role: int, deadline: float) -> tuple:
         conn = self.conns[role]

@@ -51,16 +51,8 @@ class BruteForceScheduler(DepthFirstSearch):
         d = len(state.steps)
         if d < len(self.path):
             return self.path[d]
-        sleep: dict[int, Op] = {}
-        if self.sleep_sets and d > 0:
-            last = state.steps[-1]
-            ld = step_dependence(last)
-            sleep = {
-                q: op
-                for q, op in self.sleep[d - 1].items()
-                if q != last.cpu and not dependent(ld, last.op.addr, dependence(op.code), op.addr)
-            }
-        awake = [c for c in state.eligible if c not in sleep]
+        sleep = self._inherited_sleep(state, d)
+        awake = self._order([c for c in state.eligible if c not in sleep], state.current)
         if not awake:
             self.sleep_blocked += 1
             return PRUNE
@@ -69,6 +61,22 @@ class BruteForceScheduler(DepthFirstSearch):
         self.pending.append(dict(state.pending))
         self.sleep.append(sleep)
         return awake[0]
+
+    def _order(self, awake: list[int], current: int | None) -> list[int]:
+        """The order the choices at a new state are tried in: as the engine lists them."""
+        return awake
+
+    def _inherited_sleep(self, state: State, d: int) -> dict[int, Op]:
+        """The sleep set of a new state: the parent's, less what the last step woke."""
+        if not self.sleep_sets or d == 0:
+            return {}
+        last = state.steps[-1]
+        ld = step_dependence(last)
+        return {
+            q: op
+            for q, op in self.sleep[d - 1].items()
+            if q != last.cpu and not dependent(ld, last.op.addr, dependence(op.code), op.addr)
+        }
 
     def end_execution(self, execution: Execution) -> None:
         n = len(execution.steps)

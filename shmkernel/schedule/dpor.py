@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shmkernel.errors import NondeterminismError
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
 from shmkernel.schedule.hb import Clocks, Race, analyse, step_dependence
 from shmkernel.schedule.ops import ACCESS, Access, dependence, dependent
@@ -60,6 +61,8 @@ class Node:
     chosen: int = -1
     sub: list[WNode] = field(default_factory=list)  # the chosen branch's subtree, for the next state
     preemptions: int = 0  # preemptions on the path up to and including this choice
+    #: sleepers inherited from a subtree's initial sleep set (explored by another subtree)
+    foreign: frozenset[int] = frozenset()
 
 
 class DPORScheduler(DepthFirstSearch):
@@ -72,8 +75,15 @@ class DPORScheduler(DepthFirstSearch):
         wakeup_trees: bool = True,
         prefer: str = "current",
         restart_after: int | None = 200,
+        prefix: tuple[int, ...] = (),
+        sleep: dict[int, Op] | None = None,
     ) -> None:
         super().__init__(max_executions, preemption_bound)
+        #: a subtree of the whole search (`shmkernel.schedule.split`): every execution
+        #: begins with these choices, the state after them has this sleep set, and a race
+        #: that would reverse a step of the prefix is another subtree's to explore
+        self.prefix = prefix
+        self.base_sleep = dict(sleep or {})
         self.prefer = prefer
         self.restart_after = restart_after if prefer == "current" else None
         self.optimal = wakeup_trees
@@ -103,11 +113,12 @@ class DPORScheduler(DepthFirstSearch):
 
     def _backtrack(self) -> bool:
         """Move to the deepest state with something left to explore."""
-        while self.stack:
+        while len(self.stack) > len(self.prefix):
             d = len(self.stack) - 1
             node = self.stack[d]
             if node.chosen >= 0:
                 node.sleep[node.chosen] = node.pending[node.chosen]  # explored: asleep here now
+                node.foreign -= {node.chosen}
                 node.done.add(node.chosen)
                 node.chosen = -1
             if self._choose_planned(node, d):
@@ -161,10 +172,16 @@ class DPORScheduler(DepthFirstSearch):
         if replayed is not None:
             return replayed
         d = len(state.steps)
+        if d < len(self.prefix):  # the subtree's fixed prefix
+            return self._follow_prefix(state, d)
         # a new state: inherit the sleep set, follow the wakeup tree or pick freely
         sleep: dict[int, Op] = {}
         sub: list[WNode] = []
-        if d > 0:
+        foreign: frozenset[int] = frozenset()
+        if d == len(self.prefix):
+            sleep = dict(self.base_sleep)
+            foreign = frozenset(sleep)
+        elif d > 0:
             parent = self.stack[d - 1]
             last = state.steps[-1]
             ldep = step_dependence(last)
@@ -174,7 +191,8 @@ class DPORScheduler(DepthFirstSearch):
                 if q != last.cpu and not dependent(ldep, last.op.addr, dependence(op.code), op.addr)
             }
             sub = parent.sub
-        node = Node(list(state.eligible), dict(state.pending), sleep, wut=sub)
+            foreign = parent.foreign & frozenset(sleep)
+        node = Node(list(state.eligible), dict(state.pending), sleep, wut=sub, foreign=foreign)
         self.stack.append(node)
         if self._choose_planned(node, d):
             return node.chosen
@@ -190,6 +208,18 @@ class DPORScheduler(DepthFirstSearch):
             return PRUNE  # only choices beyond the preemption bound are left
         self.sleep_blocked += 1
         return PRUNE
+
+    def _follow_prefix(self, state: State, d: int) -> int:
+        cpu = self.prefix[d]
+        if cpu not in state.eligible:
+            raise NondeterminismError(
+                f"nondeterministic program at step {d}: the subtree's CPU {cpu} is not eligible "
+                f"(eligible: {list(state.eligible)})"
+            )
+        node = Node(list(state.eligible), dict(state.pending), {}, chosen=cpu)
+        node.preemptions = self._preemptions(d, node, cpu, self._prev(d))
+        self.stack.append(node)
+        return cpu
 
     def _order(self, awake: list[int], current: int | None) -> list[int]:
         """The free choices at a new state, preferred first. The search begins
@@ -243,15 +273,17 @@ class DPORScheduler(DepthFirstSearch):
     def _reverse(self, race: Race, hb: Clocks, steps: list) -> None:
         """Plan the reversal of ``race`` at the state before its first step."""
         i, j = race.first, race.second
-        if i >= len(self.stack) or not self._reversible(race):
+        if i < len(self.prefix) or i >= len(self.stack) or not self._reversible(race):
             return
         node = self.stack[i]
         seq = [Ev(s.cpu, s.op, hb.dep[k]) for k, s in enumerate(steps[i + 1 : j], start=i + 1) if not hb.before(i, k)]
         seq.append(Ev(race.cpu, race.op, dependence(race.op.code)))  # may not do what it did there
         if self.optimal:
             for q, op in node.sleep.items():
-                if after_weak_initial(Ev(q, op, dependence(op.code)), seq) is not None:
-                    return  # a CPU explored here already starts it
+                # a CPU explored here already starts it (not one another subtree explored:
+                # the races of that exploration plant no wakeup sequence in this one)
+                if q not in node.foreign and after_weak_initial(Ev(q, op, dependence(op.code)), seq) is not None:
+                    return
             insert(node.wut, seq, node.eligible)
             return
         starts = initials(seq)

@@ -29,7 +29,7 @@ from shmkernel.memory.models import CLASS as MODEL_CLASS
 from shmkernel.memory.registry import make_model
 from shmkernel.runtime.signals import raise_pending
 from shmkernel.schedule.kernel_sync import KernelSync
-from shmkernel.schedule.ops import DONE, ERROR, MEMORY, NAME, Op, enabled
+from shmkernel.schedule.ops import BLOCKING, DONE, ERROR, MEMORY, NAME, OPS, Op, enabled
 
 
 class Step(NamedTuple):
@@ -38,6 +38,10 @@ class Step(NamedTuple):
     result: int
     choice: int = -1  # what the scheduler chose, when it is not just ``cpu``
 
+
+ENDED = frozenset((DONE, ERROR))
+#: the codes `enabled` always allows (checked first: the drive loop's hottest test)
+NON_BLOCKING = frozenset(code for code, (_, acc) in enumerate(OPS) if acc not in BLOCKING and code not in ENDED)
 
 #: what a scheduler returns to abandon the execution here (a state it has explored
 #: before, or one whose every continuation is covered by another execution)
@@ -146,8 +150,16 @@ class Driver:
         histories = [0] * (max(active) + 1 if active else 0)  # per CPU: a hash of its (op, result) sequence
         while True:
             raise_pending()  # a Ctrl-C or SIGTERM that came during the step: stop here
-            live = [c for c in active if pending[c].code not in (DONE, ERROR)]
-            eligible = [c for c in live if enabled(c, pending[c], pending, self)]
+            live = False
+            eligible = []
+            for c in active:
+                op = pending[c]
+                code = op.code
+                if code in ENDED:
+                    continue
+                live = True
+                if code in NON_BLOCKING or enabled(c, op, pending, self):
+                    eligible.append(c)
             if model is not None:
                 for c in list(eligible):
                     op = pending[c]

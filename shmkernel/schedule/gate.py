@@ -61,8 +61,11 @@ class GateSpec:
 class Gate:
     """Machine extension: declares the slots and makes the semaphores."""
 
-    def __init__(self, spin: int = DEFAULT_SPIN) -> None:
+    def __init__(self, spin: int = DEFAULT_SPIN, semaphores: bool = True) -> None:
         self.spin = spin
+        #: False for the in-process engine: its CPUs are coroutines that hand over by
+        #: switching, so nobody ever sleeps on a semaphore
+        self.semaphores = semaphores
         self.spec: GateSpec | None = None
 
     def declare(self, machine) -> None:  # type: ignore[no-untyped-def]
@@ -71,6 +74,10 @@ class Gate:
         self._coord_sleeping = lay.scalar("sched.coord_sleeping")
 
     def create(self, machine) -> None:  # type: ignore[no-untyped-def]
+        if not self.semaphores:
+            self.spec = GateSpec(self._slots, self._coord_sleeping, (), "", 0)
+            self.cpu_sem_objs = []
+            return
         cpu_sems = []
         for _ in range(machine.roles):
             machine.new_semaphore(0)

@@ -41,6 +41,10 @@ class ExploreResult:
     sleep_blocked: int = 0
     #: how to load the workload again (its name, or the file/module reference it came from)
     reference: str = ""
+    #: worker processes the search could use (`shmkernel.schedule.parallel`)
+    jobs: int = 1
+    #: how an exhaustive search was split: subtrees, cut_depth, probes (empty: it was not)
+    split: dict[str, int] = field(default_factory=dict)
 
     def replay_command(self) -> str:
         """The command that replays ``schedule``, for the user to paste."""

@@ -38,8 +38,7 @@ class ScheduledCtx(Ctx):
         self.gate = gate
         self._slot = gate.slot(cpu)
         self._seq = self.w[self._slot + g.SEQ]
-        self._sem = g.open_semaphore(gate.cpu_sems[cpu])
-        self._coord_sem = g.open_semaphore(gate.coord_sem)
+        self._connect()
         self._nsteps = 0
         self._aborted = False  # once the coordinator ended the execution, every step unwinds
         self._log: list[tuple[int, str, str]] = []  # (step, kernel function chain, file:line)
@@ -47,6 +46,20 @@ class ScheduledCtx(Ctx):
         self.w[self._slot + g.PREEMPT] = 0
 
     # -- the gate -----------------------------------------------------------------------
+    def _connect(self) -> None:
+        """Open the semaphores this CPU's hand-offs sleep on."""
+        self._sem = g.open_semaphore(self.gate.cpu_sems[self.cpu])
+        self._coord_sem = g.open_semaphore(self.gate.coord_sem)
+
+    def _publish(self, seq: int) -> None:
+        """Make the posted operation visible to the coordinator (and wake it)."""
+        g.publish(self.w, self.atomics, self._slot + g.SEQ, seq, self.gate.coord_sleeping, self._coord_sem)
+
+    def _await_grant(self, seq: int) -> None:
+        """Return once the coordinator granted post ``seq``."""
+        s = self._slot
+        g.wait_word(self.w, self.atomics, s + g.GRANT, seq, s + g.SLEEPING, self._sem, self.gate.spin)
+
     def _post(self, code: int, addr: int, a1: int, a2: int) -> int:
         w, s = self.w, self._slot
         w[s + g.KIND] = code
@@ -54,7 +67,7 @@ class ScheduledCtx(Ctx):
         w[s + g.ARG1] = a1
         w[s + g.ARG2] = a2
         self._seq += 1
-        g.publish(w, self.atomics, s + g.SEQ, self._seq, self.gate.coord_sleeping, self._coord_sem)
+        self._publish(self._seq)
         return self._seq
 
     def _step(self, code: int, addr: int, a1: int = 0, a2: int = 0) -> int:
@@ -65,9 +78,8 @@ class ScheduledCtx(Ctx):
         if self._aborted:
             raise ExecutionAborted()
         seq = self._post(code, addr, a1, a2)
-        w, s = self.w, self._slot
-        g.wait_word(w, self.atomics, s + g.GRANT, seq, s + g.SLEEPING, self._sem, self.gate.spin)
-        choice = w[s + g.CHOICE]
+        self._await_grant(seq)
+        choice = self.w[self._slot + g.CHOICE]
         if choice == g.ABORT:
             self._aborted = True
             raise ExecutionAborted()
@@ -210,10 +222,14 @@ def _addr_none(self: ScheduledCtx, args: tuple) -> int:
     return -1
 
 
-def _make_op(name: str, code: int, addr_of, argv: slice):  # type: ignore[no-untyped-def]
+def _make_op(name: str, code: int, addr_of, first_arg: int):  # type: ignore[no-untyped-def]
+    second = first_arg + 1
+
     def op(self: ScheduledCtx, *args: Any) -> Any:
-        extra = [int(a) for a in args[argv]][:2] + [0, 0]
-        self._step(code, addr_of(self, args), extra[0], extra[1])
+        n = len(args)
+        a1 = int(args[first_arg]) if n > first_arg else 0
+        a2 = int(args[second]) if n > second else 0
+        self._step(code, addr_of(self, args), a1, a2)
         r = self.perform(name, args)
         self._result(r)
         return r
@@ -251,7 +267,7 @@ _SKIP = {
 for _name, _code in CODE.items():
     if _name in _SKIP:
         continue
-    _argv = slice(2, 4) if _name == "per_cpu_read" else slice(1, 3)
-    setattr(ScheduledCtx, _name, _make_op(_name, _code, _ADDR.get(_name, _addr_first), _argv))
+    _first = 2 if _name == "per_cpu_read" else 1  # the operation's arguments after its address
+    setattr(ScheduledCtx, _name, _make_op(_name, _code, _ADDR.get(_name, _addr_first), _first))
 
 assert ERROR != DONE

@@ -13,6 +13,7 @@ from typing import Any
 
 from shmkernel.errors import RunError, UsageError
 from shmkernel.runtime.ctx import Ctx
+from shmkernel.runtime.inline import run_inline
 from shmkernel.runtime.machine import Machine, RunResult
 from shmkernel.workload import Workload
 
@@ -24,6 +25,7 @@ def open_machine(
     pin: bool = True,
     extensions: tuple[object, ...] = (),
     cores: list[int] | None = None,
+    processes: bool = True,
 ) -> Machine:
     """A Machine laid out for ``wl``, not started: use it as a context manager
     (``with open_machine(...) as m``) or call ``.start()`` (and ``.close()``)."""
@@ -41,11 +43,16 @@ def open_machine(
         pin=pin,
         extensions=extensions,
         cores=cores,
+        processes=processes,
     )
 
 
 def boot(m: Machine, wl: Workload, variant: str, opts: dict[str, Any]) -> None:
-    """Run the workload's setup program alone on the coordinator CPU."""
+    """Run the workload's setup program alone on the coordinator CPU (in this
+    process when the machine has none: the in-process engine's)."""
+    if not m.processes:
+        run_inline(m, m.coordinator_cpu, wl.setup(variant, m.vars, opts))
+        return
     m.run([None] * m.cpus + [wl.setup(variant, m.vars, opts)], timeout=m.stop_grace)
 
 

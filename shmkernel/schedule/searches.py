@@ -1,0 +1,100 @@
+"""The search loops of a scheduled session: a scheduler run execution after execution.
+
+`scheduler_search` drives any `Scheduler` (the complete searches and the
+samplers) until a violation, the budget, the time limit or the end of the
+tree; `hypothesis_search` hands the session to hypothesis. Both return a
+`Search`: the failing execution, if any, and what stopped the search, which
+`shmkernel.schedule.explorer.explore` turns into a verdict.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shmkernel.errors import UsageError
+from shmkernel.schedule.dpor import DPORScheduler
+from shmkernel.schedule.engine import Execution
+from shmkernel.schedule.pct import PCTScheduler
+from shmkernel.schedule.random_sched import RandomScheduler
+from shmkernel.schedule.stateful import StatefulScheduler
+
+SCHEDULERS = ("exhaustive", "stateful", "hypothesis", "random", "pct")
+
+
+def make_scheduler(
+    name: str, seed: int, max_examples: int, depth: int, preemption_bound: int | None, buffered: bool = False
+) -> Any:
+    if name == "random":
+        return RandomScheduler(seed, max_examples)
+    if name == "pct":
+        return PCTScheduler(depth, seed, max_examples)
+    if name == "exhaustive" and not buffered:
+        return DPORScheduler(max_examples, preemption_bound)
+    if name in ("exhaustive", "stateful"):
+        # under tso/weak/lkmm the exhaustive search is the stateful one: a partial-order
+        # reduction over store buffers is the graph explorer's business, not built yet
+        return StatefulScheduler(max_examples, preemption_bound)
+    raise UsageError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+@dataclass
+class Search:
+    """How a search ended: the failing execution, if any, and what stopped it."""
+
+    found: Execution | None = None
+    examples: int = 0
+    stopped_by: str = ""
+    pruned: int = 0
+    sleep_blocked: int = 0
+
+
+def hypothesis_search(
+    sess: Any, max_examples: int, seed: int, deadline: float | None, stop: Callable[[], bool] | None = None
+) -> Search:
+    from shmkernel.schedule.hypothesis_sched import explore_with_hypothesis
+
+    def run_one(sched: Any) -> tuple[bool, Any]:
+        ex, events = sess.execute(sched)
+        return bool(events), (ex, events)
+
+    def time_up() -> bool:
+        return (deadline is not None and time.monotonic() > deadline) or (stop is not None and stop())
+
+    limited = deadline is not None or stop is not None
+    info, examples, timed_out = explore_with_hypothesis(run_one, max_examples, seed, time_up if limited else None)
+    stopped = "stopped" if stop is not None and stop() else "time"
+    return Search(info[0] if info is not None else None, examples, stopped if timed_out else "sampling")
+
+
+def scheduler_search(sess: Any, sched: Any, deadline: float | None, stop: Callable[[], bool] | None = None) -> Search:
+    """Run ``sched``'s executions on ``sess`` until it has none left, one shows an
+    event, ``deadline`` (time.monotonic) passes, or ``stop()`` says another worker
+    found one (`shmkernel.schedule.parallel`: then ``stopped_by`` is "stopped")."""
+    out = Search()
+    while True:
+        if deadline is not None and out.examples > 0 and time.monotonic() > deadline:
+            out.stopped_by = "time"
+            break
+        if stop is not None and stop():
+            out.stopped_by = "stopped"
+            break
+        if not sched.new_execution():
+            break
+        out.examples += 1
+        ex, events = sess.execute(sched)
+        if events:
+            out.found = ex
+            break
+    out.pruned = getattr(sched, "pruned", 0)
+    out.sleep_blocked = getattr(sched, "sleep_blocked", 0)
+    if out.found is None and not out.stopped_by:
+        if not getattr(sched, "complete_search", False):
+            out.stopped_by = "sampling"
+        elif not sched.exhausted:
+            out.stopped_by = "budget"
+        elif sched.bound_hit:
+            out.stopped_by = "bound"
+    return out
