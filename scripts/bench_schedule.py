@@ -12,7 +12,15 @@ complete executions, where that is affordable (``n/a`` when it is not). An
 optimal search proves a program in exactly its trace count: the "x traces"
 column is the ratio.
 
+With ``--engines`` it measures throughput instead (issue "Exploration
+throughput"): executions per second of the same exhaustive search on the
+process engine and the in-process engine (the baseline is the process
+engine, measured in the same run), the speed-up of ``--jobs 2`` over
+``--jobs 1`` on proofs that split (same total executions, checked), and the
+time of the 4-CPU refcount proof under lkmm.
+
 Run: python scripts/bench_schedule.py [--quick] [--budget N]
+     python scripts/bench_schedule.py --engines [--budget N] [--lkmm-limit S]
 """
 
 from __future__ import annotations
@@ -68,12 +76,63 @@ def trace_count(
     return (len(keys) if sched.exhausted else None), time.perf_counter() - t0
 
 
+#: (label, workload, variant, cpus, iterations): throughput programs (exhaustive, jobs 1)
+THROUGHPUT = [
+    ("refcount fixed 2 CPUs x 3 iterations", "refcount", "fixed", 2, 3),
+    ("refcount fixed 3 CPUs x 2 iterations", "refcount", "fixed", 3, 2),
+    ("static-key upstream x 2 iterations", "static-key", "upstream", 2, 2),
+    ("rmmod buggy (default)", "rmmod", "buggy", None, None),
+    ("livepatch fixed (default)", "livepatch", "fixed", None, None),
+]
+#: proofs past the split point, for the --jobs speed-up
+SPLIT_PROOFS = [
+    ("static-key upstream x 2 iterations", "static-key", "upstream", 2, 2),
+    ("modcount-2002 try-module-get", "modcount-2002", "try-module-get", None, None),
+]
+
+
+def engines(budget: int, lkmm_limit: float) -> None:
+    print(f"{'program':40} {'processes':>16} {'inprocess':>16} {'x':>6}")
+    for label, wl, variant, cpus, iters in THROUGHPUT:
+        rates = []
+        for engine in ("processes", "inprocess"):
+            t0 = time.perf_counter()
+            r = explore(wl, variant=variant, cpus=cpus, iterations=iters, max_examples=budget, engine=engine)
+            rates.append(r.examples / (time.perf_counter() - t0))
+        print(f"{label:40} {rates[0]:>10,.0f} exe/s {rates[1]:>10,.0f} exe/s {rates[1] / rates[0]:>5.1f}x", flush=True)
+    print(f"\n{'proof (in-process)':40} {'--jobs 1':>16} {'--jobs 2':>16} {'x':>6}")
+    for label, wl, variant, cpus, iters in SPLIT_PROOFS:
+        secs, totals = [], []
+        for jobs in (1, 2):
+            t0 = time.perf_counter()
+            r = explore(wl, variant=variant, cpus=cpus, iterations=iters, jobs=jobs)
+            secs.append(time.perf_counter() - t0)
+            totals.append((r.verdict, r.examples))
+        same = "" if totals[0] == totals[1] else f"  DIFFERENT: {totals}"
+        print(
+            f"{label:40} {secs[0]:>14.2f} s {secs[1]:>14.2f} s {secs[0] / secs[1]:>5.2f}x  "
+            f"({totals[0][0]}, {totals[0][1]:,} executions){same}",
+            flush=True,
+        )
+    t0 = time.perf_counter()
+    r = explore("refcount", variant="fixed", cpus=4, memory_model="lkmm", time_limit=lkmm_limit)
+    print(
+        f"\nrefcount fixed, 4 CPUs, lkmm: {r.verdict} after {r.examples:,} executions in "
+        f"{time.perf_counter() - t0:.1f} s (limit {lkmm_limit:g} s)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=int, default=20_000, help="executions per search at most")
+    ap.add_argument("--engines", action="store_true", help="engine and --jobs throughput instead")
+    ap.add_argument("--lkmm-limit", type=float, default=300.0, help="seconds for the 4-CPU lkmm proof")
     ap.add_argument("--trace-cap", type=int, default=20_000, help="executions of the trace count at most")
     ap.add_argument("--quick", action="store_true", help="skip the slowest searches (marked 'skipped')")
     args = ap.parse_args()
+    if args.engines:
+        engines(min(args.budget, 3_000), args.lkmm_limit)
+        return
     print(f"{'program':31} {'traces':>8} | " + " | ".join(f"{s:>19}" for s in SCHEDULERS) + " | x traces")
     for label, wl, variant, cpus, iters, opts, buggy in PROGRAMS:
         traces, _ = (None, 0.0) if buggy else trace_count(wl, variant, cpus, iters, opts, args.trace_cap)

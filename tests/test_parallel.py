@@ -111,3 +111,45 @@ def test_a_dask_worker_killed_mid_proof_loses_nothing(one_job):
                     os.kill(pids[victim], signal.SIGKILL)
     assert sorted(r.examples for r in results) == sorted(alone)
     assert all(r.stopped_by == "" and r.found is None for r in results)
+
+
+def test_workers_die_with_a_coordinator_killed_by_sigkill():
+    import subprocess
+    import sys
+    import time
+
+    from shmkernel.pytest_plugin import _children
+
+    cmd = [sys.executable, "-m", "shmkernel.cli", "explore", "refcount", "--variant", "fixed"]
+    p = subprocess.Popen([*cmd, "--scheduler", "random", "--max-examples", "10000000", "--jobs", "2"])
+    try:
+        deadline = time.monotonic() + 30
+        workers: set[int] = set()
+        while len(workers) < 2 and time.monotonic() < deadline:
+            workers = {c for c in _children(p.pid) if _cmdline(c) == _cmdline(p.pid)}
+            time.sleep(0.05)
+        assert len(workers) == 2, "the pool never started"
+        p.kill()
+        p.wait()
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{w}") and not _zombie(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [w for w in workers if os.path.exists(f"/proc/{w}") and not _zombie(w)]
+    finally:
+        p.kill()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

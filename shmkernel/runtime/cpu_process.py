@@ -33,7 +33,7 @@ from shmkernel.runtime.pinning import pin_self
 PR_SET_PDEATHSIG = 1
 
 
-def _set_pdeathsig(sig: int) -> None:
+def set_pdeathsig(sig: int) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
@@ -74,7 +74,7 @@ def cpu_main(
     """Run in the forked child; never returns (always ``os._exit``)."""
     code = 0
     try:
-        _set_pdeathsig(signal.SIGTERM)
+        set_pdeathsig(signal.SIGTERM)
 
         def on_term(signum: int, frame: object) -> None:
             # A SIGTERM to the whole process group reaches us and the coordinator

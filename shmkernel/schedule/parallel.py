@@ -152,11 +152,12 @@ _stop: Any = None
 _sessions: dict[Any, Any] = {}  # a worker's sessions, one per program, kept from job to job
 
 
-def _init_worker(stop: Any) -> None:
+def _init_worker(stop: Any, parent: int) -> None:
     global _stop
     from multiprocessing.util import Finalize
 
     from shmkernel.runtime import machine
+    from shmkernel.runtime.cpu_process import set_pdeathsig
 
     machine._live.clear()  # the coordinator's machine is the coordinator's to close, never ours
     _stop = stop
@@ -167,6 +168,9 @@ def _init_worker(stop: Any) -> None:
     signals._deferring = 0
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    set_pdeathsig(signal.SIGTERM)  # a coordinator killed with -9 takes its workers along
+    if os.getppid() != parent:
+        raise SystemExit(143)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -189,7 +193,7 @@ def _on_pool(work: list[Job], jobs: int) -> Iterator[JobResult]:
     # worker forgets the coordinator's open machine (`_init_worker`) and opens its own.
     ctx = mp.get_context("fork")
     stop = ctx.Event()
-    pool = ctx.Pool(min(jobs, len(work)), initializer=_init_worker, initargs=(stop,))
+    pool = ctx.Pool(min(jobs, len(work)), initializer=_init_worker, initargs=(stop, os.getpid()))
     try:
         it = pool.imap_unordered(_pool_job, work)
         while True:
