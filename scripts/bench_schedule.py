@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from shmkernel.explore import explore  # noqa: E402
 from shmkernel.schedule.bruteforce import BruteForceScheduler  # noqa: E402
 from shmkernel.schedule.hb import canonical  # noqa: E402
+from shmkernel.schedule.parallel import DEFAULT_SUBTREES  # noqa: E402
 from shmkernel.schedule.session import Session, resolve  # noqa: E402
 
 #: (label, workload, variant, cpus, iterations, options, expect a bug)
@@ -100,18 +101,19 @@ def engines(budget: int, lkmm_limit: float) -> None:
             r = explore(wl, variant=variant, cpus=cpus, iterations=iters, max_examples=budget, engine=engine)
             rates.append(r.examples / (time.perf_counter() - t0))
         print(f"{label:40} {rates[0]:>10,.0f} exe/s {rates[1]:>10,.0f} exe/s {rates[1] / rates[0]:>5.1f}x", flush=True)
-    print(f"\n{'proof (in-process)':40} {'--jobs 1':>16} {'--jobs 2':>16} {'x':>6}")
+    print(f"\n{'proof (in-process)':36} {'unsplit, 1 job':>22} {'split, 1 job':>22} {'split, 2 jobs':>22}")
     for label, wl, variant, cpus, iters in SPLIT_PROOFS:
-        secs, totals = [], []
-        for jobs in (1, 2):
+        cells, totals = [], []
+        for jobs, subtrees in ((1, None), (1, DEFAULT_SUBTREES), (2, None)):
             t0 = time.perf_counter()
-            r = explore(wl, variant=variant, cpus=cpus, iterations=iters, jobs=jobs)
-            secs.append(time.perf_counter() - t0)
-            totals.append((r.verdict, r.examples))
-        same = "" if totals[0] == totals[1] else f"  DIFFERENT: {totals}"
+            r = explore(wl, variant=variant, cpus=cpus, iterations=iters, jobs=jobs, subtrees=subtrees)
+            secs = time.perf_counter() - t0
+            cells.append(f"{r.examples:>9,} {secs:7.2f} s")
+            totals.append((r.verdict, r.examples, secs))
+        same = "" if totals[1][:2] == totals[2][:2] else "  SPLIT TOTALS DIFFER"
         print(
-            f"{label:40} {secs[0]:>14.2f} s {secs[1]:>14.2f} s {secs[0] / secs[1]:>5.2f}x  "
-            f"({totals[0][0]}, {totals[0][1]:,} executions){same}",
+            f"{label:36} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22}  2 jobs: "
+            f"{totals[1][2] / totals[2][2]:.2f}x the split, {totals[0][2] / totals[2][2]:.2f}x unsplit{same}",
             flush=True,
         )
     t0 = time.perf_counter()

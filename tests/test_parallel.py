@@ -1,9 +1,10 @@
 """``--jobs`` and ``--cluster``: a search shared between workers gives the verdict,
 and for a proof the total executions, of the same search on one worker.
 
-The exhaustive search is cut into subtrees once it has run `SPLIT_AFTER`
-executions (`shmkernel.schedule.split`); the cut depends on the program, not on
-the workers, so the totals must match exactly. Real worker processes (a fork
+With workers, the exhaustive search is cut into subtrees once it has run
+`SPLIT_AFTER` executions (`shmkernel.schedule.split`); the cut depends on the
+program and ``subtrees``, not on the workers, so the totals must match the same
+cut run on one worker exactly (``subtrees`` alone splits without workers). Real worker processes (a fork
 pool), and a real Dask `LocalCluster` whose worker is killed mid-proof.
 """
 
@@ -15,7 +16,7 @@ import signal
 import pytest
 
 from shmkernel.explore import explore
-from shmkernel.schedule.parallel import SPLIT_AFTER, run_jobs
+from shmkernel.schedule.parallel import DEFAULT_SUBTREES, SPLIT_AFTER, run_jobs
 from shmkernel.schedule.session import Session, resolve
 from shmkernel.schedule.split import Job, cut
 
@@ -25,8 +26,8 @@ PROOF = dict(workload="refcount", variant="fixed", cpus=3, iterations=2)
 
 @pytest.fixture(scope="module")
 def one_job():
-    r = explore(**PROOF, jobs=1)
-    assert r.verdict == "proved" and r.examples > SPLIT_AFTER and r.split["subtrees"] > 1
+    r = explore(**PROOF, jobs=1, subtrees=DEFAULT_SUBTREES)
+    assert r.verdict == "proved" and r.examples > SPLIT_AFTER and r.split["subtrees"] >= DEFAULT_SUBTREES
     return r
 
 
@@ -34,6 +35,13 @@ def test_two_jobs_prove_with_the_same_total_as_one(one_job):
     two = explore(**PROOF, jobs=2)
     assert (two.verdict, two.examples, two.split) == ("proved", one_job.examples, one_job.split)
     assert two.jobs == 2
+    three = explore(**PROOF, jobs=3)
+    assert (three.verdict, three.examples) == ("proved", one_job.examples)
+
+
+def test_one_job_unsplit_proves_what_two_jobs_prove():
+    alone = explore(**PROOF)
+    assert alone.verdict == "proved" and not alone.split and alone.examples > SPLIT_AFTER
 
 
 def test_two_jobs_find_the_bug_one_job_finds():
@@ -73,7 +81,7 @@ def test_a_workload_the_workers_cannot_load_is_refused():
 
 
 def test_a_local_dask_cluster_proves_with_the_same_total(one_job):
-    r = explore(**PROOF, jobs=2, cluster="local")
+    r = explore(**PROOF, jobs=2, cluster="local", subtrees=DEFAULT_SUBTREES)
     assert (r.verdict, r.examples) == ("proved", one_job.examples)
 
 

@@ -63,11 +63,18 @@ def add_parser(sub: Any, wl: Any = None) -> None:
     ex.add_argument(
         "--jobs",
         type=int_in(1, 4096),
+        default=1,
+        help=f"worker processes sharing the search (default 1; this host has {_default_jobs()} cores). An "
+        "exhaustive search still running after 200 executions is cut into subtrees, one job "
+        "each; random/pct/hypothesis run one seed per worker. Verdicts do not depend on it, "
+        "nor do proof totals for a given --subtrees",
+    )
+    ex.add_argument(
+        "--subtrees",
+        type=int_in(1, 100_000),
         default=None,
-        help="worker processes sharing the search (default: this host's cores). An exhaustive "
-        "search still running after 200 executions is cut into subtrees, one job each; "
-        "random/pct/hypothesis run one seed per worker. Verdicts and proof totals do not "
-        "depend on it",
+        help="cut an exhaustive search into at least this many subtrees (default 8 with "
+        "--jobs > 1 or --cluster; each subtree repeats a few traces of its siblings)",
     )
     ex.add_argument(
         "--cluster",
@@ -136,8 +143,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         preemption_bound=args.preemption_bound,
         time_limit=args.time_limit,
         engine=args.engine,
-        jobs=args.jobs or _default_jobs(),
+        jobs=args.jobs,
         cluster=args.cluster,
+        subtrees=args.subtrees,
     )
     try:
         _print_result(r, args.json)

@@ -40,7 +40,7 @@ from shmkernel.memory.actions import ACTION_BASE
 from shmkernel.memory.registry import BUFFERED_MODELS, MODELS
 from shmkernel.runtime import signals
 from shmkernel.schedule.hb import fewest_switches, switches
-from shmkernel.schedule.parallel import sampled_search, split_search
+from shmkernel.schedule.parallel import DEFAULT_SUBTREES, sampled_search, split_search
 from shmkernel.schedule.replay import ReplayScheduler
 from shmkernel.schedule.result import ExploreResult
 from shmkernel.schedule.searches import SCHEDULERS, Search, hypothesis_search, make_scheduler, scheduler_search
@@ -92,11 +92,13 @@ def _search(
     jobs: int,
     cluster: str | None,
     deadline: float | None,
+    subtrees: int | None,
 ) -> tuple[Search, dict[str, int]]:
     """The search ``job`` names, on this session or shared with workers; and how it was split."""
     buffered = job.memory_model in BUFFERED_MODELS
-    if job.scheduler == "exhaustive" and not buffered and preemption_bound is None:
-        return split_search(sess, job, jobs, cluster, max_examples, deadline)
+    split = jobs > 1 or cluster or subtrees is not None
+    if job.scheduler == "exhaustive" and not buffered and preemption_bound is None and split:
+        return split_search(sess, job, jobs, cluster, max_examples, deadline, subtrees or DEFAULT_SUBTREES)
     if job.scheduler in SAMPLERS and (jobs > 1 or cluster):
         return sampled_search(sess, job, jobs, cluster, max_examples, deadline), {}
     if job.scheduler == "hypothesis":
@@ -113,6 +115,7 @@ def _check_settings(
     time_limit: float | None,
     jobs: int,
     cluster: str | None,
+    subtrees: int | None,
 ) -> int:
     """One-line errors for bad settings; the budget (the default filled in)."""
     if scheduler not in SCHEDULERS:
@@ -131,6 +134,8 @@ def _check_settings(
         raise UsageError("--time-limit must be a number of seconds > 0")
     if jobs < 1:
         raise UsageError("--jobs must be >= 1")
+    if subtrees is not None and subtrees < 1:
+        raise UsageError("--subtrees must be >= 1")
     if (jobs > 1 or cluster) and not loadable(wl):
         raise UsageError(f"--jobs/--cluster need a workload the workers can load: {wl.name!r} is not registered")
     return max_examples
@@ -153,6 +158,7 @@ def explore(
     engine: str = "inprocess",
     jobs: int = 1,
     cluster: str | None = None,
+    subtrees: int | None = None,
 ) -> ExploreResult:
     """Search interleavings of ``workload`` for one of its events; the result's
     ``verdict`` is "found", "proved" or "not-proved".
@@ -166,16 +172,18 @@ def explore(
     search before it covered every execution (the budget, the time limit, a
     preemption bound) makes it "not-proved", never "proved". ``engine`` is how the
     CPUs run (`ENGINES`). ``jobs`` worker processes (or a Dask ``cluster``: an
-    address, or "local") share a search: `shmkernel.schedule.parallel`."""
+    address, or "local") share a search, an exhaustive one cut into at least
+    ``subtrees`` subtrees (given alone: the same cut, run here): see
+    `shmkernel.schedule.parallel`."""
     scheduler = scheduler or "exhaustive"
     wl, variant, parsed, cpus, iters = resolve(workload, variant, opts, cpus, iterations)
-    max_examples = _check_settings(wl, scheduler, memory_model, max_examples, time_limit, jobs, cluster)
+    max_examples = _check_settings(wl, scheduler, memory_model, max_examples, time_limit, jobs, cluster, subtrees)
     t0 = time.perf_counter()
     deadline = None if time_limit is None else time.monotonic() + time_limit
     with signals.deferred(), Session(wl, variant, cpus, parsed, iters, memory_model, max_steps, engine) as sess:
         job = Job(wl.reference, variant, cpus, dict(opts or {}), iters, memory_model, max_steps, engine, scheduler, 0)
         template = replace(job, seed=seed, depth=depth)
-        s, split = _search(sess, template, max_examples, preemption_bound, jobs, cluster, deadline)
+        s, split = _search(sess, template, max_examples, preemption_bound, jobs, cluster, deadline, subtrees)
         verdict = "found" if s.found is not None else ("not-proved" if s.stopped_by else "proved")
         res = ExploreResult(
             wl.name,
