@@ -126,3 +126,17 @@ def test_abba_mutexes_are_reported_as_deadlock_not_hung():
 def test_unbounded_spin_is_reported_as_livelock():
     r = explore(Toy(spin_forever), scheduler="random", max_examples=1, max_steps=500)
     assert r.found and r.outcome == "livelock"
+
+
+def test_hypothesis_shrinking_stops_at_its_budget_with_a_genuine_failure(monkeypatch):
+    """Unbounded, this shrink ran 4,235 executions (52 s) for a 20-example search; it
+    stops after SHRINK_BUDGET executions past the first failure, and what it reports
+    is a schedule that really fails (replayed)."""
+    from shmkernel.schedule import hypothesis_sched
+
+    monkeypatch.setattr(hypothesis_sched, "SHRINK_BUDGET", 50)
+    r = explore("modcount-2002", variant="hisax-unlocked", scheduler="hypothesis", max_examples=20, cpus=6, seed=3)
+    assert r.verdict == "found"
+    assert r.examples <= 20 + 50
+    (again,) = replay("modcount-2002", r.schedule, engine="inprocess")
+    assert again.events == r.events
