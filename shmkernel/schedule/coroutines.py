@@ -4,10 +4,12 @@ A step of the process engine (`shmkernel.schedule.engine`) is a round trip
 between two processes through the gate: a post, a grant, a wake-up, tens of
 microseconds. Here each CPU's program runs in a greenlet of the coordinator's
 own process, with `CoroutineCtx`: the very same `ScheduledCtx` (the same
-operations, the same gate slot words, the same memory-model results, the same
-trace records) whose post *switches* to the coordinator instead of publishing
-and whose wait for the grant is the coordinator switching back. A step costs
-a greenlet switch (well under a microsecond); the kernel and workload code,
+operations, the same memory-model results, the same trace records) whose post
+*switches* to the coordinator with the operation instead of writing it to the
+gate, and whose grant is the coordinator switching back. A step costs
+a greenlet switch, not a round trip (2.7-4.5x the executions per second of
+the process engine on the seeds, `scripts/bench_schedule.py --engines`; the
+rest is the drive loop, DPOR and the kernel code); the kernel and workload code,
 the segment, the drive loop, the schedulers and the schedule strings are
 shared with the process engine, so a schedule found here replays there.
 

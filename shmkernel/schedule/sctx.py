@@ -51,15 +51,6 @@ class ScheduledCtx(Ctx):
         self._sem = g.open_semaphore(self.gate.cpu_sems[self.cpu])
         self._coord_sem = g.open_semaphore(self.gate.coord_sem)
 
-    def _publish(self, seq: int) -> None:
-        """Make the posted operation visible to the coordinator (and wake it)."""
-        g.publish(self.w, self.atomics, self._slot + g.SEQ, seq, self.gate.coord_sleeping, self._coord_sem)
-
-    def _await_grant(self, seq: int) -> None:
-        """Return once the coordinator granted post ``seq``."""
-        s = self._slot
-        g.wait_word(self.w, self.atomics, s + g.GRANT, seq, s + g.SLEEPING, self._sem, self.gate.spin)
-
     def _post(self, code: int, addr: int, a1: int, a2: int) -> int:
         w, s = self.w, self._slot
         w[s + g.KIND] = code
@@ -67,7 +58,7 @@ class ScheduledCtx(Ctx):
         w[s + g.ARG1] = a1
         w[s + g.ARG2] = a2
         self._seq += 1
-        self._publish(self._seq)
+        g.publish(w, self.atomics, s + g.SEQ, self._seq, self.gate.coord_sleeping, self._coord_sem)
         return self._seq
 
     def _step(self, code: int, addr: int, a1: int = 0, a2: int = 0) -> int:
@@ -78,8 +69,9 @@ class ScheduledCtx(Ctx):
         if self._aborted:
             raise ExecutionAborted()
         seq = self._post(code, addr, a1, a2)
-        self._await_grant(seq)
-        choice = self.w[self._slot + g.CHOICE]
+        w, s = self.w, self._slot
+        g.wait_word(w, self.atomics, s + g.GRANT, seq, s + g.SLEEPING, self._sem, self.gate.spin)
+        choice = w[s + g.CHOICE]
         if choice == g.ABORT:
             self._aborted = True
             raise ExecutionAborted()

@@ -18,7 +18,7 @@ from shmkernel.workload import Workload
 from shmkernel.workload.machines import boot, open_machine
 
 #: how a scheduled execution runs the CPUs' programs: ``inprocess`` (coroutines of the
-#: coordinator's process, `shmkernel.schedule.coroutines`: a step is a switch, ~50x
+#: coordinator's process, `shmkernel.schedule.coroutines`: a step is a switch, 2.7-4.5x
 #: faster) or ``processes`` (the Machine's real CPU processes through the gate). They
 #: give the same verdicts, executions and traces (tests/test_engines.py); `explore`
 #: defaults to inprocess and `replay` to processes, so a schedule found fast is
