@@ -341,7 +341,7 @@ class Machine:
         reports: list[object] = [None] * self.roles
         stop_at = self._t0 + (seconds if seconds is not None else timeout)
         stopped_at: float | None = None
-        error: str | None = None
+        error: tuple[int, str] | None = None
         while pending:
             for conn in wait(list(pending), timeout=0.02):
                 role = pending[conn]  # type: ignore[index]
@@ -349,10 +349,10 @@ class Machine:
                 if msg[1] != rid:
                     continue
                 del pending[conn]  # type: ignore[arg-type]
-                if msg[0] == "error" and error is None:
-                    error = f"{self.role_name(role)}: {msg[2]}"
+                if msg[0] == "error" and (error is None or role < error[0]):  # the lowest CPU's
+                    error = (role, f"{self.role_name(role)}: {msg[2]}")
                     w[ctl.stop] = 1
-                    stopped_at = time.perf_counter()
+                    stopped_at = stopped_at or time.perf_counter()
                 elif msg[0] == "done":
                     results[role], reports[role] = msg[2], msg[3]
             self._fail_on_death()
@@ -369,7 +369,7 @@ class Machine:
                 on_tick()
         elapsed = (stopped_at or time.perf_counter()) - self._t0
         if error is not None:
-            raise RunError(error)
+            raise RunError(error[1])
         w[ctl.stop] = 1
         return self.result(rid, elapsed, results, reports)
 
