@@ -69,11 +69,16 @@ def _children(pid: int) -> set[int]:
 
 
 def _is_resource_tracker(pid: int) -> bool:
+    return b"multiprocessing.resource_tracker" in proc_cmdline(pid)
+
+
+def proc_cmdline(pid: int) -> bytes:
+    """The command line of process ``pid`` (NUL-separated; empty once it is gone)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"multiprocessing.resource_tracker" in f.read()
+            return f.read()
     except OSError:
-        return False
+        return b""
 
 
 def leaks(

@@ -126,7 +126,7 @@ def test_workers_die_with_a_coordinator_killed_by_sigkill():
     import sys
     import time
 
-    from shmkernel.pytest_plugin import _children
+    from shmkernel.pytest_plugin import _children, proc_cmdline
 
     cmd = [sys.executable, "-m", "shmkernel.cli", "explore", "refcount", "--variant", "fixed"]
     p = subprocess.Popen([*cmd, "--scheduler", "random", "--max-examples", "10000000", "--jobs", "2"])
@@ -134,7 +134,7 @@ def test_workers_die_with_a_coordinator_killed_by_sigkill():
         deadline = time.monotonic() + 30
         workers: set[int] = set()
         while len(workers) < 2 and time.monotonic() < deadline:
-            workers = {c for c in _children(p.pid) if _cmdline(c) == _cmdline(p.pid)}
+            workers = {c for c in _children(p.pid) if proc_cmdline(c) == proc_cmdline(p.pid)}
             time.sleep(0.05)
         assert len(workers) == 2, "the pool never started"
         p.kill()
@@ -145,14 +145,6 @@ def test_workers_die_with_a_coordinator_killed_by_sigkill():
         assert not [w for w in workers if os.path.exists(f"/proc/{w}") and not _zombie(w)]
     finally:
         p.kill()
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 def _zombie(pid: int) -> bool:
