@@ -38,7 +38,7 @@ from shmkernel.schedule import gate as g
 from shmkernel.schedule.drive import Execution, Op, Scheduler, Step
 from shmkernel.schedule.engine import Engine
 from shmkernel.schedule.ops import DONE, ERROR
-from shmkernel.schedule.sctx import ExecutionAborted, ScheduledCtx
+from shmkernel.schedule.sctx import ScheduledCtx
 
 
 class CoroutineCtx(ScheduledCtx):
@@ -62,17 +62,9 @@ class CoroutineCtx(ScheduledCtx):
         self._granted = self._hub.switch((self._res, Op(code, addr, a1, a2)))
         return 0
 
-    def _step(self, code: int, addr: int, a1: int = 0, a2: int = 0) -> int:
-        if self._aborted:
-            raise ExecutionAborted()
-        self._granted = granted = self._hub.switch((self._res, Op(code, addr, a1, a2)))
-        if granted[0] == g.ABORT:
-            self._aborted = True
-            raise ExecutionAborted()
-        if self.gate.trace:
-            self._where()
-        self._nsteps += 1
-        return granted[0]
+    def _handoff(self, code: int, addr: int, a1: int, a2: int) -> int:
+        self._granted = self._hub.switch((self._res, Op(code, addr, a1, a2)))
+        return self._granted[0]
 
     def _result(self, value: Any) -> None:
         self._res = int(value) if value is not None else 0

@@ -39,7 +39,7 @@ from shmkernel.errors import UsageError
 from shmkernel.runtime import signals
 from shmkernel.schedule.dpor import DPORScheduler
 from shmkernel.schedule.searches import Search, scheduler_search
-from shmkernel.schedule.split import Job, JobResult, cut, run_job, search_job
+from shmkernel.schedule.split import Job, JobResult, cut, job_result, run_job
 
 #: executions the search runs in this process before it splits
 SPLIT_AFTER = 200
@@ -152,14 +152,11 @@ def _here(work: list[Job], sess: Any) -> Iterator[JobResult]:
     for job in work:
         if used >= job.budget:
             return
-        deadline = None if job.seconds is None else time.monotonic() + job.seconds
-        steps, secs = eng.steps_total, eng.step_seconds
-        s = search_job(sess, replace(job, budget=job.budget - used), deadline)
-        used += s.examples
-        d_steps, d_secs = eng.steps_total - steps, eng.step_seconds - secs
-        eng.steps_total, eng.step_seconds = steps, secs  # _add_up adds them, as a worker's
-        found = s.found.choices if s.found is not None else None
-        yield JobResult(s.examples, found, s.stopped_by, s.pruned, s.sleep_blocked, d_steps, d_secs)
+        r = job_result(sess, replace(job, budget=job.budget - used))
+        used += r.examples
+        eng.steps_total -= r.steps  # _add_up adds them back, as a worker's
+        eng.step_seconds -= r.step_seconds
+        yield r
 
 
 _stop: Any = None

@@ -68,10 +68,7 @@ class ScheduledCtx(Ctx):
         program unwinds) must not post again: nobody would ever grant it."""
         if self._aborted:
             raise ExecutionAborted()
-        seq = self._post(code, addr, a1, a2)
-        w, s = self.w, self._slot
-        g.wait_word(w, self.atomics, s + g.GRANT, seq, s + g.SLEEPING, self._sem, self.gate.spin)
-        choice = w[s + g.CHOICE]
+        choice = self._handoff(code, addr, a1, a2)
         if choice == g.ABORT:
             self._aborted = True
             raise ExecutionAborted()
@@ -79,6 +76,13 @@ class ScheduledCtx(Ctx):
             self._where()
         self._nsteps += 1
         return choice
+
+    def _handoff(self, code: int, addr: int, a1: int, a2: int) -> int:
+        """Post the operation, wait for its grant, return the choice granted with it."""
+        seq = self._post(code, addr, a1, a2)
+        w, s = self.w, self._slot
+        g.wait_word(w, self.atomics, s + g.GRANT, seq, s + g.SLEEPING, self._sem, self.gate.spin)
+        return w[s + g.CHOICE]
 
     def _where(self) -> None:
         f = sys._getframe(3)

@@ -164,15 +164,21 @@ def run_job(job: Job, stop: Callable[[], bool] | None = None, sessions: dict[Any
         sess = Session(wl, variant, cpus, parsed, iters, job.memory_model, job.max_steps, job.engine).__enter__()
         if sessions is not None:
             sessions[key] = sess
-    deadline = None if job.seconds is None else time.monotonic() + job.seconds
-    eng = sess.engine
-    steps, secs = eng.steps_total, eng.step_seconds
     try:
         with signals.deferred():
-            s = search_job(sess, job, deadline, stop)
+            return job_result(sess, job, stop)
     finally:
         if sessions is None:
             sess.__exit__(None, None, None)
+
+
+def job_result(sess: Any, job: Job, stop: Callable[[], bool] | None = None) -> JobResult:
+    """Do ``job`` on an open session: its search, and the steps and step time it
+    added to the session's engine (a worker's share of the whole)."""
+    deadline = None if job.seconds is None else time.monotonic() + job.seconds
+    eng = sess.engine
+    steps, secs = eng.steps_total, eng.step_seconds
+    s = search_job(sess, job, deadline, stop)
     found = s.found.choices if s.found is not None else None
     return JobResult(
         s.examples, found, s.stopped_by, s.pruned, s.sleep_blocked, eng.steps_total - steps, eng.step_seconds - secs
