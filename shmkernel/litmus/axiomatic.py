@@ -11,8 +11,8 @@
    by atomicity (an RMW reads its immediate coherence predecessor) and by
    guards on concrete values.
 3. Each candidate (one choice per location) gets its loads' values resolved
-   through reads-from (a cycle of values through dependencies has no value:
-   out of thin air, dropped), its guards checked, and the LKMM's axioms
+   through reads-from (a cycle of values through dependencies leaves them
+   unsolved, as herd7 does: see `events.Unknown`), its guards checked, and the LKMM's axioms
    (`shmkernel.memory.lkmm_cat`) evaluated. Every consistent execution that
    passes the ``filter`` contributes its final state.
 
@@ -29,7 +29,7 @@ from typing import Any
 
 from shmkernel.errors import UsageError
 from shmkernel.litmus.cparse import CTest
-from shmkernel.litmus.events import Trace, concrete_values, evaluate, traces
+from shmkernel.litmus.events import UNKNOWN, Trace, concrete_values, evaluate, traces
 from shmkernel.litmus.outcomes import Outcomes
 from shmkernel.memory.lkmm_cat import Checker, Skeleton
 
@@ -187,7 +187,8 @@ def run_axiomatic(test: CTest, budget: int = 5_000_000) -> AxiomaticResult:
 
 def _holds(g: Any, v: Any, vals: dict[int, Any]) -> bool:
     try:
-        return evaluate(g, vals) == v
+        got = evaluate(g, vals)
+        return got is UNKNOWN or got == v
     except (ValueError, ZeroDivisionError, TypeError):
         return False
 
@@ -200,7 +201,8 @@ def _rel(rf: dict[int, int], n: int) -> list[int]:
 
 
 def resolve(b: Built, rf: dict[int, int]) -> dict[int, Any] | None:
-    """Each load's value through reads-from; None if a value would come out of thin air."""
+    """Each load's value through reads-from (`UNKNOWN` in a cycle of values); None
+    if a value cannot be computed (an operation on an address)."""
     vals: dict[int, Any] = {}
     busy: set[int] = set()
 
@@ -208,7 +210,7 @@ def resolve(b: Built, rf: dict[int, int]) -> dict[int, Any] | None:
         if r in vals:
             return vals[r]
         if r in busy:
-            raise RecursionError
+            return UNKNOWN
         busy.add(r)
         t = b.terms[rf[r]]
         need = {}

@@ -75,8 +75,22 @@ _BIN = {
 }
 
 
+class Unknown:
+    """The value of a load in a cycle of values through plain accesses (out of
+    thin air). herd7 keeps such executions with the value unsolved; so do we:
+    it satisfies any guard and equals nothing in a condition."""
+
+    def __repr__(self) -> str:
+        return "?"
+
+
+UNKNOWN = Unknown()
+
+
 def apply(op: str, a: Any, b: Any) -> Any:
     """``a op b`` on concrete values; addresses are strings (``"x"``, ``"x+1"``)."""
+    if a is UNKNOWN or b is UNKNOWN:
+        return UNKNOWN
     if op == "==":
         return int(a == b)
     if op == "!=":
@@ -97,6 +111,8 @@ def apply(op: str, a: Any, b: Any) -> Any:
 
 
 def unary(op: str, a: Any) -> Any:
+    if a is UNKNOWN:
+        return UNKNOWN
     if op == "!":
         return int(not a)
     if isinstance(a, str):

@@ -51,11 +51,13 @@ class Interp:
                     self.store(self.address(lhs[1]), val, ("Plain",))
             elif k == "expr":
                 self.expr(s[1])
-            elif k == "if":
+            elif k == "if":  # herd7's ctrl: the branch's own events, not those after the if
                 c = self.expr(s[1])
+                before = self.ctrl
                 self.ctrl |= c.deps
                 taken = self.concrete(c)
                 self.block(s[2] if taken else s[3])
+                self.ctrl = before
 
     # ---------------------------------------------------------------- values
 

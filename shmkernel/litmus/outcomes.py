@@ -14,7 +14,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from shmkernel.litmus.cparse import CTest
-from shmkernel.litmus.events import evaluate
+from shmkernel.litmus.events import UNKNOWN, evaluate
 
 if TYPE_CHECKING:
     from shmkernel.litmus.axiomatic import Built
@@ -93,7 +93,8 @@ def holds(c: Any, env: dict[Any, Any]) -> bool:
         return bool(c[1])
     if op in ("eq", "ne"):
         lhs = c[1] if c[1][0] != "deref" else ("mem", c[1][1])
-        same = env.get(lhs, 0) == _value(c[2], env)
+        got, want = env.get(lhs, 0), _value(c[2], env)
+        same = got is not UNKNOWN and want is not UNKNOWN and got == want
         return same if op == "eq" else not same
     if op == "not":
         return not holds(c[1], env)

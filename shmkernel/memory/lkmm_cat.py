@@ -259,7 +259,7 @@ class Checker:
             if nxt == fence:
                 break
             fence = nxt
-        self.rcu_fence = fence
+        self.rcu_order = fence
         return restrict(seq(prop, po, fence, opt(po), hbs, pbs), rng=self.marked)
 
     def _srcu_rscs(self, rf: Rel) -> Rel:
@@ -271,26 +271,26 @@ class Checker:
         return inter(restrict(seq(carry, self.data0), lock, unlock), self.locrel)
 
     def _plain_coherent(self, rf, co, fr, hb, pb, rb, fence, nonrw, strong, addr, cumul, rfe, rmw_seq) -> bool:  # noqa: ANN001
-        """The cat's ``plain-coherence`` axiom (only tests with plain accesses pay for it)."""
+        """The cat's ``plain-coherence`` axiom (only tests with plain accesses pay
+        for it). After the RCU section ``fence`` and ``strong-fence`` include
+        ``rcu-fence``; ``nonrw-fence`` keeps its earlier value (cat's ``let``)."""
         n, s, marked, po = self.n, self.sk.s, self.marked, self.po
-        xb = union(hb, pb, rb) if rb is not None else union(hb, pb)
-        xbstar = star(xb)
-        full_fence = strong if rb is None else union(strong, seq(po, self.rcu_fence, opt(po)))
-        vis = seq(
-            star(cumul),
-            opt(rfe),
-            identity(n, marked),
-            union(seq(full_fence, identity(n, marked), xbstar), inter(xbstar, self.int)),
-        )
+        xbstar = star(union(hb, pb, rb) if rb is not None else union(hb, pb))
+        if rb is not None:
+            rcu_fence = seq(po, self.rcu_order, opt(po))
+            fence, strong = union(fence, rcu_fence), union(strong, rcu_fence)
+        mk = identity(n, marked)
+        vis = seq(star(cumul), opt(rfe), mk, union(seq(strong, mk, xbstar), inter(xbstar, self.int)))
         nonret = ~s("Noreturn")
         rmb_f = self.fencerel(s("Rmb"))
         w_pre = restrict(opt(union(addr, fence)), dom=marked)
         r_pre = restrict(opt(union(addr, nonrw, restrict(rmb_f, self.r4rmb, nonret))), dom=marked)
         w_post = seq(restrict(opt(fence), rng=marked), rmw_seq)
         r_post = restrict(opt(union(nonrw, restrict(rmb_f, nonret, self.r4rmb))), rng=marked)
-        ww_vis = seq(w_post, vis, w_pre)
-        wr_vis = seq(w_post, vis, r_pre)
-        rw_xbstar = seq(r_post, xbstar, w_pre)
+        strong_xb = seq(strong, xbstar)
+        ww_vis = union(fence, seq(strong_xb, w_pre), seq(w_post, vis, w_pre))
+        wr_vis = union(fence, seq(strong_xb, r_pre), seq(w_post, vis, r_pre))
+        rw_xbstar = union(fence, seq(r_post, xbstar, w_pre))
         M, IW, plain = self.M, s("IW"), self.plain
         pre_race = inter(self.ext, union(cross(plain, M, n), cross(M & ~IW, plain, n)))
         bad = union(
