@@ -74,7 +74,7 @@ def domains_and_traces(test: CTest) -> tuple[dict[str, set], list[list[Trace]]]:
         for p in test.procs:
             regs = {r: init_value(v) for (i, r), v in test.reg_init.items() if i == p.index}
             all_traces.append(traces(p, regs, domains, glob))
-        stores = max(sum(1 for e in t.events if e.kind == "W") for ts in all_traces for t in ts)
+        stores = sum(max(sum(1 for e in t.events if e.kind == "W") for t in ts) for ts in all_traces)
         new = {k: set(v) for k, v in domains.items()}
         for ts in all_traces:
             for t in ts:

@@ -162,14 +162,17 @@ class Chooser:
 
 def traces(proc: CProc, reg_init: dict[str, Any], domains: dict[str, set], globals_: set[str]) -> list[Trace]:
     """Every path of ``proc`` given the values each location may hold."""
-    from shmkernel.litmus.interp import Interp
+    from shmkernel.litmus.interp import DeadPath, Interp
 
     out: list[Trace] = []
     prefix: list[int] = []
     while True:
         ch = Chooser(prefix)
         it = Interp(proc, reg_init, domains, globals_, ch)
-        out.append(it.run())
+        try:
+            out.append(it.run())
+        except DeadPath:
+            pass
         if len(out) > 100_000:
             raise UsageError(f"{proc.index}: more than 100,000 paths through P{proc.index}")
         # next prefix: the last choice point with an untried alternative
@@ -177,7 +180,7 @@ def traces(proc: CProc, reg_init: dict[str, Any], domains: dict[str, set], globa
         while k >= 0 and ch.taken[k] + 1 >= ch.counts[k]:
             k -= 1
         if k < 0:
-            return out
+            return out or [Trace([], [(0, 1)])]  # no path at all: an impossible one
         prefix = ch.taken[:k] + [ch.taken[k] + 1]
 
 
