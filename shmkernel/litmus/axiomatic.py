@@ -84,7 +84,7 @@ def domains_and_traces(test: CTest) -> tuple[dict[str, set], list[list[Trace]]]:
                         new.setdefault(e.loc, {0}).update(concrete_values(e.val, read_locs, domains))
         rounds += 1
         if new == domains or rounds > stores + 1:
-            return domains, all_traces
+            return domains, [[t for t in ts if not t.dead] for ts in all_traces]
         domains = new
 
 

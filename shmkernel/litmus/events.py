@@ -55,6 +55,7 @@ class Trace:
     events: list[Event]
     guards: list[tuple[Term, Any]]
     regs: dict[str, V] = field(default_factory=dict)
+    dead: bool = False  # ended at a non-address dereference: its stores still feed the domains
 
 
 _BIN = {
@@ -73,6 +74,11 @@ _BIN = {
     "<=": lambda a, b: int(a <= b),
     ">=": lambda a, b: int(a >= b),
 }
+
+
+class DeadPath(Exception):
+    """This path has no execution under the model (it dereferences something
+    that is not an address, ...): herd7 has none there, and neither do we."""
 
 
 class Unknown:
@@ -162,7 +168,7 @@ class Chooser:
 
 def traces(proc: CProc, reg_init: dict[str, Any], domains: dict[str, set], globals_: set[str]) -> list[Trace]:
     """Every path of ``proc`` given the values each location may hold."""
-    from shmkernel.litmus.interp import DeadPath, Interp
+    from shmkernel.litmus.interp import Interp
 
     out: list[Trace] = []
     prefix: list[int] = []
@@ -172,7 +178,7 @@ def traces(proc: CProc, reg_init: dict[str, Any], domains: dict[str, set], globa
         try:
             out.append(it.run())
         except DeadPath:
-            pass
+            out.append(Trace(it.events, it.guards, dead=True))
         if len(out) > 100_000:
             raise UsageError(f"{proc.index}: more than 100,000 paths through P{proc.index}")
         # next prefix: the last choice point with an untried alternative
@@ -180,7 +186,7 @@ def traces(proc: CProc, reg_init: dict[str, Any], domains: dict[str, set], globa
         while k >= 0 and ch.taken[k] + 1 >= ch.counts[k]:
             k -= 1
         if k < 0:
-            return out or [Trace([], [(0, 1)])]  # no path at all: an impossible one
+            return out
         prefix = ch.taken[:k] + [ch.taken[k] + 1]
 
 

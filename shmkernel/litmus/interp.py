@@ -8,13 +8,8 @@ from typing import Any
 
 from shmkernel.errors import UsageError
 from shmkernel.litmus.cparse import CProc
-from shmkernel.litmus.events import Chooser, Event, Term, Trace, V, combine, concrete_values
+from shmkernel.litmus.events import Chooser, DeadPath, Event, Term, Trace, V, combine, concrete_values
 from shmkernel.litmus.primitives import PRIMITIVES, Prim
-
-
-class DeadPath(Exception):
-    """This path dereferences something that is not an address: herd7 has no
-    execution there, and neither do we."""
 
 
 class Interp:
@@ -27,6 +22,7 @@ class Interp:
         self.guards: list[tuple[Term, Any]] = []
         self.read_locs: dict[int, str] = {}
         self.ctrl = 0
+        self.lock_state: dict[str, str] = {}  # lock -> its process's last LKW/UL
         self.line = 0
 
     def error(self, msg: str) -> UsageError:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shmkernel.litmus.events import Event, V, combine
+from shmkernel.litmus.events import DeadPath, Event, V, combine
 
 if TYPE_CHECKING:
     from shmkernel.litmus.interp import Interp
@@ -238,6 +238,7 @@ def _lock_pair(it: Interp, a: V) -> None:
     it.read_locs[k] = a.term
     it.guards.append((("rd", k), 0))
     it.emit(Event("W", a.term, ("LKW",), val=1, addr=a.deps, rmw=k))
+    it.lock_state[a.term] = "LKW"
 
 
 def _read_lock_word(it: Interp, a: V, cls: str, value: int) -> None:
@@ -254,7 +255,9 @@ def _spin_lock(it: Interp, args: list[Any]) -> V:
 
 @_def("spin_unlock", 1)
 def _spin_unlock(it: Interp, args: list[Any]) -> V:
-    it.store(it.address(args[0]), V(0), ("UL",))
+    a = it.address(args[0])
+    it.store(a, V(0), ("UL",))
+    it.lock_state[a.term] = "UL"
     return V(0)
 
 
@@ -270,8 +273,15 @@ def _spin_trylock(it: Interp, args: list[Any]) -> V:
 
 @_def("spin_is_locked", 1)
 def _spin_is_locked(it: Interp, args: list[Any]) -> V:
+    """RL (true) or RU (false). ``lock.cat`` gives an RU one external source
+    (an UL or the initial write, which always exists) *and*, after its own
+    process's unlock, that UL too (``rfi-ru``): two sources, which coherence
+    rejects. So an RU after its own unlock has no execution under the model
+    (``CoWW+sil-lock-sil-unlock-sil``: herd7 says Never); we follow the file."""
     a = it.address(args[0])
     locked = it.ch.choose(2) == 0
+    if not locked and it.lock_state.get(a.term) == "UL":
+        raise DeadPath
     _read_lock_word(it, a, "RL" if locked else "RU", int(locked))
     return V(int(locked))
 
