@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
 
 import pytest
+from corpus import KERNEL, kernel_expected
 
 from shmkernel.errors import UsageError
 from shmkernel.litmus.parse import parse_litmus
 from shmkernel.litmus.runner import LB_FAMILY, format_result, run_file
 
 HERE = os.path.join(os.path.dirname(__file__), "litmus")
-CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "lkmm-litmus")
 
 MODELS = ("sc", "tso", "weak", "lkmm")
 CLASSIC = {  # test -> verdict under sc, tso, weak, lkmm
@@ -65,31 +64,12 @@ def test_free_mode_runs_on_the_real_cpus():
     assert r.executions == 300 and r.positive == 0  # forbidden on every host
 
 
-#: set to 1 to run the suite where the kernel's corpus cannot be (its tests then skip, saying so)
-NO_CORPUS = os.environ.get("SHMKERNEL_NO_SHARED_CORPUS") == "1"
-
-
-def _expected() -> dict[str, str]:
-    """herd7's verdicts on the kernel's corpus, read from ../shared (GPL data: never copied here)."""
-    if NO_CORPUS:
-        pytest.skip("SHMKERNEL_NO_SHARED_CORPUS=1: the kernel's litmus corpus is not checked")
-    path = os.path.join(CORPUS, "EXPECTED.tsv")
-    if not os.path.isfile(path):
-        pytest.fail(
-            f"the kernel's litmus corpus is not at {os.path.normpath(CORPUS)} (../shared beside this "
-            f"checkout); set SHMKERNEL_NO_SHARED_CORPUS=1 to run without it",
-            pytrace=False,
-        )
-    with open(path) as f:
-        return {row["test"]: row["lkmm"] for row in csv.DictReader(f, delimiter="\t")}
-
-
 @pytest.mark.parametrize("model", MODELS)
 def test_no_model_shows_an_outcome_the_lkmm_forbids(model):
-    expected = _expected()
+    expected = kernel_expected()
     assert len(expected) == 26
     for name, verdict in sorted(expected.items()):
-        r = run_file(os.path.join(CORPUS, name + ".litmus"), model)
+        r = run_file(os.path.join(KERNEL, name + ".litmus"), model)
         if verdict == "Never":
             assert r.observation == "Never", (name, model)
         if model == "weak" and verdict == "Sometimes" and name not in LB_FAMILY and not name.startswith("Z6"):
@@ -146,12 +126,15 @@ def test_the_litmus_command_speaks_herd7s_language(tmp_path):
         assert r.returncode == 0, r.stderr
         return r.stdout
 
-    out = litmus(os.path.join(HERE, "SB+poonceonces.litmus"))  # lkmm unless told otherwise
-    assert out.splitlines()[1] == "Model lkmm"
+    out = litmus(os.path.join(HERE, "SB+poonceonces.litmus"))  # lkmm, axiomatic, unless told otherwise
+    assert out.splitlines()[1].startswith("Model lkmm (axiomatic")
     assert "Observation SB+poonceonces Sometimes" in out
     lb = tmp_path / "LB+mine.litmus"
     lb.write_text(LB_TEXT)
-    out = litmus(str(lb))
+    assert "Observation LB+mine Sometimes 1 3" in litmus(str(lb))  # the axiomatic engine has LB
+    out = litmus(str(lb), "--engine", "operational")
+    assert out.splitlines()[1] == "Model lkmm"
     assert "Observation LB+mine Never 0" in out and "load buffering is not modelled" in out
-    assert '"caveat": "load buffering' in litmus(str(lb), "--json")
+    assert '"caveat": "load buffering' in litmus(str(lb), "--engine", "operational", "--json")
+    assert '"engine": "axiomatic"' in litmus(str(lb), "--json")
     assert "Model sc (one step at a time)" in litmus(str(lb), "--memory-model", "native")

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from shmkernel.cli.options import MEMORY_MODELS, int_in
+from shmkernel.errors import UsageError
 
 TAKES_WORKLOAD_OPTIONS = False
 
@@ -21,22 +22,42 @@ def add_parser(sub: Any, wl: Any = None) -> None:
         help="default lkmm (herd7's model, what kernel developers compare with); "
         "--mode free runs on the host's own (native)",
     )
+    lt.add_argument(
+        "--engine",
+        choices=("axiomatic", "operational"),
+        default=None,
+        help="lkmm: axiomatic (default; linux-kernel.cat's axioms on every candidate execution, as herd7) "
+        "or operational (the emulated CPUs' lkmm model, which has no load buffering); other models: operational",
+    )
+    lt.add_argument(
+        "--budget",
+        type=int_in(1, 10**9),
+        default=5_000_000,
+        help="axiomatic: candidate executions before giving up with no verdict (exit 4)",
+    )
     lt.add_argument("--mode", choices=("exhaustive", "free"), default="exhaustive")
     lt.add_argument("--runs", type=int_in(1, 10**7), default=1000, help="free mode: runs per test")
     lt.add_argument("--json", action="store_true")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from shmkernel.litmus.cparse import parse_c_litmus
     from shmkernel.litmus.parse import parse_litmus
     from shmkernel.litmus.runner import format_result, run_file
+    from shmkernel.litmus.verdict import lkmm_verdict
 
     model = args.memory_model or ("native" if args.mode == "free" else "lkmm")
-    for path in args.files:
-        parse_litmus(path)  # every file is checked before anything runs
+    engine = args.engine or ("axiomatic" if model == "lkmm" and args.mode == "exhaustive" else "operational")
+    if engine == "axiomatic" and (model != "lkmm" or args.mode != "exhaustive"):
+        raise UsageError("--engine axiomatic checks the LKMM exhaustively: use --memory-model lkmm --mode exhaustive")
+    for path in args.files:  # every file is checked before anything runs
+        parse_c_litmus(path) if engine == "axiomatic" else parse_litmus(path)
     for i, path in enumerate(args.files):
-        r = run_file(path, model, args.mode, args.runs)
+        r: Any = (
+            lkmm_verdict(path, args.budget) if engine == "axiomatic" else run_file(path, model, args.mode, args.runs)
+        )
         if args.json:
             print(json.dumps(r.as_json(), sort_keys=True))
         else:
-            print(("\n" if i else "") + format_result(r))
+            print(("\n" if i else "") + (r.format() if engine == "axiomatic" else format_result(r)))
     return 0

@@ -27,9 +27,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from shmkernel.errors import UsageError
 from shmkernel.litmus.cparse import CTest
-from shmkernel.litmus.events import UNKNOWN, Trace, concrete_values, evaluate, traces
+from shmkernel.litmus.enumerate import candidates
+from shmkernel.litmus.events import UNKNOWN, Trace, concrete_values, evaluate
+from shmkernel.litmus.interp import traces
 from shmkernel.litmus.outcomes import Outcomes
 from shmkernel.memory.lkmm_cat import Checker, Skeleton
 
@@ -162,8 +163,6 @@ class AxiomaticResult:
 
 def run_axiomatic(test: CTest, budget: int = 5_000_000) -> AxiomaticResult:
     """Every LKMM-consistent execution of ``test`` and its final states."""
-    from shmkernel.litmus.enumerate import candidates
-
     t0 = time.perf_counter()
     _, all_traces = domains_and_traces(test)
     res = AxiomaticResult(Outcomes(test))
@@ -235,11 +234,3 @@ def _reads(t: Any) -> list[int]:
     if t[0] == "rd":
         return [t[1]]
     return [k for x in t[2:] for k in _reads(x)]
-
-
-def check_supported(test: CTest) -> None:
-    """Run the front end and the interpreter once: unsupported constructs fail here."""
-    try:
-        domains_and_traces(test)
-    except UsageError as e:
-        raise UsageError(f"{test.path}: {e}" if not str(e).startswith(test.path) else str(e)) from None

@@ -39,6 +39,7 @@ class CProc:
     index: int
     params: list[str]
     body: list[Stmt]
+    path: str = ""
 
 
 @dataclass
@@ -171,7 +172,7 @@ def _procs(tk: Tokens) -> list[CProc]:
             t = tk.next()
             if t[0] == "id" and t[1] not in TYPE_WORDS and tk.at(",", ")"):
                 params.append(t[1])
-        procs.append(CProc(len(procs), params, block(tk)))
+        procs.append(CProc(len(procs), params, block(tk), tk.path))
     if not procs:
         raise tk.error("no process P0(...) { ... } found")
     return procs

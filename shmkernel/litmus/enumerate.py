@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shmkernel.memory.relations import acyclic
 
-if TYPE_CHECKING:
-    from shmkernel.litmus.axiomatic import Built
-
+Built = Any  # shmkernel.litmus.axiomatic.Built (which imports this module)
 Option = tuple[dict[int, int], list[tuple[int, int]], int]  # rf, co rows (event, successors), last store
 
 

@@ -20,9 +20,6 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-from shmkernel.errors import UsageError
-from shmkernel.litmus.cparse import CProc
-
 Term = Any  # int | str (an address) | ("rd", k) | ("op", op, a, b) | ("un", op, a)
 
 
@@ -149,45 +146,6 @@ def combine(op: str, a: V, b: V) -> V:
     if isinstance(a.term, (int, str)) and isinstance(b.term, (int, str)):
         return V(apply(op, a.term, b.term), a.deps | b.deps)
     return V(("op", op, a.term, b.term), a.deps | b.deps)
-
-
-class Chooser:
-    """Replays a prefix of choices and extends it with first alternatives,
-    recording how many there were: depth-first enumeration of a process's paths."""
-
-    def __init__(self, prefix: list[int]) -> None:
-        self.prefix, self.taken, self.counts = prefix, [], []
-
-    def choose(self, n: int) -> int:
-        k = len(self.taken)
-        c = self.prefix[k] if k < len(self.prefix) else 0
-        self.taken.append(c)
-        self.counts.append(n)
-        return c
-
-
-def traces(proc: CProc, reg_init: dict[str, Any], domains: dict[str, set], globals_: set[str]) -> list[Trace]:
-    """Every path of ``proc`` given the values each location may hold."""
-    from shmkernel.litmus.interp import Interp
-
-    out: list[Trace] = []
-    prefix: list[int] = []
-    while True:
-        ch = Chooser(prefix)
-        it = Interp(proc, reg_init, domains, globals_, ch)
-        try:
-            out.append(it.run())
-        except DeadPath:
-            out.append(Trace(it.events, it.guards, dead=True))
-        if len(out) > 100_000:
-            raise UsageError(f"{proc.index}: more than 100,000 paths through P{proc.index}")
-        # next prefix: the last choice point with an untried alternative
-        k = len(ch.taken) - 1
-        while k >= 0 and ch.taken[k] + 1 >= ch.counts[k]:
-            k -= 1
-        if k < 0:
-            return out
-        prefix = ch.taken[:k] + [ch.taken[k] + 1]
 
 
 def concrete_values(t: Term, read_locs: dict[int, str], domains: dict[str, set]) -> list[Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from shmkernel.errors import UsageError
 from shmkernel.litmus.cparse import CProc
-from shmkernel.litmus.events import Chooser, DeadPath, Event, Term, Trace, V, combine, concrete_values
+from shmkernel.litmus.events import DeadPath, Event, Term, Trace, V, combine, concrete_values
 from shmkernel.litmus.primitives import PRIMITIVES, Prim
 
 
@@ -26,7 +26,7 @@ class Interp:
         self.line = 0
 
     def error(self, msg: str) -> UsageError:
-        return UsageError(f"P{self.proc.index}:{self.line}: {msg}")
+        return UsageError(f"{self.proc.path}:{self.line}: P{self.proc.index}: {msg}")
 
     def run(self) -> Trace:
         self.block(self.proc.body)
@@ -165,3 +165,40 @@ class Interp:
         if len(args) != p.nargs:
             raise self.error(f"{p.name}() takes {p.nargs} argument(s), found {len(args)}")
         return p.run(self, args)
+
+
+class Chooser:
+    """Replays a prefix of choices and extends it with first alternatives,
+    recording how many there were: depth-first enumeration of a process's paths."""
+
+    def __init__(self, prefix: list[int]) -> None:
+        self.prefix, self.taken, self.counts = prefix, [], []
+
+    def choose(self, n: int) -> int:
+        k = len(self.taken)
+        c = self.prefix[k] if k < len(self.prefix) else 0
+        self.taken.append(c)
+        self.counts.append(n)
+        return c
+
+
+def traces(proc: CProc, reg_init: dict[str, Any], domains: dict[str, set], globals_: set[str]) -> list[Trace]:
+    """Every path of ``proc`` given the values each location may hold."""
+    out: list[Trace] = []
+    prefix: list[int] = []
+    while True:
+        ch = Chooser(prefix)
+        it = Interp(proc, reg_init, domains, globals_, ch)
+        try:
+            out.append(it.run())
+        except DeadPath:
+            out.append(Trace(it.events, it.guards, dead=True))
+        if len(out) > 100_000:
+            raise UsageError(f"{proc.path}: more than 100,000 paths through P{proc.index}")
+        # next prefix: the last choice point with an untried alternative
+        k = len(ch.taken) - 1
+        while k >= 0 and ch.taken[k] + 1 >= ch.counts[k]:
+            k -= 1
+        if k < 0:
+            return out
+        prefix = ch.taken[:k] + [ch.taken[k] + 1]

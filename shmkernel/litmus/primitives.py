@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shmkernel.litmus.events import DeadPath, Event, V, combine
 
-if TYPE_CHECKING:
-    from shmkernel.litmus.interp import Interp
+Interp = Any  # shmkernel.litmus.interp.Interp (which imports this module)
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,10 @@ propagation rules lean (Alglave, Maranget, McKenney, Parri, Stern, ASPLOS
   word (CoRR, CoWR) nor older than its view at its last ``smp_rmb``,
   ``smp_mb`` or acquire.
 - **Atomic RMWs** read the coherence-latest store of their word (propagated
-  to the CPU with its prerequisites) and append theirs right after it; the
-  ones that return no value, and a *failing* cmpxchg, order nothing else.
+  to the CPU with its prerequisites) and append theirs right after it,
+  carrying the prerequisites of the store they read (a release stays a
+  release through an RMW chain: the LKMM's ``rmw-sequence``); the ones that
+  return no value, and a *failing* cmpxchg, order nothing else.
 - **Locks**: ``spin_lock`` is an acquire RMW that reads the previous unlock
   (a release), drains the buffer and makes the CPU's later stores carry all
   that reached it (the LKMM's po-unlock-lock-po, a little stronger); not a
@@ -254,8 +256,8 @@ class LKMMModel(CommitActions, SCModel):
             return ret
         if ok and full:
             self._strong_fence(cpu)
-        if ok:
-            self._commit_wid(self._store(cpu, addr, new, self.wmb_pre[cpu]))
+        if ok:  # an RMW extends the release it read (the LKMM's rmw-sequence): it carries its prerequisites
+            self._commit_wid(self._store(cpu, addr, new, self.wmb_pre[cpu] | self.store[latest][2]))
         else:
             self.floor[cpu][addr] = len(co) - 1
         if ok and full:

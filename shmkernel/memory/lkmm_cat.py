@@ -220,8 +220,8 @@ class Checker:
         if not acyclic(pb):
             return "propagation"
         pbs = star(pb)
-        rb = self._rb(prop, hbs, pbs, rf, data)
-        if rb is not None and not irreflexive(rb):
+        rb = self._rb(prop, hbs, pbs, rf, data, full=bool(self.plain))
+        if rb is False or isinstance(rb, list) and not irreflexive(rb):
             return "rcu"
         if self.plain and not self._plain_coherent(
             rf, co, fr, hb, pb, rb, fence, nonrw, strong, addr, cumul, rfe, rmw_seq
@@ -229,20 +229,26 @@ class Checker:
             return "plain-coherence"
         return None
 
-    def _rb(self, prop: Rel, hbs: Rel, pbs: Rel, rf: Rel, data: Rel) -> Rel | None:
-        """``rb``, with the recursive ``rcu-fence``; None when the test has no (S)RCU."""
+    def _rb(self, prop: Rel, hbs: Rel, pbs: Rel, rf: Rel, data: Rel, full: bool) -> Rel | bool | None:
+        """The ``rcu`` axiom: the recursive ``rcu-order`` and ``rb``. None when the
+        test has no grace period. Every use of ``rcu-link`` goes from a grace
+        period or critical-section end to another, so it is computed on those
+        few rows only. With ``full`` the whole ``rb`` (plain accesses need it
+        in ``xbstar``); else whether ``rb`` is irreflexive, checked by rotating
+        the cycle to start at a grace period or critical section."""
         s, po, n = self.sk.s, self.po, self.n
         gp_r, gp_s = s("Sync-rcu"), s("Sync-srcu")
-        srcu_rscs = self._srcu_rscs(rf)
         if not (gp_r or gp_s):
             return None
+        srcu_rscs = self._srcu_rscs(rf)
         rcu_gp, srcu_gp = identity(n, gp_r), identity(n, gp_s)
         rscsi, srscsi = inverse(self.rcu_rscs), inverse(srcu_rscs)
-        link = seq(opt(po), hbs, pbs, prop, po)
+        ends = gp_r | gp_s | domain(self.rcu_rscs) | range_of(self.rcu_rscs) | domain(srcu_rscs) | range_of(srcu_rscs)
+        link = seq(restrict(opt(po), dom=ends), hbs, pbs, prop, restrict(po, rng=ends))
         loc = self.locrel
-        fence = union(rcu_gp, srcu_gp)
+        order = union(rcu_gp, srcu_gp)
         while True:
-            fl = seq(link, fence, link)
+            fl = seq(link, order, link)
             nxt = union(
                 rcu_gp,
                 srcu_gp,
@@ -254,13 +260,16 @@ class Checker:
                 inter(seq(srcu_gp, fl, srscsi), loc),
                 seq(rscsi, fl, rcu_gp),
                 inter(seq(srscsi, fl, srcu_gp), loc),
-                seq(fence, link, fence),
+                seq(order, link, order),
             )
-            if nxt == fence:
+            if nxt == order:
                 break
-            fence = nxt
-        self.rcu_order = fence
-        return restrict(seq(prop, po, fence, opt(po), hbs, pbs), rng=self.marked)
+            order = nxt
+        self.rcu_order = order
+        if full:
+            return restrict(seq(prop, po, order, opt(po), hbs, pbs), rng=self.marked)
+        back = seq(restrict(opt(po), dom=range_of(order)), hbs, restrict(pbs, rng=self.marked), prop, po)
+        return irreflexive(seq(order, back))
 
     def _srcu_rscs(self, rf: Rel) -> Rel:
         s = self.sk.s
@@ -275,8 +284,8 @@ class Checker:
         for it). After the RCU section ``fence`` and ``strong-fence`` include
         ``rcu-fence``; ``nonrw-fence`` keeps its earlier value (cat's ``let``)."""
         n, s, marked, po = self.n, self.sk.s, self.marked, self.po
-        xbstar = star(union(hb, pb, rb) if rb is not None else union(hb, pb))
-        if rb is not None:
+        xbstar = star(union(hb, pb, rb) if isinstance(rb, list) else union(hb, pb))
+        if isinstance(rb, list):
             rcu_fence = seq(po, self.rcu_order, opt(po))
             fence, strong = union(fence, rcu_fence), union(strong, rcu_fence)
         mk = identity(n, marked)
