@@ -26,6 +26,21 @@ _TOKEN = re.compile(
 Token = tuple[str, str, int]  # kind, text, line
 
 
+def read_litmus_text(path: str) -> str:
+    """The file's text; unreadable, binary or non-UTF-8 files are one-line errors."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    if b"\0" in raw:
+        raise UsageError(f"{path}: binary file, not a litmus test")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text, not a litmus test") from None
+
+
 def strip_comments(text: str) -> str:
     """Comments become blanks (their newlines kept). An ``(*`` opens a comment
     only when a blank or a star follows it or it starts a line, so that

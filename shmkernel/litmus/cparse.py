@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shmkernel.errors import UsageError
-from shmkernel.litmus.clex import Tokens, split_header, strip_comments, tokenize
+from shmkernel.litmus.clex import Tokens, read_litmus_text, split_header, strip_comments, tokenize
 
 Expr = Any
 Stmt = Any
@@ -57,17 +57,7 @@ class CTest:
 
 def parse_c_litmus(path: str) -> CTest:
     """The test in ``path``; whatever it cannot read is a one-line `UsageError`."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
-    if b"\0" in raw:
-        raise UsageError(f"{path}: binary file, not a litmus test")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text, not a litmus test") from None
+    text = read_litmus_text(path)
     name, rest, line0 = split_header(strip_comments(text), path)
     tk = Tokens(tokenize(rest, path, line0), path)
     init, reg_init = _init_block(tk)
@@ -299,27 +289,18 @@ def _unary(tk: Tokens) -> Expr:
 # ---------------------------------------------------------------- propositions
 
 
-def prop(tk: Tokens) -> Any:
-    left = _disj(tk)
-    while tk.at("->", "=>"):
+#: binary connectives of a proposition, loosest first
+_PROP_LEVELS = ((("->", "=>"), "imp"), (("\\/",), "or"), (("/\\",), "and"))
+
+
+def prop(tk: Tokens, level: int = 0) -> Any:
+    if level == len(_PROP_LEVELS):
+        return _atom(tk)
+    ops, name = _PROP_LEVELS[level]
+    left = prop(tk, level + 1)
+    while tk.at(*ops):
         tk.next()
-        left = ("imp", left, _disj(tk))
-    return left
-
-
-def _disj(tk: Tokens) -> Any:
-    left = _conj(tk)
-    while tk.at("\\/"):
-        tk.next()
-        left = ("or", left, _conj(tk))
-    return left
-
-
-def _conj(tk: Tokens) -> Any:
-    left = _atom(tk)
-    while tk.at("/\\"):
-        tk.next()
-        left = ("and", left, _atom(tk))
+        left = (name, left, prop(tk, level + 1))
     return left
 
 

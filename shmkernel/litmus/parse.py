@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shmkernel.errors import UsageError
+from shmkernel.litmus.clex import read_litmus_text
 from shmkernel.litmus.condition import cond_vars, condition
 from shmkernel.litmus.lexer import Lexer, value
 from shmkernel.litmus.statements import Stmt, statements
@@ -79,17 +80,7 @@ def parse_litmus(path: str) -> LitmusTest:
 
 
 def _read_text(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
-    if b"\0" in raw:
-        raise UsageError(f"{path}: binary file, not a litmus test")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text, not a litmus test") from None
+    text = read_litmus_text(path)
     # (* comments *): an opener followed by a blank or a star, so that code such
     # as WRITE_ONCE(*x, 1) is not taken for one
     return re.sub(r"\(\*(?=[\s*]).*?\*\)", lambda m: "\n" * m.group().count("\n"), text, flags=re.S)
