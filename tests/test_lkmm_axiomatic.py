@@ -240,3 +240,13 @@ def test_a_spent_budget_is_no_verdict_not_never(tmp_path):
     with pytest.raises(NoVerdict, match="more than 3 candidate executions") as e:
         lkmm_verdict(os.path.join(KERNEL, "IRIW+poonceonces+OnceOnce.litmus") if kernel_expected() else "", budget=3)
     assert e.value.exit_code == 4
+
+
+def test_the_repositorys_own_litmus_tests_get_the_operational_lkmm_verdicts_too():
+    """tests/litmus (seed 000's hand-offs included): the axiomatic engine and
+    the operational lkmm model agree where neither needs load buffering."""
+    from test_litmus import CLASSIC, HERE
+
+    for name, verdicts in CLASSIC.items():
+        v = lkmm_verdict(os.path.join(HERE, name + ".litmus"))
+        assert v.observation == verdicts[3], (name, v.format())
