@@ -35,6 +35,12 @@ def add_parser(sub: Any, wl: Any = None) -> None:
         default=5_000_000,
         help="axiomatic: candidate executions before giving up with no verdict (exit 4)",
     )
+    lt.add_argument(
+        "--explain",
+        action="store_true",
+        help="axiomatic: why the condition's outcome is allowed (an execution) or forbidden (the axiom and a "
+        "cycle), and the fewest, weakest barriers that forbid an allowed one, each checked",
+    )
     lt.add_argument("--mode", choices=("exhaustive", "free"), default="exhaustive")
     lt.add_argument("--runs", type=int_in(1, 10**7), default=1000, help="free mode: runs per test")
     lt.add_argument("--json", action="store_true")
@@ -42,12 +48,15 @@ def add_parser(sub: Any, wl: Any = None) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from shmkernel.litmus.cparse import parse_c_litmus
+    from shmkernel.litmus.explain import explain
     from shmkernel.litmus.parse import parse_litmus
     from shmkernel.litmus.runner import format_result, run_file
     from shmkernel.litmus.verdict import lkmm_verdict
 
     model = args.memory_model or ("native" if args.mode == "free" else "lkmm")
     engine = args.engine or ("axiomatic" if model == "lkmm" and args.mode == "exhaustive" else "operational")
+    if args.explain and engine != "axiomatic":
+        raise UsageError("--explain works with the axiomatic engine (--memory-model lkmm, the default)")
     if engine == "axiomatic" and (model != "lkmm" or args.mode != "exhaustive"):
         raise UsageError("--engine axiomatic checks the LKMM exhaustively: use --memory-model lkmm --mode exhaustive")
     for path in args.files:  # every file is checked before anything runs
@@ -56,8 +65,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         r: Any = (
             lkmm_verdict(path, args.budget) if engine == "axiomatic" else run_file(path, model, args.mode, args.runs)
         )
+        why = explain(r.test, args.budget) if args.explain and engine == "axiomatic" else None
         if args.json:
-            print(json.dumps(r.as_json(), sort_keys=True))
+            print(json.dumps(r.as_json() | ({"explanation": why} if why is not None else {}), sort_keys=True))
         else:
             print(("\n" if i else "") + (r.format() if engine == "axiomatic" else format_result(r)))
+            if why is not None:
+                print("\n".join(why))
     return 0

@@ -161,22 +161,28 @@ class AxiomaticResult:
     seconds: float = 0.0
 
 
-def run_axiomatic(test: CTest, budget: int = 5_000_000) -> AxiomaticResult:
-    """Every LKMM-consistent execution of ``test`` and its final states."""
+def run_axiomatic(test: CTest, budget: int = 5_000_000, visit: Any = None, prune: bool = True) -> AxiomaticResult:
+    """Every LKMM-consistent execution of ``test`` and its final states. ``visit``,
+    if given, sees every candidate whose values hold together:
+    ``visit(built, checker, rf, co, last, vals, consistent)`` (explanations);
+    ``prune=False`` hands it the candidates coherence would prune too."""
     t0 = time.perf_counter()
     _, all_traces = domains_and_traces(test)
     res = AxiomaticResult(Outcomes(test))
     for combo in itertools.product(*all_traces):
         b = build(test, combo)
         checker = Checker(b.sk)
-        for rf, co, last in candidates(b):
+        for rf, co, last in candidates(b, prune):
             res.candidates += 1
             if res.candidates > budget:
                 raise Budget(f"{test.path}: more than {budget:,} candidate executions")
             vals = resolve(b, rf)
             if vals is None or not all(_holds(g, v, vals) for g, v in b.guards):
                 continue
-            if not checker.consistent(_rel(rf, b.sk.n), co):
+            ok = checker.consistent(_rel(rf, b.sk.n), co)
+            if visit is not None:
+                visit(b, checker, rf, co, last, vals, ok)
+            if not ok:
                 continue
             res.consistent += 1
             res.outcomes.add(b, vals, last)

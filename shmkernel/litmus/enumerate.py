@@ -15,12 +15,13 @@ Built = Any  # shmkernel.litmus.axiomatic.Built (which imports this module)
 Option = tuple[dict[int, int], list[tuple[int, int]], int]  # rf, co rows (event, successors), last store
 
 
-def candidates(b: Built) -> Iterator[tuple[dict[int, int], list[int], dict[str, int]]]:
-    """(rf: read -> store, co as successor bitmasks, location -> co-last store)."""
+def candidates(b: Built, prune: bool = True) -> Iterator[tuple[dict[int, int], list[int], dict[str, int]]]:
+    """(rf: read -> store, co as successor bitmasks, location -> co-last store).
+    ``prune=False`` yields every rf and co (explanations of coherence)."""
     per_loc: list[tuple[str, list[Option]]] = []
     for loc in sorted(b.locs):
         ws, rs = b.locs[loc]
-        opts = list(loc_options(b, ws, rs))
+        opts = list(loc_options(b, ws, rs) if prune else all_options(ws, rs))
         if not opts:
             return
         per_loc.append((loc, opts))
@@ -36,6 +37,15 @@ def candidates(b: Built) -> Iterator[tuple[dict[int, int], list[int], dict[str, 
                 co[w] = succ
             last[loc] = end
         yield rf, co, last
+
+
+def all_options(ws: list[int], rs: list[int]) -> Iterator[Option]:
+    """Every coherence order (initial store first) and every reads-from, unpruned."""
+    for perm in itertools.permutations(ws[1:]):
+        order = [ws[0], *perm]
+        rows = [(w, _after(order, k)) for k, w in enumerate(order)]
+        for pick in itertools.product(order, repeat=len(rs)):
+            yield dict(zip(rs, pick, strict=True)), rows, order[-1]
 
 
 def _compatible(b: Built, r: int, w: int) -> bool:

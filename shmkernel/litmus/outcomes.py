@@ -42,7 +42,9 @@ class Outcomes:
         self.states: Counter = Counter()
         self.positive = self.negative = 0
 
-    def add(self, b: Built, vals: dict[int, Any], last: dict[str, int]) -> None:
+    def env(self, b: Built, vals: dict[int, Any], last: dict[str, int]) -> dict[Any, Any] | None:
+        """The values the condition and ``locations`` name; None if the filter drops the execution."""
+
         def get(k: Any) -> Any:
             if k[0] == "reg":
                 p, r = k[1], k[2]
@@ -56,6 +58,12 @@ class Outcomes:
 
         env = {k: get(k) for k in self.keys + self.filter_keys}
         if self.test.filter is not None and not holds(self.test.filter, env):
+            return None
+        return env
+
+    def add(self, b: Built, vals: dict[int, Any], last: dict[str, int]) -> None:
+        env = self.env(b, vals, last)
+        if env is None:
             return
         ok = holds(self.test.cond, env)
         key = tuple((k, env[k]) for k in self.keys)

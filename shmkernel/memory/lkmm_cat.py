@@ -168,12 +168,18 @@ class Checker:
         """Does the candidate (``rf``, ``co``: ``co`` transitive) satisfy the LKMM?"""
         return self.violation(rf, co) is None
 
-    def violation(self, rf: Rel, co: Rel) -> str | None:
-        """The first axiom (the cat file's name for it) the candidate breaks, or None."""
+    def violation(self, rf: Rel, co: Rel, keep: bool = False) -> str | None:
+        """The first axiom (the cat file's name for it) the candidate breaks, or
+        None. With ``keep`` the named relations it computed stay in ``parts``
+        (for an explanation: the cycle and what each of its edges is)."""
         n, sk, po = self.n, self.sk, self.po
         fr = minus(seq(inverse(rf), co), identity(n))
         com = union(rf, co, fr)
-        if not acyclic(union(self.po_loc, com)):
+        coherence = union(self.po_loc, com)
+        parts = self.parts = (
+            {"po-loc": self.po_loc, "rf": rf, "co": co, "fr": fr, "coherence": coherence} if keep else None
+        )
+        if not acyclic(coherence):
             return "coherence"
         rfe, rfi = inter(rf, self.ext), inter(rf, self.int)
         coe, fre = inter(co, self.ext), inter(fr, self.ext)
@@ -213,10 +219,19 @@ class Checker:
         )
         prop_int = inter(minus(prop, identity(n)), self.int)
         hb = restrict(union(ppo, rfe, prop_int), marked, marked)
+        if parts is not None:
+            parts.update(
+                {"rfe": rfe, "fre": fre, "coe": coe, "mb": mb, "gp": self.gp, "wmb": self.wmb, "rmb": self.rmb}
+                | {"acq-po": self.acq_po, "po-rel": self.po_rel, "addr": addr, "data": data, "ctrl": ctrl}
+                | {"to-r": to_r, "overwrite-int": inter(overwrite, self.int), "po-unlock-lock-po": po_unlock_lock_po}
+                | {"cumul-fence": cumul, "prop": prop, "happens-before": hb, "rmw": self.rmw}
+            )
         if not acyclic(hb):
             return "happens-before"
         hbs = star(hb)
         pb = restrict(seq(prop, strong, hbs), rng=marked)
+        if parts is not None:
+            parts["propagation"] = pb
         if not acyclic(pb):
             return "propagation"
         pbs = star(pb)
