@@ -7,12 +7,14 @@ import json
 from typing import Any
 
 from shmkernel.cli.options import (
+    add_trace_out,
     add_workload_common,
     check_cpus,
     int_in,
     positive_float,
     quiet_stdout,
     workload_options,
+    write_trace_out,
 )
 from shmkernel.errors import UsageError
 
@@ -22,6 +24,7 @@ TAKES_WORKLOAD_OPTIONS = True
 def add_parser(sub: Any, wl: Any = None) -> None:
     ex = sub.add_parser("explore", help="search interleavings: exit 1 found, 0 proved, 4 not-proved")
     add_workload_common(ex, wl)
+    add_trace_out(ex)
     ex.add_argument(
         "--scheduler",
         choices=("exhaustive", "stateful", "hypothesis", "random", "pct"),
@@ -151,6 +154,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         _print_result(r, args.json)
     except BrokenPipeError:  # `| head`: the verdict still decides the exit code
         quiet_stdout()
+    write_trace_out(args.trace_out, r.timeline)
     return EXIT[r.verdict]
 
 

@@ -119,3 +119,30 @@ def quiet_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+def add_trace_out(parser: Any) -> None:
+    parser.add_argument(
+        "--trace-out",
+        metavar="FILE.json",
+        help="write the traced execution as a Perfetto / Chrome trace-event timeline (ui.perfetto.dev)",
+    )
+
+
+def write_trace_out(path: str | None, timeline: dict[str, Any]) -> None:
+    """Write ``timeline`` to ``path`` (when asked); say so, or why nothing was written."""
+    if not path:
+        return
+    if not timeline:
+        print(f"no violation traced: nothing written to {path}", file=sys.stderr)
+        return
+    import json
+
+    try:
+        with open(path, "w") as f:
+            json.dump(timeline, f)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}") from None
+    print(
+        f"timeline: {path} ({len(timeline['traceEvents'])} trace events; open it in ui.perfetto.dev)", file=sys.stderr
+    )

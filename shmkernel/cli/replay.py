@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from shmkernel.cli.options import int_in
+from shmkernel.cli.options import add_trace_out, int_in, write_trace_out
 
 TAKES_WORKLOAD_OPTIONS = False
 
@@ -18,6 +18,7 @@ def add_parser(sub: Any, wl: Any = None) -> None:
     rp.add_argument("--variant")
     rp.add_argument("--repeat", type=int_in(1, 10_000), default=1)
     rp.add_argument("--json", action="store_true")
+    add_trace_out(rp)
     rp.add_argument(
         "--engine",
         choices=("processes", "inprocess"),
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         print(
             f"{wl.name}/{first.variant}: {ev}; {len(results)} replay(s), {'all identical' if same else 'NOT identical'}"
         )
+    write_trace_out(args.trace_out, first.timeline)
     if not same:
         return 3
     return 1 if first.found else 0

@@ -81,6 +81,7 @@ def _trace_found(sess: Session, found: list[int], memory_model: str, res: Explor
                 traced = again
     res.schedule = encode(sess.header(), traced.choices)
     res.trace = sess.diagram(traced)
+    res.timeline = sess.timeline(traced)
     res.events, res.outcome, res.steps = events, traced.outcome, len(traced.steps)
 
 
@@ -263,6 +264,7 @@ def replay(
                 stopped_by="" if events else "replay",
                 iterations=h.iterations,
                 reference=wl.reference,
+                timeline=sess.timeline(ex) if trace else {},
             )
             out.append(r)
     return out

@@ -45,13 +45,15 @@ class ExploreResult:
     jobs: int = 1
     #: how an exhaustive search was split: subtrees, cut_depth, probes (empty: it was not)
     split: dict[str, int] = field(default_factory=dict)
+    #: the traced execution as a Perfetto / Chrome trace-event timeline (``--trace-out``; not in as_json)
+    timeline: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def replay_command(self) -> str:
         """The command that replays ``schedule``, for the user to paste."""
         return f"shmkernel replay {shlex.quote(self.reference or self.workload)} '{self.schedule}'"
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "timeline"}
 
     def headline(self) -> str:
         """The verdict in one line: what a user must read first."""

@@ -119,6 +119,15 @@ class Session:
             text += "\n" + "\n".join(f"  CPU {c} blocked at its next step" for c in ex.blocked)
         return text
 
+    def timeline(self, ex: Execution) -> dict[str, Any]:
+        """The execution as a Perfetto / Chrome trace-event timeline (`shmkernel.schedule.timeline`)."""
+        from shmkernel.schedule.timeline import timeline
+
+        assert ex.result is not None
+        cpus = sorted({s.cpu for s in ex.steps} | set(ex.blocked))
+        title = f"shmkernel {self.wl.name}/{self.variant} under {self.memory_model}"
+        return timeline(ex.steps, self.m.layout, cpus, ex.result.reports, self.m.coordinator_cpu, title)
+
 
 def resolve(
     workload: str | Workload, variant: str | None, opts: dict[str, Any] | None, cpus: int | None, iterations: int | None

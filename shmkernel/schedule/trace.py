@@ -131,6 +131,10 @@ def _value(layout: Any, step: Step) -> str:
     return name
 
 
+#: one step as the diagram prints it (the timeline's slices too)
+step_text = _value
+
+
 def _arity(name: str) -> int:
     if name in ("atomic_cmpxchg", "atomic_add_unless"):
         return 2

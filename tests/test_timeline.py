@@ -1,0 +1,60 @@
+"""``--trace-out``: a found or replayed execution as a Perfetto / Chrome
+trace-event timeline (one track per CPU, slices, event markers, the memory
+model's actions on their own tracks)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from shmkernel.schedule.explorer import explore, replay
+
+REQUIRED = {"M": {"name", "ph", "pid", "args"}, "X": {"name", "ph", "ts", "dur", "pid", "tid"}}
+REQUIRED["i"] = {"name", "ph", "ts", "pid", "tid", "s"}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "shmkernel.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def _check_format(doc: dict) -> list[dict]:
+    evs = doc["traceEvents"]
+    for e in evs:
+        assert REQUIRED[e["ph"]] <= set(e), e
+    return evs
+
+
+def test_explore_writes_a_trace_event_timeline_with_a_track_per_cpu(tmp_path):
+    out = tmp_path / "t.json"
+    r = _cli("explore", "refcount", "--trace-out", str(out))
+    assert r.returncode == 1, r.stderr  # found
+    assert "timeline:" in r.stderr
+    evs = _check_format(json.loads(out.read_text()))
+    tracks = {e["args"]["name"] for e in evs if e["name"] == "thread_name"}
+    assert tracks == {"CPU 0", "CPU 1", "CPU 2 (coordinator)"}
+    slices = [e for e in evs if e["ph"] == "X"]
+    assert slices and {e["tid"] for e in slices} == {0, 1, 2}
+    assert any(e["args"]["function"] == "try_module_get" or "try_module_get" in e["args"]["stack"] for e in slices)
+    marks = [e for e in evs if e["ph"] == "i"]
+    assert [m["name"] for m in marks] == ["false_zero"] and marks[0]["tid"] == 2
+    assert [e["ts"] for e in slices] == sorted(e["ts"] for e in slices)
+
+
+def test_a_replay_draws_the_same_timeline_and_memory_actions_get_their_own_tracks(tmp_path):
+    r = explore("refcount", variant="percpu-incs-decs-nobarrier", memory_model="weak")
+    assert r.found and r.timeline
+    again = replay("refcount", r.schedule, engine="inprocess")[0]
+    names = [e["name"] for e in r.timeline["traceEvents"]]
+    assert [e["name"] for e in again.timeline["traceEvents"]] == names
+    memory = [e for e in _check_format(r.timeline) if e["ph"] == "X" and e["tid"] >= 1000]
+    assert memory and all("commit" in e["name"] or "propagat" in e["name"] or "read" in e["name"] for e in memory)
+    assert "timeline" not in r.as_json()  # --json stays small
+
+
+def test_no_violation_means_no_file(tmp_path):
+    out = tmp_path / "none.json"
+    r = _cli("explore", "refcount", "--variant", "fixed", "--max-examples", "5", "--trace-out", str(out))
+    assert r.returncode == 4 and not out.exists() and "nothing written" in r.stderr
+    r = _cli("explore", "refcount", "--trace-out", str(tmp_path / "no" / "dir.json"))
+    assert r.returncode == 2 and "cannot write" in r.stderr
