@@ -58,3 +58,25 @@ def test_no_violation_means_no_file(tmp_path):
     assert r.returncode == 4 and not out.exists() and "nothing written" in r.stderr
     r = _cli("explore", "refcount", "--trace-out", str(tmp_path / "no" / "dir.json"))
     assert r.returncode == 2 and "cannot write" in r.stderr
+
+
+def test_svg_has_a_column_per_cpu_and_the_rf_fr_arrows_of_the_race(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    svg = tmp_path / "race.svg"
+    r = _cli("explore", "refcount", "--svg", str(svg))
+    assert r.returncode == 1 and "diagram:" in r.stderr
+    texts = [e.text for e in ET.parse(svg).iter("{http://www.w3.org/2000/svg}text")]
+    assert {"CPU 0", "CPU 1", "CPU 2 (coordinator)"} <= set(texts)
+    assert texts.count("rf") >= 1 and texts.count("fr") >= 1  # seed 000: the tally's stale read, the late one
+    assert any("false_zero" in (t or "") for t in texts)
+
+
+def test_rf_and_fr_arrows_follow_the_order_of_a_sequentially_consistent_trace():
+    from shmkernel.schedule.svg import arrows
+
+    def s(tid, access, addr, value):
+        return {"tid": tid, "args": {"access": access, "address": addr, "value": value}}
+
+    slices = [s(0, "read", "x", 0), s(1, "write", "x", 1), s(0, "read", "x", 1), s(1, "write", "x", 2)]
+    assert arrows(slices) == [(0, 1, "fr"), (1, 2, "rf"), (2, 3, "fr")]

@@ -154,7 +154,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         _print_result(r, args.json)
     except BrokenPipeError:  # `| head`: the verdict still decides the exit code
         quiet_stdout()
-    write_trace_out(args.trace_out, r.timeline)
+    write_trace_out(args, r.timeline)
     return EXIT[r.verdict]
 
 

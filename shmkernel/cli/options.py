@@ -127,22 +127,30 @@ def add_trace_out(parser: Any) -> None:
         metavar="FILE.json",
         help="write the traced execution as a Perfetto / Chrome trace-event timeline (ui.perfetto.dev)",
     )
-
-
-def write_trace_out(path: str | None, timeline: dict[str, Any]) -> None:
-    """Write ``timeline`` to ``path`` (when asked); say so, or why nothing was written."""
-    if not path:
-        return
-    if not timeline:
-        print(f"no violation traced: nothing written to {path}", file=sys.stderr)
-        return
-    import json
-
-    try:
-        with open(path, "w") as f:
-            json.dump(timeline, f)
-    except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror}") from None
-    print(
-        f"timeline: {path} ({len(timeline['traceEvents'])} trace events; open it in ui.perfetto.dev)", file=sys.stderr
+    parser.add_argument(
+        "--svg", metavar="FILE.svg", help="draw the traced execution: a column per CPU, rf/fr arrows between them"
     )
+
+
+def write_trace_out(args: argparse.Namespace, timeline: dict[str, Any]) -> None:
+    """Write the timeline and/or the drawing (when asked); say so, or why nothing was written."""
+    for path in (args.trace_out, args.svg):
+        if path and not timeline:
+            print(f"no violation traced: nothing written to {path}", file=sys.stderr)
+    if not timeline:
+        return
+    if args.trace_out:
+        import json
+
+        try:
+            with open(args.trace_out, "w") as f:
+                json.dump(timeline, f)
+        except OSError as e:
+            raise UsageError(f"cannot write {args.trace_out}: {e.strerror}") from None
+        n = len(timeline["traceEvents"])
+        print(f"timeline: {args.trace_out} ({n} trace events; open it in ui.perfetto.dev)", file=sys.stderr)
+    if args.svg:
+        from shmkernel.schedule.svg import draw_svg
+
+        draw_svg(timeline, args.svg)
+        print(f"diagram: {args.svg}", file=sys.stderr)

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         print(
             f"{wl.name}/{first.variant}: {ev}; {len(results)} replay(s), {'all identical' if same else 'NOT identical'}"
         )
-    write_trace_out(args.trace_out, first.timeline)
+    write_trace_out(args, first.timeline)
     if not same:
         return 3
     return 1 if first.found else 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from shmkernel.memory.actions import ACTION_BASE, decode_action
+from shmkernel.schedule.ops import ACCESS, Access
 from shmkernel.schedule.trace import Step, step_text
 
 STEP_US = 10
@@ -54,7 +55,9 @@ def timeline(
         fn = stack.split(" < ")[0] if stack else ""
         text = step_text(layout, st) + (" (an older value)" if st.choice >= 0 else "")
         addr = layout.name_of(st.op.addr) if st.op.addr >= 0 else ""
-        args = {"step": i, "op": text, "function": fn, "stack": stack, "address": addr, "value": st.result}
+        access = ACCESS[st.op.code].name.lower()
+        args = {"step": i, "op": text, "access": access, "function": fn, "stack": stack, "address": addr}
+        args |= {"value": st.op.a1 if ACCESS[st.op.code] is Access.WRITE else st.result}
         out.append(_slice(f"{fn}: {text}" if fn else text, ts, st.cpu, args))
         for at, ev, detail in marks[st.cpu]:
             if at == k + 1:
