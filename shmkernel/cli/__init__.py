@@ -1,4 +1,4 @@
-"""The ``shmkernel`` command: doctor, list, run, explore, replay, sweep, litmus.
+"""The ``shmkernel`` command: doctor, list, run, explore, replay, explain, sweep, litmus.
 
 One module per sub-command (``add_parser(sub)`` and ``run(args, extra)``),
 option helpers in `shmkernel.cli.options`. Errors for users are one line on
@@ -14,7 +14,7 @@ import os
 import sys
 from types import ModuleType
 
-from shmkernel.cli import doctor, explore, listing, litmus, replay, run, sweep
+from shmkernel.cli import doctor, explain, explore, listing, litmus, replay, run, sweep
 from shmkernel.cli.options import Parser, quiet_stdout, stdout_broken
 from shmkernel.errors import ShmkernelError, UsageError
 from shmkernel.runtime import signals
@@ -26,6 +26,7 @@ COMMANDS: dict[str, ModuleType] = {
     "run": run,
     "explore": explore,
     "replay": replay,
+    "explain": explain,
     "sweep": sweep,
     "litmus": litmus,
 }
