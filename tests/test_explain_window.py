@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from shmkernel.errors import UsageError
+from shmkernel.schedule import sctx
 from shmkernel.schedule.explorer import explore
 from shmkernel.schedule.window import explain_schedule, flipped
 
@@ -25,11 +26,29 @@ def test_seed_000s_window_is_the_one_of_its_diagram():
     assert "no barrier can fix this" in text
 
 
-def test_a_stale_read_under_a_model_is_named_as_one():
-    r = explore("refcount", variant="percpu-incs-decs-nobarrier", memory_model="weak")
+def test_a_stale_read_under_a_model_is_named_and_a_proved_barrier_proposed():
+    r = explore("refcount", variant="percpu-incs-decs-nobarrier", memory_model="lkmm")
     text = "\n".join(explain_schedule("refcount", r.schedule))
     assert "read an older value than CPU 0 try_module_get" in text, text
     assert "no barrier can fix" not in text
+    fixes = text.split("each proved by an exhaustive search):\n")[1].splitlines()
+    # the seed's smp_rmb in module_refcount, between the decs and the incs reads (the hand-off's smp_mb
+    # makes module_put's smp_wmb unneeded in this bounded program: proved without it)
+    assert fixes[0].startswith("  smp_rmb() in module_refcount before its per_cpu_read(") and "proved" in fixes[0]
+    assert not sctx.FENCE_PLAN  # the candidates' fences are gone once explained
+
+
+def test_the_relaxed_hand_off_is_fixed_on_the_hand_off_not_in_the_window():
+    r = explore("refcount", variant="fixed", memory_model="lkmm", opts={"handoff": "relaxed"})
+    text = "\n".join(explain_schedule("refcount", r.schedule))
+    assert "smp_mb() in refcount_cpu before its write_once(refcount.mailbox...): proved" in text, text
+
+
+@pytest.mark.slow
+def test_static_keys_seed_fix_needs_the_release_ordering_upstream_added():
+    r = explore("static-key", variant="seed-fix", memory_model="lkmm")
+    text = "\n".join(explain_schedule("static-key", r.schedule))
+    assert "smp_wmb() in static_key_slow_inc before its atomic_set(" in text and "proved" in text, text
 
 
 def test_flipping_moves_the_observers_steps_past_the_store():

@@ -23,6 +23,12 @@ from shmkernel.runtime.ctx import Ctx
 from shmkernel.schedule import gate as g
 from shmkernel.schedule.ops import CODE, DONE, ERROR
 
+#: barrier candidates under test (`shmkernel.schedule.fixes`): (innermost kernel
+#: function, op code, address) -> the fence a CPU runs just before that op. Set only
+#: around an in-process exploration; empty otherwise (then ``_step`` pays one test).
+FENCE_PLAN: dict[tuple[str, int, int], str] = {}
+_CTX_FILES = ("/schedule/sctx.py", "/schedule/coroutines.py", "/runtime/ctx.py")
+
 
 class ExecutionAborted(BaseException):
     """Raised in a CPU when the coordinator ends the execution early."""
@@ -41,6 +47,7 @@ class ScheduledCtx(Ctx):
         self._connect()
         self._nsteps = 0
         self._aborted = False  # once the coordinator ended the execution, every step unwinds
+        self._fencing = False  # running a FENCE_PLAN fence (not to be planned again)
         self._log: list[tuple[int, str, str]] = []  # (step, kernel function chain, file:line)
         self._events: list[tuple[int, str, dict]] = []
         self.w[self._slot + g.PREEMPT] = 0
@@ -68,6 +75,8 @@ class ScheduledCtx(Ctx):
         program unwinds) must not post again: nobody would ever grant it."""
         if self._aborted:
             raise ExecutionAborted()
+        if FENCE_PLAN and not self._fencing:
+            self._planned_fence(code, addr)
         choice = self._handoff(code, addr, a1, a2)
         if choice == g.ABORT:
             self._aborted = True
@@ -83,6 +92,19 @@ class ScheduledCtx(Ctx):
         w, s = self.w, self._slot
         g.wait_word(w, self.atomics, s + g.GRANT, seq, s + g.SLEEPING, self._sem, self.gate.spin)
         return w[s + g.CHOICE]
+
+    def _planned_fence(self, code: int, addr: int) -> None:
+        """Run the fence `FENCE_PLAN` puts before this op in this kernel function."""
+        f = sys._getframe(2)
+        while f is not None and f.f_code.co_filename.endswith(_CTX_FILES):
+            f = f.f_back
+        fence = FENCE_PLAN.get((f.f_code.co_name if f is not None else "", code, addr))
+        if fence:
+            self._fencing = True
+            try:
+                getattr(self, fence)()
+            finally:
+                self._fencing = False
 
     def _where(self) -> None:
         f = sys._getframe(3)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from shmkernel.memory.actions import ACTION_BASE, decode_action
-from shmkernel.schedule.ops import ACCESS, Access
+from shmkernel.schedule.ops import ACCESS, NAME, Access
 from shmkernel.schedule.trace import Step, step_text
 
 STEP_US = 10
@@ -56,7 +56,8 @@ def timeline(
         text = step_text(layout, st) + (" (an older value)" if st.choice >= 0 else "")
         addr = layout.name_of(st.op.addr) if st.op.addr >= 0 else ""
         access = ACCESS[st.op.code].name.lower()
-        args = {"step": i, "op": text, "access": access, "function": fn, "stack": stack, "address": addr}
+        args = {"step": i, "op": text, "name": NAME[st.op.code], "access": access, "function": fn, "stack": stack}
+        args |= {"address": addr, "addr": st.op.addr}
         args |= {"value": st.op.a1 if ACCESS[st.op.code] is Access.WRITE else st.result}
         out.append(_slice(f"{fn}: {text}" if fn else text, ts, st.cpu, args))
         for at, ev, detail in marks[st.cpu]:

@@ -13,9 +13,9 @@ shows: which CPU's steps fell between which two steps of the observer.
 
 Under ``native``/``sc`` every CPU sees every store at once, so no barrier can
 close such a window: the fix must change the protocol (a lock, a second
-count). Under a memory model the same window is reported; checked barrier
-suggestions for workloads are not built yet (``litmus --explain`` has them
-for litmus tests).
+count). Under a memory model the window's two sides are where a barrier may
+help: `shmkernel.schedule.fixes` tries them and prints those an exhaustive
+search proves.
 """
 
 from __future__ import annotations
@@ -90,7 +90,13 @@ def explain_schedule(workload: Any, schedule: str) -> list[str]:
                 continue
             if not events.get(event):
                 window.append((obs, other, kind))
-    return _lines(first, slices, observer, event, window, h.memory_model)
+    lines = _lines(first, slices, observer, event, window, h.memory_model)
+    if h.memory_model not in ("native", "sc"):
+        from shmkernel.schedule.fixes import suggest
+
+        edges = [(slices[o]["args"], slices[t]["args"], k) for o, t, k in window]
+        lines += suggest(h, workload, edges, slices, mark["ts"])
+    return lines
 
 
 def _index_at(slices: list[dict[str, Any]], mark: dict[str, Any]) -> int:
@@ -103,7 +109,8 @@ def _lines(first: Any, slices: list, observer: int, event: str, window: list, mo
     lines = [f"{event} reported by {who}; {first.steps} steps replayed ({first.workload}/{first.variant}, {model})."]
     if not window:
         lines.append(
-            "No single conflicting order of the reporting CPU's accesses decides it (flipping each alone keeps the event)."
+            "No single conflicting order of the reporting CPU's accesses decides it (flipping each alone keeps "
+            "the event): what it read comes from reorderings, not from the interleaving."
         )
         return lines
     lines.append("The window (each order below, flipped alone and re-run, makes the event disappear):")
@@ -120,10 +127,5 @@ def _lines(first: Any, slices: list, observer: int, event: str, window: list, mo
         lines.append(
             "Every CPU sees every store at once here: no barrier can fix this; the window itself must close "
             "(a lock around it, or a scheme that makes the observer's reads consistent, as the seed did)."
-        )
-    else:
-        lines.append(
-            f"Under {model} this window may also need reorderings; checked barrier suggestions for workloads "
-            "are not built yet (see --svg for the execution, litmus --explain for litmus tests)."
         )
     return lines

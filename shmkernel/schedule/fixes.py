@@ -1,0 +1,118 @@
+"""Barrier suggestions for a window under a memory model, each checked by an
+exhaustive re-exploration (the same bounded program, the same model).
+
+A window edge joins the reporting CPU's access and another CPU's store. The
+candidate points: just before the store, in the storing kernel function
+(``smp_wmb``, then ``smp_mb``), and just before the read, in the reading
+function (``smp_rmb``, then ``smp_mb``); then before every other access the
+trace made before the event (a hand-off between two other CPUs may be where
+the ordering is missing: seed 000's relaxed hand-off); a point covers every per-CPU slot
+of the same variable (``mod.decs[cpu1]`` -> every ``mod.decs[...]``), as a
+barrier written in the kernel function would. Single barriers are tried
+first, then one on each side; a candidate is printed only when the search
+with it in place is *proved* (every execution covered, no event). The fences
+are injected through `shmkernel.schedule.sctx.FENCE_PLAN`, so the search runs
+in-process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+from shmkernel.schedule import sctx
+from shmkernel.schedule.explorer import explore
+from shmkernel.schedule.session import Session, resolve
+
+WRITER_FENCES = ("smp_wmb", "smp_mb")
+READER_FENCES = ("smp_rmb", "smp_mb")
+WEAKNESS = {"smp_rmb": 1, "smp_wmb": 1, "smp_mb": 2}
+
+Point = tuple[str, int, str, str]  # (function, op code, variable base, op name)
+
+
+def base_of(name: str) -> str:
+    return re.sub(r"\[cpu\d+\]$", "", name)
+
+
+def points(window: list[tuple[dict, dict, str]]) -> tuple[list[Point], list[Point]]:
+    """(store points, read points) of the window's edges (slices' args)."""
+    stores, reads = [], []
+    for obs, other, _ in window:
+        for args, side in ((other, stores), (obs, reads)):
+            p = (args["function"], _code(args["name"]), base_of(args["address"]), args["name"])
+            if p not in side:
+                side.append(p)
+    return stores, reads
+
+
+def _code(name: str) -> int:
+    from shmkernel.schedule.ops import CODE
+
+    return CODE[name]
+
+
+def plan_for(layout: Any, choice: tuple[tuple[Point, str], ...]) -> dict[tuple[str, int, int], str]:
+    """The FENCE_PLAN for fences at these points: every slot of each variable."""
+    plan = {}
+    for (fn, code, base, _), fence in choice:
+        for addr in range(layout.nwords):
+            if base_of(layout.name_of(addr)) == base:
+                plan[(fn, code, addr)] = fence
+    return plan
+
+
+def trace_points(slices: list[dict], until_ts: int) -> list[tuple[Point, tuple[str, ...]]]:
+    """Every access before the event as a point, with the fences worth trying there."""
+    out: list[tuple[Point, tuple[str, ...]]] = []
+    seen: set[Point] = set()
+    for e in slices:
+        a = e["args"]
+        if e["ts"] >= until_ts or not a.get("address") or a.get("access") not in ("read", "write", "rmw"):
+            continue
+        p = (a["function"], _code(a["name"]), base_of(a["address"]), a["name"])
+        if p not in seen:
+            seen.add(p)
+            fences = {"read": READER_FENCES, "write": WRITER_FENCES}.get(a["access"], ("smp_mb",))
+            out.append((p, fences))
+    return out
+
+
+def suggest(
+    h: Any, workload: Any, window: list[tuple[dict, dict, str]], slices: list[dict], until_ts: int, budget: int = 20_000
+) -> list[str]:
+    """Single barriers anywhere on the trace before the event (the window's
+    points first), then one on each side of the window; the proved ones."""
+    stores, reads = points(window)
+    near = [(p, f) for p in stores for f in WRITER_FENCES] + [(p, f) for p in reads for f in READER_FENCES]
+    far = [(p, f) for p, fs in trace_points(slices, until_ts) for f in fs if (p, f) not in near]
+    singles = near + far
+    wl, variant, opts, cpus, iters = resolve(workload, h.variant, dict(h.options), h.cpus, h.iterations)
+    with Session(wl, variant, cpus, opts, iters, h.memory_model, 100, "inprocess") as s:
+        layout = s.m.layout
+    tried, found = 0, []
+    for size in (1, 2):
+        combos = [(c,) for c in singles] if size == 1 else list(itertools.product(
+            [(p, f) for p in stores for f in WRITER_FENCES], [(p, f) for p in reads for f in READER_FENCES]))  # fmt: skip
+        for combo in sorted(combos, key=lambda cs: sum(WEAKNESS[f] for _, f in cs)):
+            tried += 1
+            sctx.FENCE_PLAN.clear()
+            sctx.FENCE_PLAN.update(plan_for(layout, combo))
+            try:
+                r = explore(wl, variant=variant, scheduler="exhaustive", max_examples=budget, cpus=cpus,
+                            iterations=iters, opts=opts, memory_model=h.memory_model, engine="inprocess")  # fmt: skip
+            finally:
+                sctx.FENCE_PLAN.clear()
+            if r.verdict == "proved":
+                text = " + ".join(f"{f}() in {p[0]} before its {p[3]}({p[2]}...)" for p, f in combo)
+                found.append(f"  {text}: proved, {r.examples:,} executions")
+                if len(found) >= 3:
+                    break
+        if found:
+            break
+    if not found:
+        return [
+            f"No one or two barriers were proved to fix it ({tried} candidates, {budget:,} executions each at most)."
+        ]
+    return ["Barriers that fix it, fewest and weakest first (each proved by an exhaustive search):", *found]
