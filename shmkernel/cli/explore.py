@@ -26,6 +26,9 @@ def add_parser(sub: Any, wl: Any = None) -> None:
     add_workload_common(ex, wl)
     add_trace_out(ex)
     ex.add_argument(
+        "--explain", action="store_true", help="when a violation is found, explain it (as `shmkernel explain`)"
+    )
+    ex.add_argument(
         "--scheduler",
         choices=("exhaustive", "stateful", "hypothesis", "random", "pct"),
         default=None,
@@ -155,6 +158,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     except BrokenPipeError:  # `| head`: the verdict still decides the exit code
         quiet_stdout()
     write_trace_out(args, r.timeline)
+    if args.explain and r.found and not args.json:
+        from shmkernel.schedule.window import explain_schedule
+
+        print("\n".join(explain_schedule(wl, r.schedule)))
     return EXIT[r.verdict]
 
 

@@ -115,4 +115,5 @@ def suggest(
         return [
             f"No one or two barriers were proved to fix it ({tried} candidates, {budget:,} executions each at most)."
         ]
-    return ["Barriers that fix it, fewest and weakest first (each proved by an exhaustive search):", *found]
+    head = f"Barriers that fix it, fewest and weakest first (each proved by an exhaustive search; {tried} tried):"
+    return [head, *found]

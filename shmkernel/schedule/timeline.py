@@ -52,12 +52,13 @@ def timeline(
         k = nth[st.cpu]
         nth[st.cpu] += 1
         stack = logs[st.cpu][k][1] if k < len(logs[st.cpu]) else ""
+        where = logs[st.cpu][k][2] if k < len(logs[st.cpu]) and len(logs[st.cpu][k]) > 2 else ""
         fn = stack.split(" < ")[0] if stack else ""
         text = step_text(layout, st) + (" (an older value)" if st.choice >= 0 else "")
         addr = layout.name_of(st.op.addr) if st.op.addr >= 0 else ""
         access = ACCESS[st.op.code].name.lower()
         args = {"step": i, "op": text, "name": NAME[st.op.code], "access": access, "function": fn, "stack": stack}
-        args |= {"address": addr, "addr": st.op.addr}
+        args |= {"address": addr, "addr": st.op.addr, "source": where}
         args |= {"value": st.op.a1 if ACCESS[st.op.code] is Access.WRITE else st.result}
         out.append(_slice(f"{fn}: {text}" if fn else text, ts, st.cpu, args))
         for at, ev, detail in marks[st.cpu]:

@@ -120,8 +120,9 @@ def _lines(first: Any, slices: list, observer: int, event: str, window: list, mo
         stale = "(an older value)" in oa["op"]
         when = "before" if kind == "fr" else "read an older value than" if stale else "after"
         lines.append(
-            f"  {who} {oa['function'] or 'reads'}: {oa['op']} (step {oa['step']}) {'' if stale else 'came '}{when} "
-            f"CPU {t['tid']} {ta['function'] or ''}: {ta['op']} (step {ta['step']}) [{kind}]"
+            f"  {who} {oa['function'] or 'reads'}: {oa['op']} (step {oa['step']}, {oa['source']}) "
+            f"{'' if stale else 'came '}{when} "
+            f"CPU {t['tid']} {ta['function'] or ''}: {ta['op']} (step {ta['step']}, {ta['source']}) [{kind}]"
         )
     if model in ("native", "sc"):
         lines.append(
