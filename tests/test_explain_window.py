@@ -10,7 +10,7 @@ import pytest
 
 from shmkernel.errors import UsageError
 from shmkernel.schedule import sctx
-from shmkernel.schedule.explorer import explore
+from shmkernel.schedule.explorer import explore, replay
 from shmkernel.schedule.window import explain_schedule, flipped
 
 
@@ -69,3 +69,32 @@ def test_explain_on_the_command_line_and_bad_input(tmp_path):
     assert p.returncode == 0 and "The window" in p.stdout and svg.exists()
     with pytest.raises(UsageError, match="checksum"):
         explain_schedule("refcount", r.schedule[:-1] + ("0" if r.schedule[-1] != "0" else "1"))
+
+
+def test_the_reduced_schedule_replays_to_the_same_event_with_fewer_switches():
+    import random
+
+    from shmkernel.schedule.hb import switches
+    from shmkernel.schedule.session import Session, resolve
+    from shmkernel.schedule.trace import decode, encode
+    from shmkernel.schedule.window import GuidedScheduler
+
+    wl, variant, opts, cpus, iters = resolve("refcount", None, None, None, None)
+    rng = random.Random(7)
+    base = decode(explore("refcount").schedule)[1]
+    with Session(wl, variant, cpus, opts, iters, "native", 400, "inprocess") as s:
+        for _ in range(300):  # the found schedule with adjacent steps swapped: switchier, still failing
+            c = list(base)
+            for _ in range(6):
+                i = rng.randrange(len(c) - 1)
+                c[i], c[i + 1] = c[i + 1], c[i]
+            ex, events = s.execute(GuidedScheduler(c))
+            if events.get("false_zero") and switches(ex.choices) > switches(base):
+                break
+        else:
+            raise AssertionError("no switchier failing interleaving in 300 tries")
+        switchy = encode(s.header(), ex.choices)
+    text = "\n".join(explain_schedule("refcount", switchy))
+    reduced = text.split("replay refcount '")[1].rstrip("'")
+    assert replay("refcount", reduced, engine="inprocess")[0].events.get("false_zero")
+    assert switches(decode(reduced)[1]) < switches(ex.choices), text

@@ -25,10 +25,12 @@ from typing import Any
 from shmkernel.errors import UsageError
 from shmkernel.schedule.drive import State
 from shmkernel.schedule.explorer import replay
+from shmkernel.schedule.hb import switches
+from shmkernel.schedule.reduce import reduce_schedule
 from shmkernel.schedule.session import Session, resolve
 from shmkernel.schedule.svg import arrows
 from shmkernel.schedule.timeline import MEMORY_TID
-from shmkernel.schedule.trace import decode
+from shmkernel.schedule.trace import decode, encode
 
 
 class GuidedScheduler:
@@ -90,7 +92,13 @@ def explain_schedule(workload: Any, schedule: str) -> list[str]:
                 continue
             if not events.get(event):
                 window.append((obs, other, kind))
+        reduced = encode(s.header(), reduce_schedule(s, choices, event))
     lines = _lines(first, slices, observer, event, window, h.memory_model)
+    _, fewer = decode(reduced)
+    lines.append(
+        f"Reduced (ddmin over the context switches): {switches(fewer)} switches instead of {switches(choices)}: "
+        f"shmkernel replay {first.reference or first.workload} '{reduced}'"
+    )
     if h.memory_model not in ("native", "sc"):
         from shmkernel.schedule.fixes import suggest
 
