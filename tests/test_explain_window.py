@@ -50,6 +50,7 @@ def test_static_keys_seed_fix_needs_the_release_ordering_upstream_added():
     r = explore("static-key", variant="seed-fix", memory_model="lkmm")
     text = "\n".join(explain_schedule("static-key", r.schedule))
     assert "smp_wmb() in static_key_slow_inc before its atomic_set(" in text and "proved" in text, text
+    assert "in static_key_slow_inc as smp_store_release: proved" in text  # upstream's atomic_set_release
 
 
 def test_flipping_moves_the_observers_steps_past_the_store():

@@ -3,8 +3,9 @@ exhaustive re-exploration (the same bounded program, the same model).
 
 A window edge joins the reporting CPU's access and another CPU's store. The
 candidate points: just before the store, in the storing kernel function
-(``smp_wmb``, then ``smp_mb``), and just before the read, in the reading
-function (``smp_rmb``, then ``smp_mb``); then before every other access the
+(``smp_wmb``, the store as a release, ``smp_mb``), and just before the read,
+in the reading function (``smp_rmb``, the load as an acquire, ``smp_mb``);
+then before every other access the
 trace made before the event (a hand-off between two other CPUs may be where
 the ordering is missing: seed 000's relaxed hand-off); a point covers every per-CPU slot
 of the same variable (``mod.decs[cpu1]`` -> every ``mod.decs[...]``), as a
@@ -25,9 +26,11 @@ from shmkernel.schedule import sctx
 from shmkernel.schedule.explorer import explore
 from shmkernel.schedule.session import Session, resolve
 
-WRITER_FENCES = ("smp_wmb", "smp_mb")
-READER_FENCES = ("smp_rmb", "smp_mb")
-WEAKNESS = {"smp_rmb": 1, "smp_wmb": 1, "smp_mb": 2}
+WRITER_FENCES = ("smp_wmb", "release", "smp_mb")
+READER_FENCES = ("smp_rmb", "acquire", "smp_mb")
+WEAKNESS = {"smp_rmb": 1, "smp_wmb": 1, "release": 2, "acquire": 2, "smp_mb": 3}
+#: the ops a release/acquire rewrite applies to (sctx.ScheduledCtx._planned)
+REWRITABLE = {"release": ("write_once", "atomic_set"), "acquire": ("read_once", "atomic_read")}
 
 Point = tuple[str, int, str, str]  # (function, op code, variable base, op name)
 
@@ -53,6 +56,16 @@ def _code(name: str) -> int:
     return CODE[name]
 
 
+def applies(change: str, op: str) -> bool:
+    return change not in REWRITABLE or op in REWRITABLE[change]
+
+
+def describe(p: Point, change: str) -> str:
+    if change in REWRITABLE:
+        return f"{p[3]}({p[2]}...) in {p[0]} as {'smp_store_release' if change == 'release' else 'smp_load_acquire'}"
+    return f"{change}() in {p[0]} before its {p[3]}({p[2]}...)"
+
+
 def plan_for(layout: Any, choice: tuple[tuple[Point, str], ...]) -> dict[tuple[str, int, int], str]:
     """The FENCE_PLAN for fences at these points: every slot of each variable."""
     plan = {}
@@ -75,7 +88,7 @@ def trace_points(slices: list[dict], until_ts: int) -> list[tuple[Point, tuple[s
         if p not in seen:
             seen.add(p)
             fences = {"read": READER_FENCES, "write": WRITER_FENCES}.get(a["access"], ("smp_mb",))
-            out.append((p, fences))
+            out.append((p, tuple(f for f in fences if applies(f, a["name"]))))
     return out
 
 
@@ -85,7 +98,8 @@ def suggest(
     """Single barriers anywhere on the trace before the event (the window's
     points first), then one on each side of the window; the proved ones."""
     stores, reads = points(window)
-    near = [(p, f) for p in stores for f in WRITER_FENCES] + [(p, f) for p in reads for f in READER_FENCES]
+    near = [(p, f) for p in stores for f in WRITER_FENCES if applies(f, p[3])]
+    near += [(p, f) for p in reads for f in READER_FENCES if applies(f, p[3])]
     far = [(p, f) for p, fs in trace_points(slices, until_ts) for f in fs if (p, f) not in near]
     singles = near + far
     wl, variant, opts, cpus, iters = resolve(workload, h.variant, dict(h.options), h.cpus, h.iterations)
@@ -94,7 +108,8 @@ def suggest(
     tried, found = 0, []
     for size in (1, 2):
         combos = [(c,) for c in singles] if size == 1 else list(itertools.product(
-            [(p, f) for p in stores for f in WRITER_FENCES], [(p, f) for p in reads for f in READER_FENCES]))  # fmt: skip
+            [(p, f) for p in stores for f in WRITER_FENCES if applies(f, p[3])],
+            [(p, f) for p in reads for f in READER_FENCES if applies(f, p[3])]))  # fmt: skip
         for combo in sorted(combos, key=lambda cs: sum(WEAKNESS[f] for _, f in cs)):
             tried += 1
             sctx.FENCE_PLAN.clear()
@@ -105,9 +120,9 @@ def suggest(
             finally:
                 sctx.FENCE_PLAN.clear()
             if r.verdict == "proved":
-                text = " + ".join(f"{f}() in {p[0]} before its {p[3]}({p[2]}...)" for p, f in combo)
+                text = " + ".join(describe(p, f) for p, f in combo)
                 found.append(f"  {text}: proved, {r.examples:,} executions")
-                if len(found) >= 3:
+                if len(found) >= 4:
                     break
         if found:
             break

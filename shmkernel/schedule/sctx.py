@@ -24,8 +24,9 @@ from shmkernel.schedule import gate as g
 from shmkernel.schedule.ops import CODE, DONE, ERROR
 
 #: barrier candidates under test (`shmkernel.schedule.fixes`): (innermost kernel
-#: function, op code, address) -> the fence a CPU runs just before that op. Set only
-#: around an in-process exploration; empty otherwise (then ``_step`` pays one test).
+#: function, op code, address) -> the fence a CPU runs just before that op, or
+#: "release"/"acquire" (the op run as smp_store_release/smp_load_acquire). Set only
+#: around an in-process exploration; empty otherwise (then each op pays one test).
 FENCE_PLAN: dict[tuple[str, int, int], str] = {}
 _CTX_FILES = ("/schedule/sctx.py", "/schedule/coroutines.py", "/runtime/ctx.py")
 
@@ -75,8 +76,6 @@ class ScheduledCtx(Ctx):
         program unwinds) must not post again: nobody would ever grant it."""
         if self._aborted:
             raise ExecutionAborted()
-        if FENCE_PLAN and not self._fencing:
-            self._planned_fence(code, addr)
         choice = self._handoff(code, addr, a1, a2)
         if choice == g.ABORT:
             self._aborted = True
@@ -93,18 +92,25 @@ class ScheduledCtx(Ctx):
         g.wait_word(w, self.atomics, s + g.GRANT, seq, s + g.SLEEPING, self._sem, self.gate.spin)
         return w[s + g.CHOICE]
 
-    def _planned_fence(self, code: int, addr: int) -> None:
-        """Run the fence `FENCE_PLAN` puts before this op in this kernel function."""
+    def _planned(self, name: str, code: int, addr: int, args: tuple) -> tuple[bool, Any]:
+        """What `FENCE_PLAN` says of this op in this kernel function: run a fence
+        before it, or run it as a release/acquire; (done instead, result)."""
         f = sys._getframe(2)
         while f is not None and f.f_code.co_filename.endswith(_CTX_FILES):
             f = f.f_back
-        fence = FENCE_PLAN.get((f.f_code.co_name if f is not None else "", code, addr))
-        if fence:
-            self._fencing = True
-            try:
-                getattr(self, fence)()
-            finally:
-                self._fencing = False
+        change = FENCE_PLAN.get((f.f_code.co_name if f is not None else "", code, addr))
+        if not change:
+            return False, None
+        self._fencing = True
+        try:
+            if change == "release" and name in ("write_once", "atomic_set"):
+                return True, self.smp_store_release(*args)
+            if change == "acquire" and name in ("read_once", "atomic_read"):
+                return True, self.smp_load_acquire(*args)
+            getattr(self, change)()
+            return False, None
+        finally:
+            self._fencing = False
 
     def _where(self) -> None:
         f = sys._getframe(3)
@@ -244,6 +250,10 @@ def _make_op(name: str, code: int, addr_of, first_arg: int):  # type: ignore[no-
     second = first_arg + 1
 
     def op(self: ScheduledCtx, *args: Any) -> Any:
+        if FENCE_PLAN and not self._fencing:
+            done, r = self._planned(name, code, addr_of(self, args), args)
+            if done:
+                return r
         n = len(args)
         a1 = int(args[first_arg]) if n > first_arg else 0
         a2 = int(args[second]) if n > second else 0
