@@ -99,3 +99,14 @@ def test_the_reduced_schedule_replays_to_the_same_event_with_fewer_switches():
     reduced = text.split("replay refcount '")[1].rstrip("'")
     assert replay("refcount", reduced, engine="inprocess")[0].events.get("false_zero")
     assert switches(decode(reduced)[1]) < switches(ex.choices), text
+
+
+def test_the_reduction_is_no_longer_than_hypothesis_shrunk_schedule_on_seed_000():
+    from shmkernel.schedule.hb import switches
+    from shmkernel.schedule.trace import decode
+
+    shrunk = explore("refcount", scheduler="hypothesis", max_examples=200)
+    assert shrunk.found
+    text = "\n".join(explain_schedule("refcount", explore("refcount").schedule))
+    reduced = text.split("replay refcount '")[1].rstrip("'")
+    assert switches(decode(reduced)[1]) <= switches(decode(shrunk.schedule)[1]), (reduced, shrunk.schedule)

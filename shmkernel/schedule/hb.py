@@ -275,12 +275,22 @@ def fewest_switches(steps: list[Step]) -> list[int]:
     """The CPU choices of an execution of the same trace as ``steps`` (so with
     the same results and events) that switches CPUs as rarely as a greedy order
     can: keep running the CPU that ran last while its next step is ready, else
-    take the ready step that came first. A DPOR counterexample reads like the
+    take the ready step that came first; tried from each CPU that can start,
+    the order with fewest switches kept. A DPOR counterexample reads like the
     seed's diagram then, not like the search order that found it."""
     succs, indeg = _order_of(steps)
+    starts = sorted({steps[k].cpu for k in range(len(steps)) if indeg[k] == 0})
+    best: list[int] | None = None
+    for start in starts:
+        out = _greedy(steps, succs, list(indeg), start)
+        if best is None or switches(out) < switches(best):
+            best = out
+    return best if best is not None else []
+
+
+def _greedy(steps: list[Step], succs: list[list[int]], indeg: list[int], current: int) -> list[int]:
     ready = [k for k in range(len(steps)) if indeg[k] == 0]
     out: list[int] = []
-    current = -1
     while ready:
         mine = [k for k in ready if steps[k].cpu == current]
         k = mine[0] if mine else min(ready)

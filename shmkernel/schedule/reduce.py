@@ -5,7 +5,8 @@ CPU. `SwitchScheduler` runs a program from a set of them: switch where one
 says (if that CPU can move), else keep the CPU that ran last, else take the
 lowest CPU that can move. Zeller's ddmin removes switch points while the
 event still happens (1-minimal: removing any one more loses it), then each
-remaining switch is moved as early as it still works. The result is a real
+remaining switch is moved as early as it still works, then (without store
+buffers) the same trace is reordered greedily (`hb.fewest_switches`). The result is a real
 execution's choices, replayable as a schedule string, and never has more
 switches than the schedule it started from (that one is kept otherwise).
 """
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from shmkernel.memory.registry import BUFFERED_MODELS
 from shmkernel.schedule.drive import State
-from shmkernel.schedule.hb import switches
+from shmkernel.schedule.hb import fewest_switches, switches
+from shmkernel.schedule.replay import ReplayScheduler
 
 
 class SwitchScheduler:
@@ -53,14 +56,15 @@ def reduce_schedule(sess: Any, choices: list[int], event: str, limit: int = 400)
     (at most ``limit`` re-runs)."""
     runs = 0
     best = list(choices)
+    best_steps: list[Any] = []
 
     def shows(points: list[tuple[int, int]]) -> bool:
-        nonlocal runs, best
+        nonlocal runs, best, best_steps
         runs += 1
         ex, events = sess.execute(SwitchScheduler(dict(points)))
         if events.get(event):
-            if switches(ex.choices) < switches(best):
-                best = list(ex.choices)
+            if switches(ex.choices) < switches(best) or not best_steps:
+                best, best_steps = list(ex.choices), list(ex.steps)
             return True
         return False
 
@@ -87,4 +91,11 @@ def reduce_schedule(sess: Any, choices: list[int], event: str, limit: int = 400)
             if shows(sorted(set(moved))):
                 points = sorted(set(moved))
                 break
+    if best_steps and sess.memory_model not in BUFFERED_MODELS:
+        # the same trace, reordered greedily (independent steps commute): often fewer switches still
+        fewer = fewest_switches(best_steps)
+        if switches(fewer) < switches(best):
+            ex, events = sess.execute(ReplayScheduler(fewer))
+            if events.get(event):
+                best = list(ex.choices)
     return best
