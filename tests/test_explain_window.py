@@ -76,9 +76,9 @@ def test_the_reduced_schedule_replays_to_the_same_event_with_fewer_switches():
     import random
 
     from shmkernel.schedule.hb import switches
+    from shmkernel.schedule.reduce import guided
     from shmkernel.schedule.session import Session, resolve
     from shmkernel.schedule.trace import decode, encode
-    from shmkernel.schedule.window import GuidedScheduler
 
     wl, variant, opts, cpus, iters = resolve("refcount", None, None, None, None)
     rng = random.Random(7)
@@ -89,7 +89,7 @@ def test_the_reduced_schedule_replays_to_the_same_event_with_fewer_switches():
             for _ in range(6):
                 i = rng.randrange(len(c) - 1)
                 c[i], c[i + 1] = c[i + 1], c[i]
-            ex, events = s.execute(GuidedScheduler(c))
+            ex, events = s.execute(guided(c))
             if events.get("false_zero") and switches(ex.choices) > switches(base):
                 break
         else:

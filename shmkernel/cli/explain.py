@@ -19,12 +19,10 @@ def add_parser(sub: Any, wl: Any = None) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from shmkernel.schedule.explorer import replay
-    from shmkernel.schedule.window import explain_schedule
+    from shmkernel.schedule.window import explain_with_timeline
     from shmkernel.workload import registry as workloads
 
-    wl = workloads.get(args.workload)
-    print("\n".join(explain_schedule(wl, args.schedule)))
-    if args.trace_out or args.svg:
-        write_trace_out(args, replay(wl, args.schedule, engine="inprocess")[0].timeline)
+    lines, timeline = explain_with_timeline(workloads.get(args.workload), args.schedule)
+    print("\n".join(lines))
+    write_trace_out(args, timeline)
     return 0

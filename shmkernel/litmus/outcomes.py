@@ -29,10 +29,6 @@ def prop_atoms(c: Any) -> list[Any]:
     return prop_atoms(c[1]) + prop_atoms(c[2])
 
 
-def show(v: Any) -> str:
-    return str(v)
-
-
 class Outcomes:
     def __init__(self, test: CTest) -> None:
         self.test = test

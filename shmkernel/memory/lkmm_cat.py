@@ -37,7 +37,6 @@ from shmkernel.memory.relations import (
     is_empty,
     minus,
     opt,
-    plus,
     range_of,
     restrict,
     seq,
@@ -323,8 +322,3 @@ class Checker:
             inter(inter(pre_race, co), inverse(ww_vis)),
         )
         return is_empty(bad)
-
-
-def closure(r: Rel) -> Rel:
-    """``r+`` (re-exported for callers building ``co`` from an order)."""
-    return plus(r)

@@ -24,10 +24,6 @@ def bits(mask: int) -> list[int]:
     return out
 
 
-def empty(n: int) -> Rel:
-    return [0] * n
-
-
 def identity(n: int, on: int = -1) -> Rel:
     """``[S]``: the identity on the events of ``on`` (all events by default)."""
     return [(1 << i) if on >> i & 1 else 0 for i in range(n)]

@@ -225,7 +225,8 @@ def replay(
     engine: str = "processes",
 ) -> list[ExploreResult]:
     """Re-run a schedule string exactly (``repeat`` times on the same processes, or
-    in-process with ``engine="inprocess"``)."""
+    in-process with ``engine="inprocess"``). Only the first result carries the
+    ``timeline`` (the repeats are the same execution)."""
     h, choices = decode(schedule)
     wl, _, _, _, _ = resolve(workload, None, None, None, None)
     if h.workload != wl.name:
@@ -264,7 +265,7 @@ def replay(
                 stopped_by="" if events else "replay",
                 iterations=h.iterations,
                 reference=wl.reference,
-                timeline=sess.timeline(ex) if trace else {},
+                timeline=sess.timeline(ex) if trace and not out else {},  # the first run's: --trace-out
             )
             out.append(r)
     return out

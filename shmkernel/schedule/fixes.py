@@ -24,7 +24,7 @@ from typing import Any
 
 from shmkernel.schedule import sctx
 from shmkernel.schedule.explorer import explore
-from shmkernel.schedule.session import Session, resolve
+from shmkernel.schedule.session import resolve
 
 WRITER_FENCES = ("smp_wmb", "release", "smp_mb")
 READER_FENCES = ("smp_rmb", "acquire", "smp_mb")
@@ -66,14 +66,17 @@ def describe(p: Point, change: str) -> str:
     return f"{change}() in {p[0]} before its {p[3]}({p[2]}...)"
 
 
-def plan_for(layout: Any, choice: tuple[tuple[Point, str], ...]) -> dict[tuple[str, int, int], str]:
+def slots_of(layout: Any) -> dict[str, list[int]]:
+    """Each variable's words (every per-CPU slot of it), from the layout's names."""
+    slots: dict[str, list[int]] = {}
+    for addr in range(layout.nwords):
+        slots.setdefault(base_of(layout.name_of(addr)), []).append(addr)
+    return slots
+
+
+def plan_for(slots: dict[str, list[int]], choice: tuple[tuple[Point, str], ...]) -> dict[tuple[str, int, int], str]:
     """The FENCE_PLAN for fences at these points: every slot of each variable."""
-    plan = {}
-    for (fn, code, base, _), fence in choice:
-        for addr in range(layout.nwords):
-            if base_of(layout.name_of(addr)) == base:
-                plan[(fn, code, addr)] = fence
-    return plan
+    return {(fn, code, addr): fence for (fn, code, base, _), fence in choice for addr in slots.get(base, ())}
 
 
 def trace_points(slices: list[dict], until_ts: int) -> list[tuple[Point, tuple[str, ...]]]:
@@ -93,7 +96,13 @@ def trace_points(slices: list[dict], until_ts: int) -> list[tuple[Point, tuple[s
 
 
 def suggest(
-    h: Any, workload: Any, window: list[tuple[dict, dict, str]], slices: list[dict], until_ts: int, budget: int = 20_000
+    h: Any,
+    workload: Any,
+    layout: Any,
+    window: list[tuple[dict, dict, str]],
+    slices: list[dict],
+    until_ts: int,
+    budget: int = 20_000,
 ) -> list[str]:
     """Single barriers anywhere on the trace before the event (the window's
     points first), then one on each side of the window; the proved ones."""
@@ -103,8 +112,7 @@ def suggest(
     far = [(p, f) for p, fs in trace_points(slices, until_ts) for f in fs if (p, f) not in near]
     singles = near + far
     wl, variant, opts, cpus, iters = resolve(workload, h.variant, dict(h.options), h.cpus, h.iterations)
-    with Session(wl, variant, cpus, opts, iters, h.memory_model, 100, "inprocess") as s:
-        layout = s.m.layout
+    slots = slots_of(layout)
     tried, found = 0, []
     for size in (1, 2):
         combos = [(c,) for c in singles] if size == 1 else list(itertools.product(
@@ -113,7 +121,7 @@ def suggest(
         for combo in sorted(combos, key=lambda cs: sum(WEAKNESS[f] for _, f in cs)):
             tried += 1
             sctx.FENCE_PLAN.clear()
-            sctx.FENCE_PLAN.update(plan_for(layout, combo))
+            sctx.FENCE_PLAN.update(plan_for(slots, combo))
             try:
                 r = explore(wl, variant=variant, scheduler="exhaustive", max_examples=budget, cpus=cpus,
                             iterations=iters, opts=opts, memory_model=h.memory_model, engine="inprocess")  # fmt: skip

@@ -22,10 +22,14 @@ from shmkernel.schedule.replay import ReplayScheduler
 
 
 class SwitchScheduler:
+    """Runs the CPU ``points`` names at a step when it can move; otherwise the CPU
+    that ran last (``stay``) or the lowest that can move. With a point at every
+    step and ``stay=False`` it follows a schedule while it fits (`guided`)."""
+
     name = "switches"
 
-    def __init__(self, points: dict[int, int]) -> None:
-        self.points, self.left, self.last = points, 1, -1
+    def __init__(self, points: dict[int, int], stay: bool = True) -> None:
+        self.points, self.stay, self.left, self.last = points, stay, 1, -1
 
     def new_execution(self) -> bool:
         self.left -= 1
@@ -36,7 +40,7 @@ class SwitchScheduler:
         want = self.points.get(len(state.steps))
         if want is not None and want in state.eligible:
             c = want
-        elif self.last in state.eligible:
+        elif self.stay and self.last in state.eligible:
             c = self.last
         else:
             c = min(state.eligible)
@@ -45,6 +49,12 @@ class SwitchScheduler:
 
     def end_execution(self, execution: Any) -> None:
         pass
+
+
+def guided(choices: list[int]) -> SwitchScheduler:
+    """Follow ``choices`` while they fit; then the lowest CPU that can move (a
+    flipped schedule may need more or fewer steps than the original)."""
+    return SwitchScheduler(dict(enumerate(choices)), stay=False)
 
 
 def switch_points(choices: list[int]) -> list[tuple[int, int]]:

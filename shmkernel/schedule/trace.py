@@ -114,7 +114,8 @@ def decode(s: str) -> tuple[ScheduleHeader, list[int]]:
     return ScheduleHeader(wl, variant, int(cpus), int(iters), model, options), decode_choices(body)
 
 
-def _value(layout: Any, step: Step) -> str:
+def step_text(layout: Any, step: Step) -> str:
+    """One step as the diagram prints it (the timeline's slices too)."""
     op, name = step.op, NAME[step.op.code]
     if name == "memory":
         var = layout.name_of(op.addr)
@@ -129,10 +130,6 @@ def _value(layout: Any, step: Step) -> str:
         args = ", ".join([var] + [str(a) for a in (op.a1, op.a2)][: _arity(name)])
         return f"{name}({args}) -> {step.result}"
     return name
-
-
-#: one step as the diagram prints it (the timeline's slices too)
-step_text = _value
 
 
 def _arity(name: str) -> int:
@@ -168,7 +165,7 @@ def render(
     for i, st in enumerate(steps):
         if st.cpu >= ACTION_BASE:
             owner = decode_action(st.cpu)[1]
-            cells = [(_value(layout, st) if c == owner else "").ljust(width) for c in cpus]
+            cells = [(step_text(layout, st) if c == owner else "").ljust(width) for c in cpus]
             lines.append(f"{i:4} | " + " | ".join(cells))
             continue
         k = nth[st.cpu]
@@ -176,7 +173,7 @@ def render(
         fn = ""
         if k < len(logs[st.cpu]):
             fn = logs[st.cpu][k][1].split(" < ")[0]
-        text = _value(layout, st) + (" (an older value)" if st.choice >= 0 else "")
+        text = step_text(layout, st) + (" (an older value)" if st.choice >= 0 else "")
         if fn and fn != last_fn.get(st.cpu):
             text = f"{fn}: {text}"
             last_fn[st.cpu] = fn

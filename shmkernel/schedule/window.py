@@ -23,37 +23,13 @@ from __future__ import annotations
 from typing import Any
 
 from shmkernel.errors import UsageError
-from shmkernel.schedule.drive import State
 from shmkernel.schedule.explorer import replay
 from shmkernel.schedule.hb import switches
-from shmkernel.schedule.reduce import reduce_schedule
+from shmkernel.schedule.reduce import guided, reduce_schedule
 from shmkernel.schedule.session import Session, resolve
 from shmkernel.schedule.svg import arrows
 from shmkernel.schedule.timeline import MEMORY_TID
 from shmkernel.schedule.trace import decode, encode
-
-
-class GuidedScheduler:
-    """Follows ``choices`` while they fit; then the lowest eligible CPU (a flipped
-    schedule may need more or fewer steps than the original)."""
-
-    name = "guided"
-
-    def __init__(self, choices: list[int]) -> None:
-        self.choices, self.left = choices, 1
-
-    def new_execution(self) -> bool:
-        self.left -= 1
-        return self.left >= 0
-
-    def next_cpu(self, state: State) -> int:
-        i = len(state.steps)
-        if i < len(self.choices) and self.choices[i] in state.eligible:
-            return self.choices[i]
-        return min(state.eligible)
-
-    def end_execution(self, execution: Any) -> None:
-        pass
 
 
 def flipped(choices: list[int], observer: int, read_at: int, write_at: int) -> list[int]:
@@ -67,6 +43,11 @@ def flipped(choices: list[int], observer: int, read_at: int, write_at: int) -> l
 
 def explain_schedule(workload: Any, schedule: str) -> list[str]:
     """The explanation's lines (see the module docstring)."""
+    return explain_with_timeline(workload, schedule)[0]
+
+
+def explain_with_timeline(workload: Any, schedule: str) -> tuple[list[str], dict[str, Any]]:
+    """The explanation's lines and the replayed execution's timeline (for --trace-out/--svg)."""
     h, choices = decode(schedule)
     first = replay(workload, schedule, engine="inprocess")[0]
     if not first.found:
@@ -87,12 +68,13 @@ def explain_schedule(workload: Any, schedule: str) -> list[str]:
             obs, other = (a, b) if slices[a]["tid"] == observer else (b, a)
             steps = (slices[obs]["args"]["step"], slices[other]["args"]["step"])
             try:
-                _, events = s.execute(GuidedScheduler(flipped(choices, observer, *steps)))
+                _, events = s.execute(guided(flipped(choices, observer, *steps)))
             except UsageError:
                 continue
             if not events.get(event):
                 window.append((obs, other, kind))
         reduced = encode(s.header(), reduce_schedule(s, choices, event))
+        layout = s.m.layout
     lines = _lines(first, slices, observer, event, window, h.memory_model)
     _, fewer = decode(reduced)
     lines.append(
@@ -103,8 +85,8 @@ def explain_schedule(workload: Any, schedule: str) -> list[str]:
         from shmkernel.schedule.fixes import suggest
 
         edges = [(slices[o]["args"], slices[t]["args"], k) for o, t, k in window]
-        lines += suggest(h, workload, edges, slices, mark["ts"])
-    return lines
+        lines += suggest(h, workload, layout, edges, slices, mark["ts"])
+    return lines, first.timeline
 
 
 def _index_at(slices: list[dict[str, Any]], mark: dict[str, Any]) -> int:
