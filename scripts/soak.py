@@ -117,10 +117,10 @@ def descendants(root: int) -> dict[int, int]:
 
 
 def _is_tracker(pid: int) -> bool:
-    """The /dev/shm tracker (shmkernel.memory.reaper) outlives its run on purpose, until its pipe closes."""
+    """The /dev/shm tracker (shmkernel.memory.tracker) outlives its run on purpose, until its pipe closes."""
     from shmkernel.pytest_plugin import proc_cmdline
 
-    return b"shmkernel.memory.reaper" in proc_cmdline(pid)
+    return b"shmkernel.memory.tracker" in proc_cmdline(pid)
 
 
 def still_alive(pid: int, starttime: int) -> bool:

@@ -61,8 +61,11 @@ def test_rmmod_without_stop_machine_frees_a_module_in_use():
 )
 def test_rmmod_safe_configurations(variant, stop_machine):
     """No use-after-free in a run where rmmod unloaded the module while references
-    migrated (both counted: the window was exercised)."""
-    r = _run("rmmod", variant, iterations=300_000, stop_machine=stop_machine)
+    migrated (both counted: the window was exercised). References held as long as
+    the CPUs rest between them (200 iterations each), so that a stop_machine finds
+    no reference often enough: with two `yes` beside, 8-16 unloads a run (2,000/20,
+    the default, gave none in 3 of 3)."""
+    r = _run("rmmod", variant, iterations=300_000, stop_machine=stop_machine, hold_iterations=200, idle_iterations=200)
     assert r["counters"]["unloads"] > 0 and r["counters"]["migrations"] > 0
     assert r["events"]["use_after_free"] == 0
 

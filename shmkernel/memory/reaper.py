@@ -4,11 +4,11 @@ Why a process of its own: a segment or semaphore is unlinked by the process
 that made it when it closes, by its CPU processes when the coordinator dies
 (SIGTERM, PR_SET_PDEATHSIG), but nobody is left after ``kill -9`` of the
 whole process group or an OOM kill. So every name is registered, when it is
-made, with a small tracker started in a session of its own (a group kill
-does not reach it), which reads names on a pipe; when the pipe closes (every
-process that held it is gone) it unlinks whatever was not released, and
-exits. The standard library's ``resource_tracker`` has the same idea but
-lives in the caller's process group.
+made, with a small tracker (``shmkernel.memory.tracker``) started in a session
+of its own (a group kill does not reach it), which reads names on a pipe; when
+the pipe closes (every process that held it is gone) it unlinks whatever was
+not released, and exits. The standard library's ``resource_tracker`` has the
+same idea but lives in the caller's process group.
 
 What even the tracker cannot cover (the machine crashed) is swept at start-up
 and by ``shmkernel doctor --clean``: an entry is reaped only if its name is
@@ -50,7 +50,7 @@ def _send(line: str) -> None:
     if _tracker is None or _tracker.poll() is not None:
         try:
             _tracker = subprocess.Popen(
-                [sys.executable, "-m", "shmkernel.memory.reaper"],
+                [sys.executable, "-m", "shmkernel.memory.tracker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -146,27 +146,3 @@ def _unlink(entry: str) -> bool:
         return True
     except posix_ipc.ExistentialError:
         return False
-
-
-def _track() -> None:
-    """The tracker: remember names until the pipe closes, then unlink the rest."""
-    live: dict[str, str] = {}
-    for line in sys.stdin:
-        line = line.strip()
-        if line.startswith("+"):
-            kind, _, name = line[1:].partition(" ")
-            live[name] = kind
-        elif line.startswith("-"):
-            live.pop(line[1:], None)
-    for name, kind in live.items():
-        try:
-            if kind == "sem":
-                posix_ipc.unlink_semaphore(name)
-            else:
-                posix_ipc.unlink_shared_memory(name)
-        except posix_ipc.ExistentialError:
-            pass
-
-
-if __name__ == "__main__":
-    _track()

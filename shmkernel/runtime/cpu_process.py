@@ -29,6 +29,7 @@ from shmkernel.memory.segment import Segment
 from shmkernel.runtime.control import Control
 from shmkernel.runtime.ctx import StillAsleep
 from shmkernel.runtime.pinning import pin_self
+from shmkernel.runtime.waits import spin_then_nap
 
 PR_SET_PDEATHSIG = 1
 
@@ -111,10 +112,11 @@ def cpu_main(
                 continue
             conn.send(("ready", run_id, pinned))
             w = seg.words
+            turns = 0
             while w[ctl.go] != run_id:
                 if w[ctl.stop]:
                     break
-                os.sched_yield()
+                turns = spin_then_nap(turns)
             try:
                 result = program(ctx, params) if not w[ctl.stop] else None
                 w[finished] = 1

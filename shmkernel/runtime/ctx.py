@@ -15,7 +15,6 @@ stop flag) is written directly: it is the instrument, not the thing measured.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
@@ -23,8 +22,7 @@ from shmkernel.hw.atomics import ACQUIRE, HOST_IS_TSO, RELEASE, SEQ_CST, Atomics
 from shmkernel.memory.layout import PERCPU_STRIDE
 from shmkernel.memory.segment import Segment
 from shmkernel.runtime.control import Control
-
-SCHEDULE_SLEEP_S = 20e-6
+from shmkernel.runtime.waits import SCHEDULE_SLEEP_S, SPIN_TURNS, delay, spin_then_nap
 
 
 class StillAsleep(Exception):
@@ -65,6 +63,7 @@ class Ctx:
         self.atomics = atomics or Atomics(seg.map, seg.layout.nwords)
         self._this = cpu * PERCPU_STRIDE
         self._preempt = 0
+        self._relaxes = 0  # cpu_relax calls since its last nap
         self._stopper = False  # True while this CPU runs stop_machine()
         self._qs = ctl.qs + cpu * PERCPU_STRIDE
         self._sm_req = ctl.sm_req
@@ -249,24 +248,31 @@ class Ctx:
         if not ep:  # the epoch ended between the caller's look and ours
             return
         w[ctl.sm_parked + self._this] = ep
+        turns = 0
         while w[ctl.sm_req] == ep:
-            os.sched_yield()
+            turns = spin_then_nap(turns)
 
     def schedule(self) -> None:
-        """Sleep until woken (wait_for_zero_refcount, synchronize_sched ...).
-
-        Free mode sleeps a few tens of µs: a sleeping task gives its core away,
-        which ``sched_yield`` does not reliably do under CFS (measured here: a
-        yield loop kept the core for a whole 4 ms tick)."""
+        """Sleep until woken (wait_for_zero_refcount, synchronize_sched ...): free
+        mode naps a few tens of µs (`shmkernel.runtime.waits` says why not a yield)."""
         if self._preempt == 0:
             self.preemption_point()
         time.sleep(SCHEDULE_SLEEP_S)
 
     def cpu_relax(self) -> None:
-        """Spin-wait hint; outside preempt_disable() it is also a preemption point."""
+        """Spin-wait hint; outside preempt_disable() it is also a preemption point.
+        The kernel's keeps the core (a pause); here every `SPIN_TURNS`-th call naps,
+        as `spin_then_nap` says why. A scheduled CPU's step is its wait (`_pause`)."""
         if self._preempt == 0:
             self.preemption_point()
-        os.sched_yield()
+        self._pause()
+
+    def _pause(self) -> None:
+        if self._relaxes < SPIN_TURNS:
+            self._relaxes += 1
+        else:
+            self._relaxes = 0
+            time.sleep(SCHEDULE_SLEEP_S)
 
     def stop_machine(self, fn, *args):  # type: ignore[no-untyped-def]
         """Raise a new epoch, wait until every running CPU parked for it, run
@@ -308,9 +314,10 @@ class Ctx:
     def spin_lock(self, lock: int) -> None:
         self.preempt_disable()
         me = self.cpu + 1
+        turns = 0
         while self._cas(lock, 0, me) != 0:
             while self.w[lock]:
-                os.sched_yield()
+                turns = spin_then_nap(turns)
 
     def spin_unlock(self, lock: int) -> None:
         self.w[lock] = 0  # a release store on x86
@@ -321,12 +328,13 @@ class Ctx:
         preempt-disabled section while it holds it)."""
         me = self.cpu + 1
         w, stop = self.w, self.ctl.stop
+        turns = 0
         while self._cas(lock, 0, me) != 0:
             owner = w[lock]
             if owner and w[stop] and self.cpu_finished(owner - 1):
                 raise StillAsleep("mutex_lock")  # its holder's program ended asleep holding it
             self.preemption_point()
-            os.sched_yield()
+            turns = spin_then_nap(turns)
 
     def mutex_trylock(self, lock: int) -> bool:
         return self._cas(lock, 0, self.cpu + 1) == 0
@@ -352,17 +360,9 @@ class Ctx:
         return bool(self.w[self.ctl.finished + cpu * PERCPU_STRIDE])
 
     def delay_us(self, us: float) -> None:
-        """This CPU's task is preempted (or slow) for ``us`` microseconds.
-
-        From 50 µs up it sleeps, so the core really runs something else, as a
-        preempted task's does; below that (shorter than a sleep can be) it
-        busy-waits. Free mode only: under a scheduler, time is the scheduler's."""
-        if us >= 50:
-            time.sleep(us * 1e-6)
-        elif us > 0:
-            end = time.perf_counter() + us * 1e-6
-            while time.perf_counter() < end:
-                pass
+        """This CPU's task is preempted (or slow) for ``us`` microseconds (`waits.delay`).
+        Free mode only: under a scheduler, time is the scheduler's."""
+        delay(us)
 
     def event(self, name: str, **detail: object) -> None:
         """Record a violated invariant (``false_zero``, ``use_after_free`` ...)."""

@@ -179,6 +179,9 @@ class ScheduledCtx(Ctx):
     def delay_us(self, us: float) -> None:
         """Time is the scheduler's: a delay is no step at all."""
 
+    def _pause(self) -> None:
+        """cpu_relax waits by being a step: nothing more to wait for."""
+
     # -- preemption, parking, grace periods ---------------------------------------------------
     def preempt_disable(self) -> None:
         self._preempt += 1
