@@ -73,8 +73,9 @@ def _run(variant: str, rounds: int, **raw):
 
 def test_buggy_free_running_shows_both_races():
     """Luck-based (the one free check of seed 002's livepatch): 1,000 rounds of each race
-    an attempt; with two `yes` beside, 0 of 10 single attempts missed (fewest 3 of the
-    rarer race, median 5): three all miss about e^-9 = 0.01% of the time at the fewest."""
+    an attempt; with two `yes` beside, 0 of 10 single attempts missed (fewest 49 of the
+    rarer race, median 64; `scripts/luck_rates.py --busy 2`): three all miss never in
+    practice (e^-147)."""
     r = until_seen(lambda: _run("buggy", 1000), ["stack_order", "use_after_free"])
     assert r["counters"]["coming_rounds"] == 1000 and r["counters"]["going_rounds"] == 1000
     for event in ("stack_order", "use_after_free"):
@@ -91,10 +92,10 @@ def test_fixed_free_running_shows_none():
 
 
 def test_ignore_going_free_running_shows_semantic_mismatch():
-    """Luck-based: with two `yes` beside, 1,000 rounds showed 0-5 mismatches (median 2;
-    1 of 10 attempts none: it failed the loaded suite once with a single attempt). Now
-    2,000 rounds an attempt (a Poisson mean of about 4.4: e^-4.4 = 1.2% miss) and three
-    attempts: all miss about 2e-6 of the time."""
+    """Luck-based: 2,000 rounds an attempt, three attempts; with two `yes` beside, 0 of
+    10 single attempts missed (fewest 137 mismatches, median 152;
+    `scripts/luck_rates.py --busy 2`). (When free-mode waits still yielded, 1,000 rounds
+    showed 0-5 and the loaded suite failed once on a single attempt.)"""
     r = until_seen(lambda: _run("klp-alive-ignore-going", 2000, race="going"), ["semantic_mismatch"])
     assert r["events"]["semantic_mismatch"] > 0 and r["events"]["use_after_free"] == 0
     assert r["counters"]["coming_rounds"] == 0

@@ -54,7 +54,8 @@ def _free(variant: str, model: str, iterations: int = 300_000) -> dict:
 def test_free_mode_weak_model_needs_the_barriers():
     """Luck-based (the one free check of the free weak model): 300,000 iterations per
     CPU an attempt; with two `yes` beside, 0 of 10 single attempts missed (fewest
-    14, median 37): three all miss about e^-42 of the time."""
+    10, median 21; `scripts/luck_rates.py --busy 2`): three all miss about e^-30 of
+    the time."""
     bad = until_seen(lambda: _free("percpu-incs-decs-nobarrier", "weak"), ["false_zero"])
     assert bad["memory_model"] == "weak" and bad["events"]["false_zero"] > 0
     assert _free("percpu-incs-decs", "weak")["events"]["false_zero"] == 0

@@ -19,8 +19,9 @@ def _run(wl_name: str, variant: str, seconds: float | None = None, cpus: int = 2
 
 def test_percpu_count_shows_false_zeros():
     """Luck-based (the one free check of seed 000's tally): 10^6 iterations per CPU, a
-    10 µs preemption between slots; with two `yes` beside, 0 of 10 single attempts missed (fewest false zeros 12,
-    median 19): three all miss about e^-36 of the time (Poisson at the fewest)."""
+    10 µs preemption between slots; with two `yes` beside, 0 of 10 single attempts missed
+    (fewest false zeros 12, median 17; `scripts/luck_rates.py --busy 2`): three all miss
+    about e^-36 of the time (Poisson at the fewest)."""
     r = until_seen(lambda: _run("refcount", "buggy", iterations=1_000_000, tally_delay_us=10), ["false_zero"])
     assert r["variant"] == "percpu-count"
     assert r["events"]["false_zero"] > 0
@@ -49,8 +50,10 @@ def test_possible_cpus_makes_the_tally_walk_many_slots():
 
 
 def test_rmmod_without_stop_machine_frees_a_module_in_use():
-    """Luck-based (the one free check of rmmod): 10^6 iterations per CPU; with two `yes` beside, 0 of 10 single attempts missed (fewest 2, median
-    17): three all miss about e^-6 = 0.25% of the time at the fewest, far less at the median."""
+    """Luck-based (the one free check of rmmod): 10^6 iterations per CPU; with two `yes`
+    beside, 0 of 10 single attempts missed (fewest 3, median 25; `scripts/luck_rates.py
+    --busy 2`): three all miss about e^-9 = 0.01% of the time at the fewest, far less at
+    the median."""
     r = until_seen(lambda: _run("rmmod", "buggy", iterations=1_000_000), ["use_after_free"])
     assert r["events"]["use_after_free"] > 0
     assert r["counters"]["unloads"] > 0

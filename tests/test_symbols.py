@@ -445,8 +445,8 @@ def _free_until(variant: str, event: str, **raw):  # type: ignore[no-untyped-def
 
 def test_free_untracked_extra_put_frees_the_provider_under_its_user():
     """Luck-based (the free check of seed 001's extra put): 5,000 pairs per CPU an
-    attempt; with two `yes` beside, 3 of 20 single attempts missed (median 2
-    events): four all miss about 0.15^4 = 0.05% of the time on such a host."""
+    attempt; with two `yes` beside, 0 of 10 single attempts missed (fewest 7, median
+    20; `scripts/luck_rates.py --busy 2`): four all miss about e^-28 of the time."""
     r = _free_until("buggy", "use_after_free", oops="continue")
     assert r["variant"] == "untracked"
     assert r["counters"]["extra_puts"] > 0 and r["counters"]["unloads"] > 0
@@ -488,7 +488,7 @@ def test_free_locked_links_never_break_the_use_lists():
     """The list race of the patch (insmod links a user under module_mutex while another
     CPU's symbol_get adds its use under modlist_lock) is found by a schedule
     (test_explore_finds_the_patch_list_race); free runs show it too rarely on a loaded
-    host (9 of 10 runs of 2,000 pairs saw none with two `yes` beside) to be a test. Here:
+    host (9 of 10 runs of 2,000 pairs saw none with two `yes` beside, when waits yielded) to be a test. Here:
     with the links under modlist_lock too, and in the untracked variant, no BUG()."""
     raw = {"linked": "half", "unbalanced_rate": 0.0}
     lock = {"lock_links": True}

@@ -29,7 +29,7 @@ from shmkernel.memory.segment import Segment
 from shmkernel.runtime.control import Control
 from shmkernel.runtime.ctx import StillAsleep
 from shmkernel.runtime.pinning import pin_self
-from shmkernel.runtime.waits import spin_then_nap
+from shmkernel.runtime.waits import sleep_on_word
 
 PR_SET_PDEATHSIG = 1
 
@@ -97,6 +97,7 @@ def cpu_main(
 
         atomics = Atomics(seg.map, seg.layout.nwords)
         finished = ctl.finished + role * PERCPU_STRIDE
+        conn.send(("up",))  # the coordinator may start the next CPU process
         while True:
             try:
                 msg = conn.recv()
@@ -112,11 +113,8 @@ def cpu_main(
                 continue
             conn.send(("ready", run_id, pinned))
             w = seg.words
-            turns = 0
-            while w[ctl.go] != run_id:
-                if w[ctl.stop]:
-                    break
-                turns = spin_then_nap(turns)
+            if ctx.mode == "free":
+                _wait_for_go(w, atomics, ctl, run_id)
             try:
                 result = program(ctx, params) if not w[ctl.stop] else None
                 w[finished] = 1
@@ -156,3 +154,48 @@ def describe_exit(pid: int) -> str | None:
 
 
 ProgramFn = Callable[..., object]
+
+
+def _wait_for_go(w: memoryview, atomics: object, ctl: Control, run_id: int) -> None:
+    """Free CPUs start together, when the coordinator raises the go word. (A scheduled
+    CPU does not wait for it: it runs to its first step and waits there for its
+    grant; 64 of them woken at once by go made 64 runnable processes at every
+    execution's start.)"""
+    turns = 0
+    while w[ctl.go] != run_id and not w[ctl.stop]:
+        turns = sleep_on_word(w, atomics, ctl.go, turns)
+
+
+def stop_cpu_processes(pids: list[int], conns: list[Connection], grace_s: float = 1.0) -> None:
+    """Tell each CPU process to exit, SIGKILL whoever has not within ``grace_s``.
+
+    As many exit at once as there are cores, as at start-up (`Machine.start`):
+    telling all 64 of a big machine at once made a burst of ~50 runnable
+    processes on a 2-core host."""
+    deadline = time.monotonic() + grace_s
+    alive = set(pids)
+    window = len(os.sched_getaffinity(0))
+    for i, c in enumerate(conns):
+        try:
+            c.send(("exit",))
+        except OSError:
+            pass
+        if i >= window:
+            older = pids[i - window]
+            while older in alive and time.monotonic() < deadline:
+                if describe_exit(older) is not None:
+                    alive.discard(older)
+                else:
+                    time.sleep(0.0005)
+    while alive and time.monotonic() < deadline:
+        for pid in list(alive):
+            if describe_exit(pid) is not None:
+                alive.discard(pid)
+        if alive:
+            time.sleep(0.002)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass

@@ -26,13 +26,14 @@ from typing import NoReturn
 import posix_ipc
 
 from shmkernel.errors import RunError, UsageError
+from shmkernel.hw import futex
 from shmkernel.hw.atomics import Atomics
 from shmkernel.memory import reaper
 from shmkernel.memory.layout import PERCPU_STRIDE, Layout
 from shmkernel.memory.segment import Segment, new_name
 from shmkernel.runtime import signals
 from shmkernel.runtime.control import Control, declare_control
-from shmkernel.runtime.cpu_process import cpu_main, describe_exit
+from shmkernel.runtime.cpu_process import cpu_main, describe_exit, stop_cpu_processes
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.pinning import pin_plan
 from shmkernel.runtime.program import Program, RunResult
@@ -136,7 +137,13 @@ class Machine:
             for ext in self.extensions:
                 ext.create(self)  # type: ignore[attr-defined]
             parent = os.getpid()
+            # at most as many CPU processes starting up at once as there are cores: each
+            # is runnable until it has set itself up, and forking all of them first made
+            # a burst of ~50 runnable processes when 64 CPUs start on 2 cores
+            window = len(os.sched_getaffinity(0))
             for role in range(self.roles if self.processes else 0):
+                if role >= window:
+                    self._wait_up(role - window)
                 a, b = socket.socketpair()
                 # no signal may reach a child before it has its own handlers
                 old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -167,6 +174,8 @@ class Machine:
                 if startup_progress is not None and self.roles > PROGRESS_ROLES:
                     if (role + 1) % 16 == 0 or role + 1 == self.roles:
                         startup_progress(role + 1, self.roles)
+            for role in range(max(0, len(self.pids) - window), len(self.pids)):
+                self._wait_up(role)
         except BaseException:
             self.close()
             raise
@@ -194,25 +203,7 @@ class Machine:
     def _close(self) -> None:
         if self.seg is not None:
             self.seg.words[self.ctl.stop] = 1
-        for c in self.conns:
-            try:
-                c.send(("exit",))
-            except OSError:
-                pass
-        deadline = time.monotonic() + 1.0
-        alive = set(self.pids)
-        while alive and time.monotonic() < deadline:
-            for pid in list(alive):
-                if describe_exit(pid) is not None:
-                    alive.discard(pid)
-            if alive:
-                time.sleep(0.002)
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+        stop_cpu_processes(self.pids, self.conns)
         for c in self.conns:
             c.close()
         for sem in self._sems:
@@ -273,15 +264,18 @@ class Machine:
         rid = self._run_id
         w, ctl = self.seg.words, self.ctl
         self.reset_run_words(programs)
-        for role, p in enumerate(programs):
-            if p is not None:
-                try:
-                    self.conns[role].send(("run", rid, ctx_factory, p.fn, p.params))
-                except OSError:  # the CPU died since the last run
-                    self._channel_closed(role)
+        # One CPU at a time: hand it its program, wait for its "ready". Sending to all
+        # first woke every CPU process at once, a burst of up to 64 runnable processes
+        # at each scheduled execution's start (scripts/bench_scale.py's run queue); one
+        # at a time, a CPU is asleep again (at its first step or the go word) before
+        # the next wakes, for a wake-up's latency more per CPU.
         for role, p in enumerate(programs):
             if p is None:
                 continue
+            try:
+                self.conns[role].send(("run", rid, ctx_factory, p.fn, p.params))
+            except OSError:  # the CPU died since the last run
+                self._channel_closed(role)
             msg = self._wait_msg(role, time.monotonic() + self.stop_grace)
             if msg[0] == "error":
                 w[ctl.stop] = 1
@@ -289,6 +283,10 @@ class Machine:
             self.pinned[role] = bool(msg[2])
         self._t0 = time.perf_counter()
         w[ctl.go] = rid
+        if futex.available:  # the CPUs that readied first sleep on the go word
+            if self.atomics is None:  # made once: binding every word costs ~0.5 ms
+                self.atomics = Atomics(self.seg.map, self.seg.layout.nwords)
+            futex.wake(self.atomics.ptr(ctl.go))
         return rid
 
     def reset_run_words(self, programs: list[Program | None]) -> None:
@@ -305,6 +303,12 @@ class Machine:
         self._active = [p is not None for p in programs]
         for role, p in enumerate(programs):
             w[ctl.finished + role * PERCPU_STRIDE] = 0 if p is not None else 1
+
+    def _wait_up(self, role: int) -> None:
+        """Wait for a new CPU process to say it has set itself up."""
+        msg = self._wait_msg(role, time.monotonic() + self.stop_grace)
+        if msg[0] != "up":  # pragma: no cover - a protocol error
+            raise RunError(f"{self.role_name(role)} started with {msg[0]!r}")
 
     def _wait_msg(self, role: int, deadline: float) -> tuple:
         conn = self.conns[role]

@@ -7,6 +7,9 @@ loop) spins briefly and then naps; it never calls ``sched_yield``.
 from __future__ import annotations
 
 import time
+from typing import Any
+
+from shmkernel.hw import futex
 
 SCHEDULE_SLEEP_S = 20e-6
 #: turns a free-mode wait spins (reading its word, no system call) before it naps
@@ -43,3 +46,18 @@ def delay(us: float) -> None:
         end = time.perf_counter() + us * 1e-6
         while time.perf_counter() < end:
             pass
+
+
+def sleep_on_word(w: Any, atomics: Any, idx: int, turns: int) -> int:
+    """One turn of a wait for word ``idx`` to change (the start of a run): spin
+    `SPIN_TURNS`, then sleep on the word's futex until its writer wakes us
+    (`shmkernel.hw.futex` says why not nap-poll: with many CPU processes the
+    pollers kept the run queue full), at most 10 ms, so that a stop nobody woke
+    us for is seen too."""
+    if turns < SPIN_TURNS:
+        return turns + 1
+    if futex.available:
+        futex.wait(atomics.ptr(idx), w[idx], 0.01)
+    else:
+        time.sleep(SCHEDULE_SLEEP_S)
+    return turns
