@@ -5,11 +5,13 @@ model's actions on their own tracks)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 from shmkernel.schedule.explorer import explore, replay
 
+DRAW = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "draw_timeline.py")
 REQUIRED = {"M": {"name", "ph", "pid", "args"}, "X": {"name", "ph", "ts", "dur", "pid", "tid"}}
 REQUIRED["i"] = {"name", "ph", "ts", "pid", "tid", "s"}
 
@@ -80,3 +82,24 @@ def test_rf_and_fr_arrows_follow_the_order_of_a_sequentially_consistent_trace():
 
     slices = [s(0, "read", "x", 0), s(1, "write", "x", 1), s(0, "read", "x", 1), s(1, "write", "x", 2)]
     assert arrows(slices) == [(0, 1, "fr"), (1, 2, "rf"), (2, 3, "fr")]
+
+
+def test_the_timeline_picture_has_a_row_per_track_and_the_event(tmp_path):
+    """scripts/draw_timeline.py (the README's picture of a timeline) on a found execution."""
+    import xml.etree.ElementTree as ET
+
+    r = explore("refcount", variant="percpu-incs-decs-nobarrier", memory_model="weak")
+    src = tmp_path / "t.json"
+    src.write_text(json.dumps(r.timeline))
+    out = tmp_path / "t.svg"
+    p = subprocess.run([sys.executable, DRAW, str(src), str(out)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    slices = [e for e in r.timeline["traceEvents"] if e["ph"] == "X"]
+    assert p.stdout.strip() == f"{out}: {len(slices)} slices"
+    texts = {"".join(t.itertext()) for t in ET.parse(out).getroot().iter("{http://www.w3.org/2000/svg}text")}
+    tracks = {e["args"]["name"] for e in r.timeline["traceEvents"] if e["name"] == "thread_name"}
+    assert tracks <= texts and "CPU 0 memory (commits, propagations)" in tracks  # a row each, memory tracks too
+    assert "false_zero" in texts
+    bad = subprocess.run([sys.executable, DRAW, str(tmp_path / "none.json"), str(out)],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
