@@ -73,7 +73,7 @@ def test_commit_order_is_free_but_coherence_is_per_word():
     "name,model",
     [
         ("MP+poonceonces", "lkmm"),
-        ("2+2W+wmbonceonces", "lkmm"),
+        pytest.param("2+2W+wmbonceonces", "lkmm", marks=pytest.mark.slow),  # 3 s: with -m slow
         ("SB+poonceonces", "weak"),
         ("MP+wmbonceonce+poonceonces", "weak"),
         ("SB+poonceonces", "tso"),

@@ -80,11 +80,13 @@ def test_a_workload_the_workers_cannot_load_is_refused():
         explore(s, jobs=2)
 
 
+@pytest.mark.slow  # a Dask cluster: seconds to start; with -m slow
 def test_a_local_dask_cluster_proves_with_the_same_total(one_job):
     r = explore(**PROOF, jobs=2, cluster="local", subtrees=DEFAULT_SUBTREES)
     assert (r.verdict, r.examples) == ("proved", one_job.examples)
 
 
+@pytest.mark.slow  # a Dask cluster: seconds to start; with -m slow
 def test_a_dask_worker_killed_mid_proof_loses_nothing(one_job):
     distributed = pytest.importorskip("distributed")
     wl, variant, opts, cpus, iters = resolve(PROOF["workload"], PROOF["variant"], None, PROOF["cpus"], None)
