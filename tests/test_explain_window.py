@@ -110,3 +110,20 @@ def test_the_reduction_is_no_longer_than_hypothesis_shrunk_schedule_on_seed_000(
     text = "\n".join(explain_schedule("refcount", explore("refcount").schedule))
     reduced = text.split("replay refcount '")[1].rstrip("'")
     assert switches(decode(reduced)[1]) <= switches(decode(shrunk.schedule)[1]), (reduced, shrunk.schedule)
+
+
+@pytest.mark.slow  # 23 candidates, 4 pairs proved: ~15 s
+def test_the_seeds_two_barriers_when_one_cpu_takes_and_drops_under_weak():
+    """The seed's fix, both halves: with one CPU taking and dropping its own
+    references over a relaxed hand-off, nothing orders its incs store before its
+    decs store, so neither barrier alone fixes the false zero under `weak`; the
+    pair proposed first is smp_wmb in module_put (before the decs increment) with
+    smp_rmb in module_refcount, each pair proved."""
+    opts = {"handoff": "relaxed"}
+    r = explore("refcount", variant="percpu-incs-decs-nobarrier", memory_model="weak", cpus=1, iterations=2, opts=opts)
+    assert r.found
+    text = "\n".join(explain_schedule("refcount", r.schedule))
+    fixes = text.split(" tried):\n")[1].splitlines()
+    wmb = "smp_wmb() in module_put before its this_cpu_inc(mod.decs...)"
+    assert all(f.startswith("  " + wmb + " + ") and "proved" in f for f in fixes), text
+    assert any("smp_rmb() in module_refcount before its per_cpu_read(mod.incs...): proved" in f for f in fixes)
