@@ -43,7 +43,7 @@ def wait(addr: ctypes.c_void_p, expected: int, timeout_s: float) -> None:
     _libc.syscall(_SYS_FUTEX, addr, FUTEX_WAIT, ctypes.c_int32(expected & 0xFFFFFFFF), ctypes.byref(ts), None, 0)
 
 
-def wake(addr: ctypes.c_void_p) -> None:
-    """Wake every process sleeping on the word at ``addr``."""
+def wake(addr: ctypes.c_void_p) -> int:
+    """Wake every process sleeping on the word at ``addr``; return how many were."""
     assert _libc is not None
-    _libc.syscall(_SYS_FUTEX, addr, FUTEX_WAKE, _WAKE_ALL, None, None, 0)
+    return int(_libc.syscall(_SYS_FUTEX, addr, FUTEX_WAKE, _WAKE_ALL, None, None, 0))
