@@ -178,6 +178,8 @@ def plan(
             "--json",
         ]
         model = rng.choice(("native", "native", "sc", "tso", "weak", "lkmm"))
+        if rng.random() < 0.75:  # CPU processes to fault (the default in-process engine has none)
+            args += ["--engine", "processes"]
     if model != "native":
         args += ["--memory-model", model]
     fault = rng.choices([f for f, _ in faults], [w for _, w in faults])[0]

@@ -129,6 +129,8 @@ def cpu_main(
                     continue
                 ctx.abort()
                 conn.send(("error", run_id, short_error(e)))
+    except (BrokenPipeError, ConnectionResetError):
+        code = 1  # the coordinator closed our channel (interrupted, or gone): it speaks for the run
     except BaseException as e:  # noqa: BLE001
         code = 1
         try:
