@@ -33,7 +33,7 @@ from shmkernel.memory.layout import PERCPU_STRIDE, Layout
 from shmkernel.memory.segment import Segment, new_name
 from shmkernel.runtime import signals
 from shmkernel.runtime.control import Control, declare_control
-from shmkernel.runtime.cpu_process import cpu_main, describe_exit, stop_cpu_processes
+from shmkernel.runtime.cpu_process import at_once, cpu_main, describe_exit, stop_cpu_processes
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.runtime.pinning import pin_plan
 from shmkernel.runtime.program import Program, RunResult
@@ -137,10 +137,9 @@ class Machine:
             for ext in self.extensions:
                 ext.create(self)  # type: ignore[attr-defined]
             parent = os.getpid()
-            # at most as many CPU processes starting up at once as there are cores: each
-            # is runnable until it has set itself up, and forking all of them first made
-            # a burst of ~50 runnable processes when 64 CPUs start on 2 cores
-            window = len(os.sched_getaffinity(0))
+            # at most `at_once` CPU processes setting themselves up at a time (each is
+            # runnable until then: 64 forked together made ~50 runnable on 2 cores)
+            window = at_once()
             for role in range(self.roles if self.processes else 0):
                 if role >= window:
                     self._wait_up(role - window)
@@ -264,23 +263,18 @@ class Machine:
         rid = self._run_id
         w, ctl = self.seg.words, self.ctl
         self.reset_run_words(programs)
-        # One CPU at a time: hand it its program, wait for its "ready". Sending to all
-        # first woke every CPU process at once, a burst of up to 64 runnable processes
-        # at each scheduled execution's start (scripts/bench_scale.py's run queue); one
-        # at a time, a CPU is asleep again (at its first step or the go word) before
-        # the next wakes, for a wake-up's latency more per CPU.
-        for role, p in enumerate(programs):
-            if p is None:
-                continue
+        # at most `at_once` CPUs handed a program and not yet ready: sending to all 64 of a
+        # big machine first woke them all together at each scheduled execution's start
+        roles = [role for role, p in enumerate(programs) if p is not None]
+        for k, role in enumerate(roles):
             try:
-                self.conns[role].send(("run", rid, ctx_factory, p.fn, p.params))
+                self.conns[role].send(("run", rid, ctx_factory, programs[role].fn, programs[role].params))  # type: ignore[union-attr]
             except OSError:  # the CPU died since the last run
                 self._channel_closed(role)
-            msg = self._wait_msg(role, time.monotonic() + self.stop_grace)
-            if msg[0] == "error":
-                w[ctl.stop] = 1
-                raise RunError(f"{self.role_name(role)}: {msg[2]}")
-            self.pinned[role] = bool(msg[2])
+            if k >= at_once():
+                self._ready(roles[k - at_once()])
+        for role in roles[max(0, len(roles) - at_once()) :]:
+            self._ready(role)
         self._t0 = time.perf_counter()
         w[ctl.go] = rid
         if futex.available:  # the CPUs that readied first sleep on the go word
@@ -303,6 +297,13 @@ class Machine:
         self._active = [p is not None for p in programs]
         for role, p in enumerate(programs):
             w[ctl.finished + role * PERCPU_STRIDE] = 0 if p is not None else 1
+
+    def _ready(self, role: int) -> None:
+        msg = self._wait_msg(role, time.monotonic() + self.stop_grace)
+        if msg[0] == "error":
+            self.seg.words[self.ctl.stop] = 1  # type: ignore[union-attr]
+            raise RunError(f"{self.role_name(role)}: {msg[2]}")
+        self.pinned[role] = bool(msg[2])
 
     def _wait_up(self, role: int) -> None:
         """Wait for a new CPU process to say it has set itself up."""
