@@ -266,14 +266,15 @@ class Machine:
         # at most `at_once` CPUs handed a program and not yet ready: sending to all 64 of a
         # big machine first woke them all together at each scheduled execution's start
         roles = [role for role, p in enumerate(programs) if p is not None]
+        window = at_once()
         for k, role in enumerate(roles):
             try:
                 self.conns[role].send(("run", rid, ctx_factory, programs[role].fn, programs[role].params))  # type: ignore[union-attr]
             except OSError:  # the CPU died since the last run
                 self._channel_closed(role)
-            if k >= at_once():
-                self._ready(roles[k - at_once()])
-        for role in roles[max(0, len(roles) - at_once()) :]:
+            if k >= window:
+                self._ready(roles[k - window])
+        for role in roles[max(0, len(roles) - window) :]:
             self._ready(role)
         self._t0 = time.perf_counter()
         w[ctl.go] = rid
