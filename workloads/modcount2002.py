@@ -178,12 +178,13 @@ class Modcount2002(Workload):
         self, variant: str, v: ModcountVars, seg: Segment, cpus: int, opts: dict[str, Any], result: RunResult
     ) -> list[str]:
         w, m = seg.words, v.mod
-        if is_poison(int(w[m.text])):
-            return []  # removed (and not reloaded): nothing left to count
+        caller = caller_variant(variant)
+        if is_poison(int(w[m.text])) or not caller.loaded(w, m):
+            return []  # removed (and not reloaded, or its reload cut short by the end): nothing to count
         problems = []
         if any(int(w[per_cpu_ptr(v.busy, c)]) for c in range(cpus)):
             problems.append("a CPU is still marked busy at quiesce")
-        rc = caller_variant(variant).refcount(w, m, seg.layout.nr_slots)
+        rc = caller.refcount(w, m, seg.layout.nr_slots)
         if rc != 0:
             problems.append(f"use count of the loaded module is {rc} at quiesce, but no CPU holds a reference")
         if int(w[m.registry]) != int(w[m.mod.generation]):

@@ -46,7 +46,7 @@ from shmkernel.kernel import module_loader as ml
 from shmkernel.kernel.kasan import kasan, module_text
 from shmkernel.kernel.locking import mutex, preempt_disabled, spinlock
 from shmkernel.kernel.module import VARIANTS as REFCOUNTS
-from shmkernel.kernel.module import Module, ModuleLocks, declare_module, declare_module_locks
+from shmkernel.kernel.module import Module, ModuleLocks, ModuleState, declare_module, declare_module_locks
 from shmkernel.kernel.module_2_4 import __MOD_DEC_USE_COUNT, MOD_DEC_USE_COUNT, MOD_INC_USE_COUNT, try_inc_mod_count
 from shmkernel.kernel.variants import lookup
 from shmkernel.memory.layout import Layout, per_cpu_ptr
@@ -129,6 +129,10 @@ class Caller:
     def refcount(self, w: Any, m: Module2002, nr_cpu_ids: int) -> int:
         """The count at quiesce (oracle, for the exactness check)."""
         return int(w[m.mod.usecount])
+
+    def loaded(self, w: Any, m: Module2002) -> bool:
+        """At quiesce: did the last insmod finish? (2.4's cannot be cut short.)"""
+        return True
 
 
 class HisaxUnlocked(Caller):
@@ -286,6 +290,12 @@ class TryModuleGet(Caller):
 
     def refcount(self, w: Any, m: Module2002, nr_cpu_ids: int) -> int:
         return int(sum(w[per_cpu_ptr(m.mod.count, c)] for c in range(nr_cpu_ids)))
+
+    def loaded(self, w: Any, m: Module2002) -> bool:
+        """An insmod whose stop_machine the end of the run cut short (a CPU had not
+        parked yet: `StillAsleep`) left the module COMING, its initial reference held
+        and its driver not registered: nothing loaded to check."""
+        return int(w[m.mod.state]) == ModuleState.LIVE
 
 
 def fops_get(ctx: Ctx, m: Module2002, race_us: float) -> int:

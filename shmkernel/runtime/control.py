@@ -22,6 +22,7 @@ class Control:
     sm_seq: int  # last stop_machine epoch handed out
     sm_parked: int  # per-CPU: the epoch this CPU is parked for
     qs: int  # per-CPU quiescent-state counter (synchronize_sched)
+    gp_req: int  # free mode under a model: grace periods waited for (a quiescent state then is a barrier)
     finished: int  # per-CPU: 1 once the CPU's program returned
     counters: int  # table: one row of counters per role
     row_words: int  # words per role row (a multiple of a cache line)
@@ -37,6 +38,7 @@ def declare_control(layout: Layout, roles: int, counter_names: tuple[str, ...]) 
         sm_seq=layout.scalar("rt.sm_seq"),
         sm_parked=layout.percpu("rt.sm_parked"),
         qs=layout.percpu("rt.qs"),
+        gp_req=layout.scalar("rt.gp_req"),
         finished=layout.percpu("rt.finished"),
         counters=layout.table("rt.counters", row * roles),
         row_words=row,

@@ -294,6 +294,7 @@ class Ctx:
         try:
             return fn(self, *args)
         finally:
+            self.smp_mb()  # fn's stores are visible before any parked CPU resumes (a model's buffer too)
             w[ctl.sm_req] = 0
             self.smp_mb()
             self._stopper = False

@@ -100,6 +100,39 @@ class BufferedCtx(Ctx):
         self.smp_rmb()
         return x
 
+    # -- quiescent states the kernel waits for are barriers -----------------------------------
+    def preemption_point(self) -> None:
+        """A quiescent state somebody waits for is a full barrier, as in the kernel:
+        ``rcu_all_qs()`` runs ``rcu_momentary_dyntick_idle()`` (a value-returning atomic)
+        when a grace period urgently wants this CPU, and ``multi_cpu_stop()`` acks each
+        state with ``atomic_dec_and_test`` (`_park`). Without it a CPU parked for
+        stop_machine (or counted by a grace period) would keep its stores buffered: the
+        stopper would read a per-CPU count without the increment this CPU made before
+        parking (modcount's 2.6.0 try_module_get, an uncounted reference under ``tso`` and
+        ``weak``). A preemption point nobody waits for orders nothing, so the loops keep
+        their reorderings."""
+        if not self._preempt and self.w[self.ctl.gp_req]:
+            self.smp_mb()
+        super().preemption_point()
+
+    def _park(self) -> None:
+        self.smp_mb()  # parked means acked: what this CPU stored is visible to the stopper
+        super()._park()
+        self._buf.forget_all()  # leaving the stop: no later load reads older than the stopper's writes
+
+    def synchronize_sched(self) -> None:
+        """Two grace periods back to back with the request raised: every quiescent
+        state of the second one saw the request, so it drained what its CPU stored
+        before the first (the first may count a CPU that looked just before the raise)."""
+        gp_req = self.ctl.gp_req
+        self.atomic_inc(gp_req)
+        try:
+            super().synchronize_sched()
+            super().synchronize_sched()
+        finally:
+            self.atomic_dec(gp_req)
+        self.smp_mb()  # what follows never reads older than the grace period
+
     def finish(self) -> None:
         self._drain()
 
