@@ -234,3 +234,37 @@ def test_a_program_that_ends_asleep_leaves_its_stores_in_memory():
         prog = Program(_store_then_sleep_for_good, {"v": m.vars})
         r = m.run([prog, None], timeout=20, ctx_factory=functools.partial(BufferedCtx, model="weak", seed=1))
         assert m.seg.words[m.vars["before"]] == 1 and r.results == [None, None]
+
+
+class _HolderLetsGoWhileLookedAt(Ctx):
+    """The moment `mutex_lock` asks whether the holder's program finished, the holder
+    unlocks and finishes: the window between its two looks, made to happen every time."""
+
+    def cpu_finished(self, cpu: int) -> bool:
+        lock = self.seg.layout.addr("m")
+        if self.w[lock] == cpu + 1:
+            self.w[lock] = 0
+            return True
+        return super().cpu_finished(cpu)
+
+
+def _wait_for_stop_then_lock(ctx: Ctx, p: dict) -> None:
+    v = p["v"]
+    ctx.write_once(v["m"], ctx.nr_cpus + 1)  # held by the coordinator's CPU
+    while not ctx.stopped():
+        os.sched_yield()
+    ctx.mutex_lock(v["m"])
+    ctx.write_once(v["after"], 1)
+    ctx.mutex_unlock(v["m"])
+
+
+def test_a_mutex_its_holder_released_before_finishing_is_taken():
+    """mutex_lock gives up (`StillAsleep`) only when the holder's program ended holding
+    the lock; one that unlocked and then finished between the waiter's look at the
+    owner and its look at "finished" did not (before: the waiter ended asleep, and
+    static-key's pre-fix kept a vCPU's count at quiesce: enabled 1, an inexact run,
+    after a SIGSTOP held the holder past the end of the run)."""
+    with Machine(1, declare=_declare_flags) as m:
+        prog = Program(_wait_for_stop_then_lock, {"v": m.vars})
+        r = m.run([prog, None], seconds=0.05, timeout=20, ctx_factory=_HolderLetsGoWhileLookedAt)
+        assert m.seg.words[m.vars["after"]] == 1 and r.results == [None, None]

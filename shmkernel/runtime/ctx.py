@@ -332,8 +332,10 @@ class Ctx:
         turns = 0
         while self._cas(lock, 0, me) != 0:
             owner = w[lock]
-            if owner and w[stop] and self.cpu_finished(owner - 1):
-                raise StillAsleep("mutex_lock")  # its holder's program ended asleep holding it
+            if owner and w[stop] and self.cpu_finished(owner - 1) and w[lock] == owner:
+                # its holder's program ended holding it (looked at again after "finished":
+                # a holder that unlocked and then finished between the two looks did not)
+                raise StillAsleep("mutex_lock")
             self.preemption_point()
             turns = spin_then_nap(turns)
 
