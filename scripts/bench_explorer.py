@@ -6,7 +6,8 @@ For each random program (2-4 CPUs, reads, writes of constants and of a read
 value plus one, cmpxchg, atomic_inc, an optional mutex, value-dependent skips;
 under the emulated models also barriers) it enumerates every schedule
 (`bruteforce`), then runs Optimal DPOR, Source-DPOR and the stateful search
-(native), or the stateful search (sc, tso, weak, lkmm), and compares the sets
+(native), or the stateful search (sc, tso, weak, lkmm) and the same search
+over execution graphs (``graph``: sc, tso, weak), and compares the sets
 of outcomes (final memory, every register, ok or deadlock). Any difference is
 a MISS and is printed with the program. It also counts the Mazurkiewicz
 traces of each native program (brute force, canonical happens-before form)
@@ -25,6 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from shmkernel.memory.graph import GRAPH_MODELS  # noqa: E402
 from shmkernel.schedule.bruteforce import BruteForceScheduler  # noqa: E402
 from shmkernel.schedule.dpor import DPORScheduler  # noqa: E402
 from shmkernel.schedule.randprog import generate, outcomes, trace_count  # noqa: E402
@@ -35,6 +37,8 @@ def run_model(model: str, programs: int, seed: int) -> int:
     rng = random.Random(seed)
     native = model in ("native", "sc")
     searches = ["optimal", "source", "stateful"] if native else ["stateful"]
+    if model in GRAPH_MODELS:
+        searches.append("graph")
     execs = dict.fromkeys(["bruteforce", *searches], 0)
     blocked = dict.fromkeys(searches, 0)
     trace_total = 0
@@ -51,8 +55,9 @@ def run_model(model: str, programs: int, seed: int) -> int:
                 "optimal": lambda: DPORScheduler(restart_after=None),
                 "source": lambda: DPORScheduler(wakeup_trees=False, restart_after=None),
                 "stateful": lambda: StatefulScheduler(),
+                "graph": lambda: StatefulScheduler(),
             }[name]()
-            got, n = outcomes(prog, s, model)
+            got, n = outcomes(prog, s, model, graph=name == "graph")
             execs[name] += n
             blocked[name] += getattr(s, "sleep_blocked", 0)
             if got != expected:

@@ -1,7 +1,8 @@
 """The explorer checked against brute force: random small programs, in process.
 
 Every reduction (Optimal DPOR, Source-DPOR, the stateful search with its state
-cache, under every memory model) must reach exactly the outcomes (final
+cache, under every memory model, and the same search over execution graphs
+under sc, tso and weak) must reach exactly the outcomes (final
 memory, every register, ok or deadlock) that enumerating every schedule
 reaches. The programs run through the real drive loop, memory models and
 scheduler classes (`shmkernel.schedule.inprocess`), only not in CPU processes.
@@ -14,6 +15,7 @@ import random
 
 import pytest
 
+from shmkernel.memory.graph import GRAPH_MODELS, GraphModel
 from shmkernel.schedule.bruteforce import BruteForceScheduler
 from shmkernel.schedule.dpor import DPORScheduler
 from shmkernel.schedule.ops import ACCESS, CODE, D_READ, D_WRITE, HIDDEN_STATE, NAME, conflicts, dependence, dependent
@@ -21,18 +23,21 @@ from shmkernel.schedule.randprog import RandomProgram, generate, outcomes, trace
 from shmkernel.schedule.stateful import StatefulScheduler
 
 
-def _searches(model: str) -> dict[str, object]:
-    out: dict[str, object] = {"stateful": StatefulScheduler()}
+def _searches(model: str) -> dict[str, tuple[object, bool]]:
+    """Each search, and whether it keeps the model as an execution graph."""
+    out: dict[str, tuple[object, bool]] = {"stateful": (StatefulScheduler(), False)}
     if model in ("native", "sc"):
-        out["optimal-dpor"] = DPORScheduler()
-        out["source-dpor"] = DPORScheduler(wakeup_trees=False)
+        out["optimal-dpor"] = (DPORScheduler(), False)
+        out["source-dpor"] = (DPORScheduler(wakeup_trees=False), False)
+    if model in GRAPH_MODELS:
+        out["graph"] = (StatefulScheduler(), True)
     return out
 
 
 def _check(prog: RandomProgram, model: str) -> None:
     expected, _ = outcomes(prog, BruteForceScheduler(), model)
-    for name, search in _searches(model).items():
-        got, _ = outcomes(prog, search, model)
+    for name, (search, graph) in _searches(model).items():
+        got, _ = outcomes(prog, search, model, graph=graph)
         assert got == expected, (
             f"{name} under {model} on\n{prog.text()}\nmissed {expected - got}\ninvented {got - expected}"
         )
@@ -76,7 +81,8 @@ def test_dpor_and_stateful_reach_what_brute_force_reaches(seed):
 
 
 @pytest.mark.parametrize("model", ["sc", "tso", "weak", "lkmm"])
-def test_every_models_search_reaches_what_brute_force_reaches(model):
+def test_every_models_search_reaches_what_brute_force_reaches(model, monkeypatch):
+    monkeypatch.setattr(GraphModel, "check_full", True)  # and every incremental graph check is right
     rng = random.Random(["sc", "tso", "weak", "lkmm"].index(model) + 50)
     for _ in range(40):
         _check(generate(rng, max_cpus=3, max_ops=5, fences=True), model)

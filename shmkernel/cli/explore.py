@@ -30,11 +30,12 @@ def add_parser(sub: Any, wl: Any = None) -> None:
     )
     ex.add_argument(
         "--scheduler",
-        choices=("exhaustive", "stateful", "hypothesis", "random", "pct"),
+        choices=("exhaustive", "stateful", "graph", "hypothesis", "random", "pct"),
         default=None,
         help="default exhaustive: Optimal DPOR under native/sc, the stateful search under "
-        "tso/weak/lkmm; both complete, so a clean end is a proof. hypothesis shrinks a "
-        "failure to few switches; random and pct sample (never a proof)",
+        "tso/weak/lkmm; both complete, so a clean end is a proof. graph: the stateful search "
+        "over execution graphs (sc/tso/weak; complete too, far fewer executions under "
+        "tso/weak). hypothesis shrinks a failure to few switches; random and pct sample (never a proof)",
     )
     ex.add_argument(
         "--max-examples",

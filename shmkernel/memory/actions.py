@@ -1,8 +1,10 @@
 """Schedule actions of a memory model, encoded as ints above the CPU numbers.
 
 A scheduler chooses among CPUs and, under an emulated model, among these:
-``COMMIT`` (a CPU's buffered store commits) and ``READ_OLDER`` (a CPU's load
-returns a value older than the newest it may see). Encoding them as ints
+``COMMIT`` (a CPU's buffered store commits), ``READ_OLDER`` (a CPU's load
+returns a value older than the newest it may see) and, under the graph model
+(`shmkernel.memory.graph`), ``GRAPH`` (a CPU's memory operation is added with
+its K-th consistent choice of the write it reads or its place in ``co``). Encoding them as ints
 lets every scheduler treat them like CPUs: `ACTION_BASE` + kind << 40 + CPU
 << 20 + argument.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 #: schedule actions that are not CPU steps are encoded as ints from here on
 ACTION_BASE = 1 << 20
-COMMIT, READ_OLDER = 1, 2
+COMMIT, READ_OLDER, GRAPH = 1, 2, 3
 
 
 def commit_id(cpu: int, index: int) -> int:
@@ -22,6 +24,11 @@ def commit_id(cpu: int, index: int) -> int:
 def read_older_id(cpu: int, older: int) -> int:
     """The choice 'CPU ``cpu`` loads the value ``older`` writes behind the newest'."""
     return ACTION_BASE + (READ_OLDER << 40) + (cpu << 20) + older
+
+
+def graph_choice_id(cpu: int, k: int) -> int:
+    """The choice 'CPU ``cpu`` takes its memory operation with the graph's ``k``-th way'."""
+    return ACTION_BASE + (GRAPH << 40) + (cpu << 20) + k
 
 
 def decode_action(aid: int) -> tuple[int, int, int]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from shmkernel.errors import RunError
-from shmkernel.memory.actions import ACTION_BASE, COMMIT, decode_action, read_older_id
+from shmkernel.memory.actions import ACTION_BASE, COMMIT, decode_action, graph_choice_id, read_older_id
 from shmkernel.memory.models import ACQ_READ, READ
 from shmkernel.memory.models import CLASS as MODEL_CLASS
 from shmkernel.memory.registry import make_model
@@ -94,10 +94,20 @@ class Driver:
         self.max_steps = max_steps
         self.memory_model = memory_model
         self.model = make_model(memory_model, words, roles)
+        self.graph = False
+
         self.sm_req = sm_req
         self.steps_total = 0
         self.step_seconds = 0.0
         self.sync = KernelSync(self._preempt, self._qs)
+
+    def use_graph_model(self) -> None:
+        """Keep the memory model as an execution graph (`shmkernel.memory.graph`):
+        the state a stateful search caches is then the graph, not the machine."""
+        from shmkernel.memory.graph import GraphModel
+
+        self.model = GraphModel(self.w, self.roles, self.memory_model)
+        self.graph = True
 
     # -- what a subclass provides -----------------------------------------------------------------
     def _take(self, cpu: int, op: Op, older: int) -> tuple[int, Op]:
@@ -148,6 +158,7 @@ class Driver:
         t0 = time.perf_counter()
         model = self.model
         acq_choices = model is not None and model.acquire_choices
+        graph = getattr(model, "graph", False)
         histories = [0] * (max(active) + 1 if active else 0)  # per CPU: a hash of its (op, result) sequence
         # Who may move is kept step to step, not recomputed over every CPU: only the CPU
         # that stepped changes its pending op, so `ready` (a non-blocking op: always
@@ -164,7 +175,18 @@ class Driver:
                 eligible = sorted(ready + now) if now else ready[:]
             else:
                 eligible = ready[:]
-            if model is not None:
+            if graph:  # a memory operation is taken with one of its consistent (rf, co) choices
+                ways = []
+                for c in eligible:
+                    op = pending[c]
+                    name = NAME[op.code]
+                    if name in MODEL_CLASS:
+                        n = model.op_choices(c, name, op.addr, op.a1, op.a2)
+                        ways += [graph_choice_id(c, k) for k in range(n)]
+                    else:
+                        ways.append(c)
+                eligible = ways
+            elif model is not None:
                 for c in list(eligible):
                     op = pending[c]
                     cls = MODEL_CLASS.get(NAME[op.code])

@@ -36,7 +36,8 @@ from dataclasses import replace
 from typing import Any
 
 from shmkernel.errors import UsageError
-from shmkernel.memory.actions import ACTION_BASE
+from shmkernel.memory.actions import ACTION_BASE, GRAPH, decode_action
+from shmkernel.memory.graph import GRAPH_MODELS
 from shmkernel.memory.registry import BUFFERED_MODELS, MODELS
 from shmkernel.runtime import signals
 from shmkernel.schedule.hb import fewest_switches, switches
@@ -123,10 +124,17 @@ def _check_settings(
         raise UsageError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     if memory_model not in MODELS:
         raise UsageError(f"unknown memory model {memory_model!r}; choose one of {', '.join(MODELS)}")
+    if scheduler == "graph" and memory_model not in GRAPH_MODELS:
+        raise UsageError(
+            f"--scheduler graph explores the models {', '.join(GRAPH_MODELS)} as execution graphs, "
+            f"not {memory_model} (use --scheduler exhaustive)"
+        )
+    if scheduler == "graph" and (jobs > 1 or cluster or subtrees is not None):
+        raise UsageError("--scheduler graph runs in one process: drop --jobs/--cluster/--subtrees")
     if max_examples is None:
         max_examples = (
             int(wl.explore_defaults.get("max_examples", DEFAULT_SEARCH_BUDGET))
-            if scheduler in ("exhaustive", "stateful")
+            if scheduler in ("exhaustive", "stateful", "graph")
             else DEFAULT_SAMPLE_BUDGET
         )
     if max_examples < 1:
@@ -182,6 +190,8 @@ def explore(
     t0 = time.perf_counter()
     deadline = None if time_limit is None else time.monotonic() + time_limit
     with signals.deferred(), Session(wl, variant, cpus, parsed, iters, memory_model, max_steps, engine) as sess:
+        if scheduler == "graph":
+            sess.engine.use_graph_model()
         job = Job(wl.reference, variant, cpus, dict(opts or {}), iters, memory_model, max_steps, engine, scheduler, 0)
         template = replace(job, seed=seed, depth=depth)
         s, split = _search(sess, template, max_examples, preemption_bound, jobs, cluster, deadline, subtrees)
@@ -243,7 +253,12 @@ def replay(
         raise UsageError(f"schedule names CPU {max(cpu_choices)} but has only {h.cpus} CPUs + coordinator")
     opts = wl.parse_options(dict(h.options))
     out = []
+    graph = any(c >= ACTION_BASE and decode_action(c)[0] == GRAPH for c in choices)
+    if graph and h.memory_model not in GRAPH_MODELS:
+        raise UsageError(f"schedule has graph steps (gN.K) under {h.memory_model}, which has no graph model")
     with Session(wl, h.variant, h.cpus, opts, h.iterations, h.memory_model, len(choices) + 1, engine) as sess:
+        if graph:  # found by --scheduler graph: the choices are the graph model's
+            sess.engine.use_graph_model()
         for _ in range(repeat):
             t0 = time.perf_counter()
             ex, events = sess.execute(ReplayScheduler(choices), trace=trace)

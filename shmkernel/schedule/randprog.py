@@ -160,11 +160,14 @@ def _add_skips(rng: random.Random, body: list[Instr]) -> list[Instr]:
 
 
 def outcomes(
-    prog: RandomProgram, scheduler: Any, memory_model: str = "native", max_steps: int = 500
+    prog: RandomProgram, scheduler: Any, memory_model: str = "native", max_steps: int = 500, graph: bool = False
 ) -> tuple[set[tuple], int]:
     """Every outcome ``scheduler``'s search reaches on ``prog``, and how many
-    executions it ran (abandoned ones included). The search must finish."""
+    executions it ran (abandoned ones included). The search must finish. With
+    ``graph`` the model is kept as an execution graph (`shmkernel.memory.graph`)."""
     eng = InProcessEngine(prog.nwords, len(prog.code), memory_model, max_steps)
+    if graph:
+        eng.use_graph_model()
     seen: set[tuple] = set()
     runs = 0
     while scheduler.new_execution():

@@ -21,7 +21,7 @@ from shmkernel.schedule.pct import PCTScheduler
 from shmkernel.schedule.random_sched import RandomScheduler
 from shmkernel.schedule.stateful import StatefulScheduler
 
-SCHEDULERS = ("exhaustive", "stateful", "hypothesis", "random", "pct")
+SCHEDULERS = ("exhaustive", "stateful", "graph", "hypothesis", "random", "pct")
 
 
 def make_scheduler(
@@ -33,6 +33,12 @@ def make_scheduler(
         return PCTScheduler(depth, seed, max_examples)
     if name == "exhaustive" and not buffered:
         return DPORScheduler(max_examples, preemption_bound)
+    if name == "graph":
+        # the stateful search over execution graphs: the engine keeps the model as a graph
+        # (`shmkernel.memory.graph`; the session switches it), so a state is a graph
+        s = StatefulScheduler(max_examples, preemption_bound)
+        s.name = "graph"
+        return s
     if name in ("exhaustive", "stateful"):
         # under tso/weak/lkmm the exhaustive search is the stateful one: a partial-order
         # reduction over store buffers is the graph explorer's business, not built yet

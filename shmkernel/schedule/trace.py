@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shmkernel.errors import UsageError
-from shmkernel.memory.actions import ACTION_BASE, COMMIT, decode_action, read_older_id
+from shmkernel.memory.actions import ACTION_BASE, COMMIT, GRAPH, decode_action, graph_choice_id, read_older_id
 from shmkernel.schedule.drive import Step
 from shmkernel.schedule.ops import ACCESS, NAME, Access
 
@@ -39,7 +39,7 @@ def token(choice: int) -> str:
     if choice < ACTION_BASE:
         return str(choice)
     kind, cpu, arg = decode_action(choice)
-    return f"{'c' if kind == COMMIT else 'r'}{cpu}.{arg}"
+    return f"{'c' if kind == COMMIT else 'g' if kind == GRAPH else 'r'}{cpu}.{arg}"
 
 
 def _untoken(tok: str) -> int:
@@ -47,18 +47,21 @@ def _untoken(tok: str) -> int:
         return int(tok)
     kind, rest = tok[:1], tok[1:]
     cpu, dot, arg = rest.partition(".")
-    if kind not in ("c", "r") or not dot or not cpu.isdigit() or not arg.isdigit():
+    if kind not in ("c", "r", "g") or not dot or not cpu.isdigit() or not arg.isdigit():
         raise UsageError(f"malformed schedule: bad step token {tok!r}")
     if int(cpu) >= 1 << 20 or int(arg) >= 1 << 20:
         raise UsageError(f"malformed schedule: step token {tok!r} out of range")
     if kind == "c":
         return ACTION_BASE + (COMMIT << 40) + (int(cpu) << 20) + int(arg)
+    if kind == "g":
+        return graph_choice_id(int(cpu), int(arg))
     return read_older_id(int(cpu), int(arg))
 
 
 def encode_choices(choices: list[int]) -> str:
     """Run-length encoded: ``2-0x6-c0.0-1x5-r2.1``; ``cN.I`` commits CPU N's
-    I-th buffered store, ``rN.K`` lets CPU N's load return a value K writes old."""
+    I-th buffered store, ``rN.K`` lets CPU N's load return a value K writes old,
+    ``gN.K`` adds CPU N's memory operation with the graph model's K-th choice."""
     out: list[str] = []
     i = 0
     while i < len(choices):
