@@ -290,10 +290,7 @@ class Machine:
         two scheduled executions hold equal words), counters zero, idle CPUs finished."""
         assert self.seg is not None
         w, ctl = self.seg.words, self.ctl
-        w[ctl.stop] = 0
-        w[ctl.sm_req] = 0
-        w[ctl.sm_seq] = 0
-        w[ctl.gp_req] = 0
+        w[ctl.stop] = w[ctl.sm_req] = w[ctl.sm_seq] = w[ctl.gp_req] = 0
         self.seg.np[ctl.sm_parked : ctl.sm_parked + self.roles * PERCPU_STRIDE : PERCPU_STRIDE] = 0
         self.seg.np[ctl.counters : ctl.counters + self.roles * ctl.row_words] = 0
         self._active = [p is not None for p in programs]

@@ -157,8 +157,6 @@ class Driver:
         outcome = "ok"
         t0 = time.perf_counter()
         model = self.model
-        acq_choices = model is not None and model.acquire_choices
-        graph = getattr(model, "graph", False)
         histories = [0] * (max(active) + 1 if active else 0)  # per CPU: a hash of its (op, result) sequence
         # Who may move is kept step to step, not recomputed over every CPU: only the CPU
         # that stepped changes its pending op, so `ready` (a non-blocking op: always
@@ -175,25 +173,8 @@ class Driver:
                 eligible = sorted(ready + now) if now else ready[:]
             else:
                 eligible = ready[:]
-            if graph:  # a memory operation is taken with one of its consistent (rf, co) choices
-                ways = []
-                for c in eligible:
-                    op = pending[c]
-                    name = NAME[op.code]
-                    if name in MODEL_CLASS:
-                        n = model.op_choices(c, name, op.addr, op.a1, op.a2)
-                        ways += [graph_choice_id(c, k) for k in range(n)]
-                    else:
-                        ways.append(c)
-                eligible = ways
-            elif model is not None:
-                for c in list(eligible):
-                    op = pending[c]
-                    cls = MODEL_CLASS.get(NAME[op.code])
-                    if cls == READ or (cls == ACQ_READ and acq_choices):
-                        n = model.read_choices(c, op.addr)
-                        eligible += [read_older_id(c, k) for k in range(1, n)]
-                eligible += model.actions()
+            if model is not None:
+                eligible = self._model_choices(eligible, pending)
             if not eligible:
                 if live:
                     outcome = "deadlock"
@@ -237,6 +218,30 @@ class Driver:
         self.step_seconds += time.perf_counter() - t0
         self.steps_total += len(steps)
         return outcome
+
+    def _model_choices(self, eligible: list[int], pending: dict[int, Op]) -> list[int]:
+        """The eligible CPUs with the memory model's choices: the graph model's ways to
+        add each memory operation (``gN.K``, instead of the CPU), or the machine's older
+        loads and store commits (beside the CPUs)."""
+        model = self.model
+        assert model is not None
+        if self.graph:
+            ways = []
+            for c in eligible:
+                op = pending[c]
+                name = NAME[op.code]
+                if name in MODEL_CLASS:
+                    ways += [graph_choice_id(c, k) for k in range(model.op_choices(c, name, op.addr, op.a1, op.a2))]
+                else:
+                    ways.append(c)
+            return ways
+        out = list(eligible)
+        for c in eligible:
+            op = pending[c]
+            cls = MODEL_CLASS.get(NAME[op.code])
+            if cls == READ or (cls == ACQ_READ and model.acquire_choices):
+                out += [read_older_id(c, k) for k in range(1, model.read_choices(c, op.addr))]
+        return out + model.actions()
 
     def model_value(self, cpu: int, op: Op, older: int) -> tuple[bool, Any]:
         """Under a memory model, carry out ``cpu``'s memory operation in the model:
