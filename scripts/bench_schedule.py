@@ -19,8 +19,19 @@ engine, measured in the same run), the speed-up of ``--jobs 2`` over
 ``--jobs 1`` on proofs that split (same total executions, checked), and the
 time of the 4-CPU refcount proof under lkmm.
 
+With ``--models`` it compares, under ``tso`` and ``weak``, the stateful
+search over machine states (``--scheduler stateful``, the baseline, measured
+in the same run) with the same search over execution graphs (``--scheduler
+graph``): executions and seconds to a proof or a counterexample, and the
+ratio; beside them GenMC 0.9's recorded counts under ``--lkmm`` for the C
+versions of the same programs (complete + blocked executions; bench sitting of
+2026-12-02, written in the issue "GenMC-class exploration"), for scale: the
+graph search keeps a state cache and runs an execution per (state, choice),
+where GenMC runs one per consistent graph.
+
 Run: python scripts/bench_schedule.py [--quick] [--budget N]
      python scripts/bench_schedule.py --engines [--budget N] [--lkmm-limit S]
+     python scripts/bench_schedule.py --models [--budget N] [--time-limit S]
 """
 
 from __future__ import annotations
@@ -124,6 +135,51 @@ def engines(budget: int, lkmm_limit: float) -> None:
     )
 
 
+#: (label, workload, variant, cpus, iterations, options, expect a bug, GenMC --lkmm count or "")
+MODEL_PROGRAMS: list[tuple[str, str, str, int | None, int | None, dict[str, Any], bool, str]] = [
+    ("refcount fixed", "refcount", "fixed", None, None, {}, False, "5+1"),
+    ("refcount fixed 3 CPUs", "refcount", "fixed", 3, None, {}, False, "29+7"),
+    ("refcount fixed --iterations 2", "refcount", "fixed", None, 2, {}, False, "24+7"),
+    ("refcount nobarrier", "refcount", "percpu-incs-decs-nobarrier", None, None, {}, True, ""),
+    ("refcount relaxed hand-off", "refcount", "fixed", None, None, {"handoff": "relaxed"}, True, "2"),
+    ("static-key seed-fix", "static-key", "seed-fix", None, None, {}, True, "8+3"),
+    ("static-key upstream", "static-key", "upstream", None, None, {}, False, "40+22"),
+    ("modcount-2002 try-module-get", "modcount-2002", "try-module-get", None, None, {}, False, ""),
+    ("livepatch fixed", "livepatch", "fixed", None, None, {}, False, ""),
+]
+
+
+def models(budget: int, limit: float) -> None:
+    print(f"{'program':31} {'model':5} | {'stateful (machine)':>20} | {'graph':>20} | {'x fewer':>7} | GenMC lkmm")
+    for label, wl, variant, cpus, iters, opts, buggy, genmc in MODEL_PROGRAMS:
+        for model in ("tso", "weak"):
+            cells, counts = [], []
+            for sched in ("stateful", "graph"):
+                t0 = time.perf_counter()
+                r = explore(
+                    wl,
+                    variant=variant,
+                    scheduler=sched,
+                    cpus=cpus,
+                    iterations=iters,
+                    opts=opts,
+                    memory_model=model,
+                    max_examples=budget,
+                    time_limit=limit,
+                )
+                secs = time.perf_counter() - t0
+                good = r.verdict == "found" if buggy else r.verdict == "proved"
+                mark = "" if good else ("?" if r.verdict == "not-proved" else "=")
+                cells.append(f"{r.examples:>9,}{mark:1} {secs:7.2f} s")
+                counts.append(r.examples if good else None)
+            ratio = f"{counts[0] / counts[1]:.1f}" if all(counts) else "-"
+            print(f"{label:31} {model:5} | {cells[0]:>20} | {cells[1]:>20} | {ratio:>7} | {genmc}", flush=True)
+    print(
+        "cells: executions and seconds to a proof (fixed) or a counterexample (buggy); ?: budget or "
+        "time limit reached; =: not found where the program has a bug under that model (tso hides some)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=int, default=20_000, help="executions per search at most")
@@ -131,7 +187,12 @@ def main() -> None:
     ap.add_argument("--lkmm-limit", type=float, default=300.0, help="seconds for the 4-CPU lkmm proof")
     ap.add_argument("--trace-cap", type=int, default=20_000, help="executions of the trace count at most")
     ap.add_argument("--quick", action="store_true", help="skip the slowest searches (marked 'skipped')")
+    ap.add_argument("--models", action="store_true", help="tso/weak: machine states vs execution graphs")
+    ap.add_argument("--time-limit", type=float, default=300.0, help="--models: seconds per search at most")
     args = ap.parse_args()
+    if args.models:
+        models(args.budget, args.time_limit)
+        return
     if args.engines:
         engines(min(args.budget, 3_000), args.lkmm_limit)
         return

@@ -79,8 +79,10 @@ def test_the_graph_search_proves_and_finds_the_seed_000_variants_under_weak():
     bad = explore("refcount", variant="percpu-incs-decs-nobarrier", memory_model="weak", scheduler="graph")
     assert bad.verdict == "found" and bad.events.get("false_zero")
     assert ":g" in bad.schedule or "-g" in bad.schedule  # graph steps: replay keeps the graph model
-    (again,) = replay("refcount", bad.schedule)
+    (again,) = replay("refcount", bad.schedule, trace=True)
     assert again.events == bad.events
+    # only the step that took another way than the newest is marked: the tally's stale read
+    assert again.trace.count("(an older value)") == 1 and "(before a newer store" not in again.trace
 
 
 def test_grace_periods_and_stop_machine_are_graph_events_too():

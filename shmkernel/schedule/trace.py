@@ -34,6 +34,23 @@ class ScheduleHeader:
     options: dict[str, str]
 
 
+#: op codes that only store (a graph choice other than the newest places them earlier in co)
+_STORES = frozenset(code for code, name in enumerate(NAME) if ACCESS[code] == Access.WRITE)
+
+
+def _choice_note(st: Any) -> str:
+    """What a model's choice did to a step: a load returned an older value, or (graph
+    model) a store went before a store already placed in its word's co."""
+    if st.choice < 0:
+        return ""
+    kind, _, k = decode_action(st.choice)
+    if kind == GRAPH and k == 0:
+        return ""  # the newest way: what a step without a choice does
+    if kind == GRAPH and st.op.code in _STORES:
+        return " (before a newer store in co)"
+    return " (an older value)"
+
+
 def token(choice: int) -> str:
     """A choice as the schedule string writes it: ``2``, ``c0.1``, ``r1.2``."""
     if choice < ACTION_BASE:
@@ -176,7 +193,7 @@ def render(
         fn = ""
         if k < len(logs[st.cpu]):
             fn = logs[st.cpu][k][1].split(" < ")[0]
-        text = step_text(layout, st) + (" (an older value)" if st.choice >= 0 else "")
+        text = step_text(layout, st) + _choice_note(st)
         if fn and fn != last_fn.get(st.cpu):
             text = f"{fn}: {text}"
             last_fn[st.cpu] = fn
