@@ -44,7 +44,8 @@ def test_explore_writes_a_trace_event_timeline_with_a_track_per_cpu(tmp_path):
 
 
 def test_a_replay_draws_the_same_timeline_and_memory_actions_get_their_own_tracks(tmp_path):
-    r = explore("refcount", variant="percpu-incs-decs-nobarrier", memory_model="weak")
+    """The machine's search (``stateful``: the graph search has no commit steps to draw)."""
+    r = explore("refcount", variant="percpu-incs-decs-nobarrier", memory_model="weak", scheduler="stateful")
     assert r.found and r.timeline
     again = replay("refcount", r.schedule, engine="inprocess")[0]
     names = [e["name"] for e in r.timeline["traceEvents"]]
@@ -88,7 +89,7 @@ def test_the_timeline_picture_has_a_row_per_track_and_the_event(tmp_path):
     """scripts/draw_timeline.py (the README's picture of a timeline) on a found execution."""
     import xml.etree.ElementTree as ET
 
-    r = explore("refcount", variant="percpu-incs-decs-nobarrier", memory_model="weak")
+    r = explore("refcount", variant="percpu-incs-decs-nobarrier", memory_model="weak", scheduler="stateful")
     src = tmp_path / "t.json"
     src.write_text(json.dumps(r.timeline))
     out = tmp_path / "t.svg"

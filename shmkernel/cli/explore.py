@@ -32,10 +32,10 @@ def add_parser(sub: Any, wl: Any = None) -> None:
         "--scheduler",
         choices=("exhaustive", "stateful", "graph", "hypothesis", "random", "pct"),
         default=None,
-        help="default exhaustive: Optimal DPOR under native/sc, the stateful search under "
-        "tso/weak/lkmm; both complete, so a clean end is a proof. graph: the stateful search "
-        "over execution graphs (sc/tso/weak; complete too, far fewer executions under "
-        "tso/weak). hypothesis shrinks a failure to few switches; random and pct sample (never a proof)",
+        help="default exhaustive: Optimal DPOR under native/sc, the stateful search over execution "
+        "graphs under weak, over machine states under tso/lkmm; all complete, so a clean end is a "
+        "proof. stateful: machine states in any model; graph: execution graphs (sc/tso/weak). "
+        "hypothesis shrinks a failure to few switches; random and pct sample (never a proof)",
     )
     ex.add_argument(
         "--max-examples",

@@ -135,17 +135,22 @@ class GraphModel(ExecutionGraph):
         self._cache.clear()
         return ch.ret
 
+    # Kernel synchronisation (`shmkernel.schedule.kernel_sync`) happens at moments of the
+    # schedule, and what it guarantees rests on their order across CPUs: a reader's
+    # quiescent state comes after the grace period's start that waits for it. So each
+    # of these fences is also after the one before it (the sync chain), as the machine
+    # has them in real time, in every model (sc too).
     def fence_cpu(self, cpu: int) -> None:
-        """A full barrier that is no ``smp_mb()`` of the program (a context switch)."""
-        self._fence(cpu, FENCE_MB)
-        self._cache.clear()
+        """A full barrier on ``cpu`` that is no ``smp_mb()`` of its program (a context
+        switch, a quiescent state, a grace period's start)."""
+        e = Event(cpu, False, False, -1, drains_sb=True, drains_view=True, epoch=self.epoch[cpu])
+        self.epoch[cpu] += 1
+        self._chain(self._append(e, -1, []))
 
     def fence_all(self) -> None:
         """One moment on every CPU at once (a grace period's end, a stop_machine): every
         CPU's earlier stores commit before it, every CPU's later loads see them. One
         event in every CPU's program order."""
-        if self.name == "sc":
-            return
         e = Event(ALL, False, False, -1, drains_sb=True, drains_view=True)
         eid = self._new_node(e)
         for cpu in range(self.ncpus):
@@ -156,6 +161,12 @@ class GraphModel(ExecutionGraph):
             for st in self.stores[cpu]:
                 self.tsucc[st].append(eid)
             self.last_exec[cpu] = self.view[cpu] = eid
+        self._chain(eid)
+
+    def _chain(self, eid: int) -> None:
+        if self.sync_chain:
+            self.tsucc[self.sync_chain[-1]].append(eid)
+        self.sync_chain.append(eid)
         self._cache.clear()
 
     def state_key(self) -> tuple:
@@ -168,7 +179,8 @@ class GraphModel(ExecutionGraph):
             )
             for ids in self.po
         )
-        return cpus, tuple(sorted((loc, tuple(ref(x) for x in ids)) for loc, ids in self.co.items()))
+        co = tuple(sorted((loc, tuple(ref(x) for x in ids)) for loc, ids in self.co.items()))
+        return cpus, co, tuple(ref(x) for x in self.sync_chain)
 
     def describe(self, aid: int, name_of: Callable[[int], str]) -> str:
         return "?"

@@ -60,6 +60,7 @@ class ExecutionGraph:
         self.frsrc: dict[int, int] = {}  # a read: what comes before the stores co-after its write
         self.tsucc: list[list[int]] = []  # the time order's edges (see the module docstring)
         self.csucc: list[list[int]] = []  # each word's coherence edges
+        self.sync_chain: list[int] = []  # kernel synchronisation's fences, in schedule order
 
     def _new_node(self, e: Event) -> int:
         self.events.append(e)
@@ -243,7 +244,7 @@ class ExecutionGraph:
             edges.setdefault(a, []).append(b)
 
         pos = {x: i for ids in self.co.values() for i, x in enumerate(ids)}
-        for ids in self.co.values():
+        for ids in (*self.co.values(), self.sync_chain):
             for a, b in zip(ids, ids[1:], strict=False):
                 edge(a, b)
         for ids in self.po:

@@ -14,7 +14,7 @@ from typing import Any
 
 from shmkernel.memory.actions import ACTION_BASE, decode_action
 from shmkernel.schedule.ops import ACCESS, NAME, Access
-from shmkernel.schedule.trace import Step, step_text
+from shmkernel.schedule.trace import Step, choice_note, step_text
 
 STEP_US = 10
 PID = 1
@@ -54,7 +54,7 @@ def timeline(
         stack = logs[st.cpu][k][1] if k < len(logs[st.cpu]) else ""
         where = logs[st.cpu][k][2] if k < len(logs[st.cpu]) and len(logs[st.cpu][k]) > 2 else ""
         fn = stack.split(" < ")[0] if stack else ""
-        text = step_text(layout, st) + (" (an older value)" if st.choice >= 0 else "")
+        text = step_text(layout, st) + choice_note(st)
         addr = layout.name_of(st.op.addr) if st.op.addr >= 0 else ""
         access = ACCESS[st.op.code].name.lower()
         args = {"step": i, "op": text, "name": NAME[st.op.code], "access": access, "function": fn, "stack": stack}

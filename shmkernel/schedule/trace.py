@@ -38,7 +38,7 @@ class ScheduleHeader:
 _STORES = frozenset(code for code, name in enumerate(NAME) if ACCESS[code] == Access.WRITE)
 
 
-def _choice_note(st: Any) -> str:
+def choice_note(st: Any) -> str:
     """What a model's choice did to a step: a load returned an older value, or (graph
     model) a store went before a store already placed in its word's co."""
     if st.choice < 0:
@@ -193,7 +193,7 @@ def render(
         fn = ""
         if k < len(logs[st.cpu]):
             fn = logs[st.cpu][k][1].split(" < ")[0]
-        text = step_text(layout, st) + _choice_note(st)
+        text = step_text(layout, st) + choice_note(st)
         if fn and fn != last_fn.get(st.cpu):
             text = f"{fn}: {text}"
             last_fn[st.cpu] = fn
