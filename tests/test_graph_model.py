@@ -27,6 +27,7 @@ def full_checks(monkeypatch):
     monkeypatch.setattr(GraphModel, "check_full", True)
 
 
+@pytest.mark.slow  # 7 s: the small programs against brute force stay in the default suite
 @pytest.mark.parametrize("model", ["tso", "weak"])
 def test_the_graph_search_matches_the_machine_search_on_larger_programs(model, full_checks):
     """Four CPUs, seven operations: too many schedules for brute force; the machine's
@@ -85,6 +86,7 @@ def test_the_graph_search_proves_and_finds_the_seed_000_variants_under_weak():
     assert again.trace.count("(an older value)") == 1 and "(before a newer store" not in again.trace
 
 
+@pytest.mark.slow  # 4 s; rmmod's stop_machine fix below covers the same events in the default suite
 def test_grace_periods_and_stop_machine_are_graph_events_too():
     """modcount-2002's 2.6.0 design (stop_machine around the count check and the
     unlink) is proved under weak by the graph search as by the machine search."""
