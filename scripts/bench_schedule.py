@@ -149,25 +149,24 @@ MODEL_PROGRAMS: list[tuple[str, str, str, int | None, int | None, dict[str, Any]
 ]
 
 
+def timed_explore(
+    wl: str, variant: str, sched: str, cpus: int | None, iters: int | None, opts: dict[str, Any], **kw: Any
+) -> tuple[Any, float]:
+    """One search, and its wall time."""
+    t0 = time.perf_counter()
+    r = explore(wl, variant=variant, scheduler=sched, cpus=cpus, iterations=iters, opts=opts, **kw)
+    return r, time.perf_counter() - t0
+
+
 def models(budget: int, limit: float) -> None:
     print(f"{'program':31} {'model':5} | {'stateful (machine)':>20} | {'graph':>20} | {'x fewer':>7} | GenMC lkmm")
     for label, wl, variant, cpus, iters, opts, buggy, genmc in MODEL_PROGRAMS:
         for model in ("tso", "weak"):
             cells, counts = [], []
             for sched in ("stateful", "graph"):
-                t0 = time.perf_counter()
-                r = explore(
-                    wl,
-                    variant=variant,
-                    scheduler=sched,
-                    cpus=cpus,
-                    iterations=iters,
-                    opts=opts,
-                    memory_model=model,
-                    max_examples=budget,
-                    time_limit=limit,
+                r, secs = timed_explore(
+                    wl, variant, sched, cpus, iters, opts, memory_model=model, max_examples=budget, time_limit=limit
                 )
-                secs = time.perf_counter() - t0
                 good = r.verdict == "found" if buggy else r.verdict == "proved"
                 mark = "" if good else ("?" if r.verdict == "not-proved" else "=")
                 cells.append(f"{r.examples:>9,}{mark:1} {secs:7.2f} s")
@@ -209,18 +208,7 @@ def main() -> None:
                 cells.append(f"{'-':>19}")
                 continue
             budget = args.budget if sched in ("exhaustive", "stateful") else min(args.budget, 5_000)
-            t0 = time.perf_counter()
-            r = explore(
-                wl,
-                variant=variant,
-                scheduler=sched,
-                cpus=cpus,
-                iterations=iters,
-                opts=opts,
-                max_examples=budget,
-                seed=1,
-            )
-            secs = time.perf_counter() - t0
+            r, secs = timed_explore(wl, variant, sched, cpus, iters, opts, max_examples=budget, seed=1)
             good = r.verdict == ("found" if buggy else "proved")
             mark = "" if good else ("?" if r.verdict == "not-proved" else "!")
             cells.append(f"{r.examples:>9,}{mark:1} {secs:7.2f} s")
