@@ -151,7 +151,7 @@ class GraphModel(ExecutionGraph):
         """One moment on every CPU at once (a grace period's end, a stop_machine): every
         CPU's earlier stores commit before it, every CPU's later loads see them. One
         event in every CPU's program order."""
-        e = Event(ALL, False, False, -1, drains_sb=True, drains_view=True)
+        e = Event(ALL, False, False, -1, drains_sb=True, drains_view=True, at=len(self.po[0]))
         eid = self._new_node(e)
         for cpu in range(self.ncpus):
             self.po[cpu].append(eid)
@@ -160,6 +160,7 @@ class GraphModel(ExecutionGraph):
                 self.tsucc[self.last_exec[cpu]].append(eid)
             for st in self.stores[cpu]:
                 self.tsucc[st].append(eid)
+            self.stores[cpu] = []
             self.last_exec[cpu] = self.view[cpu] = eid
         self._chain(eid)
 
@@ -193,10 +194,7 @@ class GraphModel(ExecutionGraph):
         if eid == INIT:
             return None
         e = self.events[eid]
-        if e.cpu == OUTSIDE:
-            return e.cpu, sum(1 for x in self.events[:eid] if x.cpu == OUTSIDE)
-        cpu = 0 if e.cpu == ALL else e.cpu
-        return e.cpu, self.po[cpu].index(eid)
+        return e.cpu, e.at
 
     def _initial(self, loc: int) -> int:
         if loc not in self.init:
@@ -211,7 +209,8 @@ class GraphModel(ExecutionGraph):
         expected = self._value(co[-1], loc) if co else self._initial(loc)
         now = int(self.w[loc])  # type: ignore[index]
         if now != expected:
-            e = Event(OUTSIDE, False, True, loc, wval=now, at_issue=False)
+            e = Event(OUTSIDE, False, True, loc, wval=now, at_issue=False, at=self.outside)
+            self.outside += 1
             co = self.co.setdefault(loc, [])
             eid = self._new_node(e)
             t, c = self._write_edges(eid, e, len(co))
@@ -269,7 +268,19 @@ class GraphModel(ExecutionGraph):
         hit = self._cache.get(cpu)
         if hit is not None and hit[0] == key:
             return hit[1]
-        out = [ch for ch in self._candidates(cpu, name, addr, a1, a2) if self._try(cpu, name, addr, ch)]
+        co = self.co.get(addr, [])
+        top, end = (co[-1] if co else INIT), len(co)
+        cls = CLASS[name]
+        reads, writes = cls not in (WRITE, REL_WRITE), cls not in (READ, ACQ_READ)
+        out = []
+        for ch in self._candidates(cpu, name, addr, a1, a2):
+            if (not reads or ch.rf == top) and (not writes or ch.co_at == end):
+                # the newest way (read the last write, go last in co) is always consistent:
+                # it comes after everything (no edge leaves it); the tests check it is
+                assert not self.check_full or self._try(cpu, name, addr, ch), f"newest {name} inconsistent"
+                out.append(ch)
+            elif self._try(cpu, name, addr, ch):
+                out.append(ch)
         assert out, f"no consistent way to add {name} on CPU {cpu}"
         self._cache[cpu] = (key, out)
         return out
@@ -281,10 +292,11 @@ class GraphModel(ExecutionGraph):
         srcs = [INIT, *co]
         # a write made outside the model is where the word starts anew (as the machine's
         # history does): nothing reads older, nothing is placed before it
-        lo = max((i + 1 for i, x in enumerate(co) if self.events[x].cpu == OUTSIDE), default=0)
-        places = [i for i in range(len(co), lo - 1, -1) if i not in self._rmw_read_positions(addr)]
+        lo = max((i + 1 for i, x in enumerate(co) if self.events[x].cpu == OUTSIDE), default=0) if self.outside else 0
         if cls in (READ, ACQ_READ):
             return [_Choice(rf=s, rval=self._value(s, addr), ret=self._value(s, addr)) for s in reversed(srcs[lo:])]
+        taken = self._rmw_read_positions(addr)
+        places = [i for i in range(len(co), lo - 1, -1) if i not in taken]
         if cls in (WRITE, REL_WRITE):
             value = 0 if name in ("spin_unlock", "mutex_unlock") else a1
             return [_Choice(co_at=i, new=value) for i in places]

@@ -37,6 +37,7 @@ class Event:
     epoch: int = 0  # weak: write barriers before it on its CPU
     rf: int = INIT  # the write it reads (an event id, or INIT)
     rval: int = 0
+    at: int = 0  # its place in its CPU's program order (OUTSIDE: among the outside writes)
 
 
 class ExecutionGraph:
@@ -53,7 +54,7 @@ class ExecutionGraph:
         # what adding the next event of each CPU needs (`_edges`), kept as events are added
         self.last_exec = [-1] * n  # the CPU's last event that happened at issue
         self.view = [-1] * n  # its last view update
-        self.stores: list[list[int]] = [[] for _ in range(n)]
+        self.stores: list[list[int]] = [[] for _ in range(n)]  # since the CPU's last drain
         self.newest_own: list[dict[int, int]] = [{} for _ in range(n)]
         self.last_loc: list[dict[int, int]] = [{} for _ in range(n)]
         self.reads_of: dict[int, list[int]] = {}
@@ -61,6 +62,7 @@ class ExecutionGraph:
         self.tsucc: list[list[int]] = []  # the time order's edges (see the module docstring)
         self.csucc: list[list[int]] = []  # each word's coherence edges
         self.sync_chain: list[int] = []  # kernel synchronisation's fences, in schedule order
+        self.outside = 0  # writes made outside the model so far
 
     def _new_node(self, e: Event) -> int:
         self.events.append(e)
@@ -78,27 +80,33 @@ class ExecutionGraph:
             self.tsucc[a].append(b)
         for a, b in c:
             self.csucc[a].append(b)
+        stores = self.stores[cpu]
+        loc = e.loc
         saved = (
             self.last_exec[cpu],
             self.view[cpu],
-            len(self.stores[cpu]),
-            dict(self.newest_own[cpu]),
-            dict(self.last_loc[cpu]),
+            stores,
+            len(stores),
+            self.newest_own[cpu].get(loc),
+            self.last_loc[cpu].get(loc),
         )
         undo.append((eid, t, c, saved))
+        e.at = len(self.po[cpu])
         self.po[cpu].append(eid)
         if e.at_issue:
             self.last_exec[cpu] = eid
+            if e.drains_sb:  # the stores before it are ordered before every later event of the CPU
+                self.stores[cpu] = []
         if e.drains_view:
             self.view[cpu] = eid
-        if e.loc >= 0:
-            self.last_loc[cpu][e.loc] = eid
+        if loc >= 0:
+            self.last_loc[cpu][loc] = eid
         if e.reads:
-            self.reads_of.setdefault(e.loc, []).append(eid)
+            self.reads_of.setdefault(loc, []).append(eid)
         if e.writes:
             self.stores[cpu].append(eid)
-            self.newest_own[cpu][e.loc] = eid
-            self.co.setdefault(e.loc, []).insert(co_at, eid)
+            self.newest_own[cpu][loc] = eid
+            self.co.setdefault(loc, []).insert(co_at, eid)
         return eid
 
     def _undo(self, undo: list) -> None:
@@ -110,8 +118,15 @@ class ExecutionGraph:
                 self.csucc[a].pop()
             for a, _ in reversed(t):
                 self.tsucc[a].pop()
-            self.last_exec[cpu], self.view[cpu], n, self.newest_own[cpu], self.last_loc[cpu] = saved
-            del self.stores[cpu][n:]
+            self.last_exec[cpu], self.view[cpu], stores, n, newest, last = saved
+            del stores[n:]
+            self.stores[cpu] = stores
+            for table, old in ((self.newest_own[cpu], newest), (self.last_loc[cpu], last)):
+                if e.loc >= 0:
+                    if old is None:
+                        table.pop(e.loc, None)
+                    else:
+                        table[e.loc] = old
             self.po[cpu].pop()
             if e.reads:
                 self.reads_of[e.loc].pop()
