@@ -25,8 +25,18 @@ BUDGET = 25
 CASES = [(name, variant) for name in registry.names() for variant in registry.get(name).variants]
 
 
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("workload,variant", CASES, ids=[f"{w}-{v}" for w, v in CASES])
+def _matrix() -> list:
+    """Every (workload, variant, model); livepatch under weak and lkmm (its longest
+    programs, ~2 s each) with -m slow."""
+    out = []
+    for w, v in CASES:
+        for m in MODELS:
+            marks = pytest.mark.slow if w == "livepatch" and m in ("weak", "lkmm") else ()
+            out.append(pytest.param(w, v, m, marks=marks, id=f"{w}-{v}-{m}"))
+    return out
+
+
+@pytest.mark.parametrize("workload,variant,model", _matrix())
 def test_both_engines_explore_alike(workload, variant, model):
     runs = {
         engine: explore(workload, variant=variant, memory_model=model, max_examples=BUDGET, engine=engine)

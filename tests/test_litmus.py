@@ -66,7 +66,7 @@ def test_free_mode_runs_on_the_real_cpus():
 
 # tso and weak run with -m slow (3 and 2 s here; lkmm, the strongest check, stays in the default suite)
 @pytest.mark.parametrize(
-    "model", [m if m not in ("tso", "weak") else pytest.param(m, marks=pytest.mark.slow) for m in MODELS]
+    "model", [m if m not in ("tso", "weak", "lkmm") else pytest.param(m, marks=pytest.mark.slow) for m in MODELS]
 )
 def test_no_model_shows_an_outcome_the_lkmm_forbids(model):
     expected = kernel_expected()

@@ -188,6 +188,7 @@ def brute_force_size(test) -> int:
     return total
 
 
+@pytest.mark.slow  # 2.5 s
 def test_candidate_pruning_matches_brute_force_on_random_programs(tmp_path):
     rng = random.Random(2026)
     checked = k = 0

@@ -31,6 +31,7 @@ def one_job():
     return r
 
 
+@pytest.mark.slow  # 4.5 s with its fixture; the found-bug case stays in the default suite
 def test_two_jobs_prove_with_the_same_total_as_one(one_job):
     two = explore(**PROOF, jobs=2)
     assert (two.verdict, two.examples, two.split) == ("proved", one_job.examples, one_job.split)
