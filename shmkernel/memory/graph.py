@@ -71,7 +71,8 @@ from shmkernel.memory.models import (
     RMW_FULL,
     RMW_RELAXED,
     WRITE,
-    _rmw,
+    atomic_update,
+    stored_value,
 )
 
 GRAPH_MODELS = ("sc", "tso", "weak")
@@ -130,7 +131,6 @@ class GraphModel(ExecutionGraph):
             self._fence(cpu, cls)
             return None
         ch = self._choices(cpu, name, addr, a1, a2)[older]
-        self._cache.pop(cpu, None)
         self._add(cpu, name, addr, ch)
         self._cache.clear()
         return ch.ret
@@ -213,11 +213,7 @@ class GraphModel(ExecutionGraph):
             self.outside += 1
             co = self.co.setdefault(loc, [])
             eid = self._new_node(e)
-            t, c = self._write_edges(eid, e, len(co))
-            for a, b in t:
-                self.tsucc[a].append(b)
-            for a, b in c:
-                self.csucc[a].append(b)
+            self._link(*self._write_edges(eid, e, len(co)))
             co.append(eid)
             self._cache.clear()
 
@@ -298,24 +294,17 @@ class GraphModel(ExecutionGraph):
         taken = self._rmw_read_positions(addr)
         places = [i for i in range(len(co), lo - 1, -1) if i not in taken]
         if cls in (WRITE, REL_WRITE):
-            value = 0 if name in ("spin_unlock", "mutex_unlock") else a1
-            return [_Choice(co_at=i, new=value) for i in places]
+            return [_Choice(co_at=i, new=stored_value(name, a1)) for i in places]
         out = []
         read_by_rmw = {self.events[x].rf for x in co if self.events[x].reads}
         for s in reversed(srcs[lo:]):
             old = self._value(s, addr)
+            new, ret, ok = atomic_update(name, cpu, old, a1, a2)
             if cls == PERCPU_RMW:
-                new, ret, ok = _rmw(name)(old, a1, a2)
                 out += [_Choice(rf=s, co_at=i, rval=old, ret=ret, ok=True, new=new) for i in places]
                 continue
-            if name in ("spin_lock", "mutex_lock"):
-                if old != 0:
-                    continue
-                new, ret, ok = cpu + 1, None, True
-            else:
-                new, ret, ok = _rmw(name)(old, a1, a2)
-                if name == "mutex_trylock" and ok:
-                    new = cpu + 1
+            if name in ("spin_lock", "mutex_lock") and old != 0:
+                continue  # a lock is taken only from a write that left it free
             if ok and s in read_by_rmw:
                 continue  # two atomics never read the same write
             at = srcs.index(s)  # right after the write it read

@@ -76,10 +76,7 @@ class ExecutionGraph:
         cpu = e.cpu
         eid = self._new_node(e)
         t, c = self._edges(eid, e, co_at)
-        for a, b in t:
-            self.tsucc[a].append(b)
-        for a, b in c:
-            self.csucc[a].append(b)
+        self._link(t, c)
         stores = self.stores[cpu]
         loc = e.loc
         saved = (
@@ -108,6 +105,13 @@ class ExecutionGraph:
             self.newest_own[cpu][loc] = eid
             self.co.setdefault(loc, []).insert(co_at, eid)
         return eid
+
+    def _link(self, t: list[tuple[int, int]], c: list[tuple[int, int]]) -> None:
+        """Add time-order edges ``t`` and coherence edges ``c``."""
+        for a, b in t:
+            self.tsucc[a].append(b)
+        for a, b in c:
+            self.csucc[a].append(b)
 
     def _undo(self, undo: list) -> None:
         """Take back what `_append` did, newest first."""

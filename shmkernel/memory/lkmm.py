@@ -69,6 +69,8 @@ from shmkernel.memory.models import (
     CommitActions,
     SCModel,
     _rmw,
+    atomic_update,
+    stored_value,
 )
 
 #: lock acquisitions: acquire RMWs with the LKMM's unlock-lock ordering, not full barriers
@@ -244,13 +246,7 @@ class LKMMModel(CommitActions, SCModel):
             self._commit_wid(wid)
         latest = co[-1]
         self._ensure(latest, cpu)
-        old = self.store[latest][1]
-        if name in ("spin_lock", "mutex_lock"):
-            new, ret, ok = cpu + 1, None, True
-        else:
-            new, ret, ok = _rmw(name)(old, a1, a2)
-            if name == "mutex_trylock" and ok:
-                new = cpu + 1
+        new, ret, ok = atomic_update(name, cpu, self.store[latest][1], a1, a2)
         if ok and name in LOCKS:
             self._lock_acquired(cpu, addr, new)
             return ret
@@ -288,8 +284,7 @@ class LKMMModel(CommitActions, SCModel):
             self._store(cpu, addr, a1, self.wmb_pre[cpu])
             return None
         if cls == REL_WRITE:
-            value = 0 if name in ("spin_unlock", "mutex_unlock") else a1
-            self._store(cpu, addr, value, self._cumulative(cpu))
+            self._store(cpu, addr, stored_value(name, a1), self._cumulative(cpu))
             return None
         if cls == PERCPU_RMW:  # __this_cpu_inc: a plain load and a buffered store
             new, ret, _ = _rmw(name)(self._load(cpu, addr), a1, a2)

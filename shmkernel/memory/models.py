@@ -72,6 +72,23 @@ def _rmw(name: str) -> Callable[[int, int, int], tuple[int, object, bool]]:
     return table[name]
 
 
+def atomic_update(name: str, cpu: int, old: int, a1: int, a2: int) -> tuple[int, object, bool]:
+    """(new, returned value, success) of atomic ``name`` on ``cpu`` over ``old``: the
+    table above, and the locks, whose word holds the owner (``cpu + 1``). Every model
+    carries atomics out through this (sc, the buffered models, lkmm, the graph)."""
+    if name in ("spin_lock", "mutex_lock"):
+        return cpu + 1, None, True
+    new, ret, ok = _rmw(name)(old, a1, a2)
+    if name == "mutex_trylock" and ok:
+        new = cpu + 1
+    return new, ret, ok
+
+
+def stored_value(name: str, a1: int) -> int:
+    """What a store writes: its argument, or 0 for an unlock."""
+    return 0 if name in ("spin_unlock", "mutex_unlock") else a1
+
+
 CLASS: dict[str, int] = {
     "read_once": READ,
     "this_cpu_read": READ,
@@ -138,15 +155,10 @@ class SCModel:
         if cls in (READ, ACQ_READ):
             return w[addr]
         if cls in (WRITE, REL_WRITE):
-            w[addr] = 0 if name in ("spin_unlock", "mutex_unlock") else a1
-            return None
-        if name in ("spin_lock", "mutex_lock"):
-            w[addr] = cpu + 1
+            w[addr] = stored_value(name, a1)
             return None
         if cls in (RMW_FULL, RMW_RELAXED, PERCPU_RMW):
-            new, ret, _ = _rmw(name)(w[addr], a1, a2)
-            if name == "mutex_trylock" and ret:
-                new = cpu + 1
+            new, ret, _ = atomic_update(name, cpu, w[addr], a1, a2)
             w[addr] = new
             return ret
         return None
@@ -294,8 +306,7 @@ class BufferedModel(CommitActions, SCModel):
         if cls == REL_WRITE:
             if not self.fifo:
                 self.epoch[cpu] += 1  # nothing before a release may commit after it
-            value = 0 if name in ("spin_unlock", "mutex_unlock") else a1
-            self._store(cpu, addr, value)
+            self._store(cpu, addr, stored_value(name, a1))
             if not self.fifo:
                 self.epoch[cpu] += 1
             return None
@@ -305,13 +316,7 @@ class BufferedModel(CommitActions, SCModel):
             return ret
         if cls in (RMW_FULL, RMW_RELAXED):
             self._drain_sb(cpu)  # an RMW needs the latest value: locked ops drain on x86
-            old = self.latest(addr)
-            if name in ("spin_lock", "mutex_lock"):
-                new, ret, ok = cpu + 1, None, True
-            else:
-                new, ret, ok = _rmw(name)(old, a1, a2)
-                if name == "mutex_trylock" and ok:
-                    new = cpu + 1
+            new, ret, ok = atomic_update(name, cpu, self.latest(addr), a1, a2)
             if ok:
                 self._atomic(cpu, addr, new)
             if cls == RMW_FULL and (ok or self.fifo):  # a failing cmpxchg orders nothing (LKMM)
