@@ -125,6 +125,20 @@ class GraphModel(ExecutionGraph):
             return 1
         return len(self._choices(cpu, name, addr, a1, a2))
 
+    def ways(self, cpu: int, name: str, addr: int, a1: int, a2: int) -> list[_Choice]:
+        """The consistent ways to add ``cpu``'s pending memory operation, as ``older``
+        numbers them (`shmkernel.schedule.trust` picks them by the write they read)."""
+        return self._choices(cpu, name, addr, a1, a2)
+
+    def ref(self, eid: int) -> tuple[int, int] | None:
+        """An event by its CPU and place in that CPU's program order (None: the initial
+        write): the same event in every execution that replays the graph."""
+        return self._ref(eid)
+
+    def value(self, eid: int, loc: int) -> int:
+        """What the write ``eid`` (or INIT) of word ``loc`` wrote."""
+        return self._value(eid, loc)
+
     def cpu_op(self, cpu: int, name: str, addr: int, a1: int, a2: int, older: int = 0) -> object:
         cls = CLASS[name]
         if cls in (FENCE_MB, FENCE_RMB, FENCE_WMB):

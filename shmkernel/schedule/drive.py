@@ -61,6 +61,9 @@ class State:
     #: grace periods in progress), for explorers that cache states; computed only
     #: when called, and only during next_cpu
     key: Callable[[], Hashable] | None = None
+    #: the memory model (a `shmkernel.memory.graph.GraphModel` for the graph searches,
+    #: which read the graph to plan their executions); None when there is none
+    model: Any = None
 
 
 class Scheduler(Protocol):
@@ -184,7 +187,7 @@ class Driver:
                 break
             # the key reads pending and histories as they are now: valid during next_cpu only
             key = functools.partial(self._state_key, pending, histories)
-            c = scheduler.next_cpu(State(eligible, current, pending, steps, key))
+            c = scheduler.next_cpu(State(eligible, current, pending, steps, key, model))
             if c == PRUNE:
                 outcome = "pruned"
                 break

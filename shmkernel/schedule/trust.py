@@ -1,0 +1,338 @@
+"""``trust``: one execution per consistent execution graph, under sc, tso and weak.
+
+The stateful graph search (``--scheduler graph``) runs an execution for every
+(graph prefix, choice): two CPUs' independent events make a prefix per
+interleaving, so it runs 10-150x more executions than there are graphs. This
+search is TruSt (Kokologiannakis et al., POPL 2022; the algorithm GenMC
+runs): the CPUs add their events in one fixed order (`TrustScheduler._forward`:
+the lowest CPU that can move, a spinning one last); a read tries every write
+it may consistently read, a write every consistent place in ``co``; and when a
+write is added, each earlier read it could feed that it does not depend on is
+*revisited*: the graph up to that read plus the write's porf-prefix, the read
+reading the new write, is planned as an execution of its own
+(`shmkernel.schedule.trust_graph`). A revisit is taken only from the one graph
+whose deleted events were added maximally, so every consistent graph is
+explored once (polynomial memory: a stack of plans).
+
+An execution replays its plan (`Plan`: each step by the write its read reads
+and its write's place in ``co``, picked among the graph model's consistent
+ways), then goes on forward. A plan the model finds inconsistent is abandoned
+(``pruned``). What the graph does not order is outside the algorithm: kernel
+synchronisation (grace periods, stop_machine, parking: ordered by the
+schedule, not by reads), writes made outside the model, waits on hidden state.
+When a workload reaches one, the search stops with ``unsupported`` set and
+`shmkernel.schedule.explorer` runs the stateful graph search instead: the
+verdict is always a complete search's.
+"""
+
+from __future__ import annotations
+
+from itertools import takewhile
+from typing import Any
+
+from shmkernel.errors import NondeterminismError
+from shmkernel.memory.actions import ACTION_BASE, decode_action, graph_choice_id
+from shmkernel.memory.graph_order import INIT
+from shmkernel.memory.models import (
+    ACQ_READ,
+    CLASS,
+    FENCE_MB,
+    FENCE_RMB,
+    FENCE_WMB,
+    PERCPU_RMW,
+    READ,
+    REL_WRITE,
+    RMW_FULL,
+    RMW_RELAXED,
+    WRITE,
+    atomic_update,
+    stored_value,
+)
+from shmkernel.schedule.drive import PRUNE, Execution, Op, State
+from shmkernel.schedule.ops import ACCESS, HIDDEN_STATE, NAME
+from shmkernel.schedule.trust_graph import BLOCKED, FIXED, FORWARD, LOCKS, Plan, Planned, RevisitGraph, Taken, Writer
+
+_FENCES = (FENCE_MB, FENCE_RMB, FENCE_WMB)
+
+
+def _memory_op(op: Op) -> bool:
+    """Does ``op`` add a read or a write to the graph (not a fence, not a kernel call)?"""
+    cls = CLASS.get(NAME[op.code])
+    return cls is not None and cls not in _FENCES
+
+
+class TrustScheduler:
+    name = "trust"
+    complete_search = True
+
+    def __init__(self, max_executions: int = 100_000) -> None:
+        self.left = max_executions
+        self.started = self.exhausted = self.bound_hit = False
+        self.executions = self.pruned = self.stuck = self.blocked = 0
+        self.unsupported = ""  # why the workload left the algorithm (then no verdict here)
+        self.work: list[Plan] = []
+
+    # -- executions ------------------------------------------------------------------------------
+    def new_execution(self) -> bool:
+        if self.unsupported or self.left <= 0:
+            return False
+        if not self.started:
+            self.started = True
+            plan = Plan([], {}, 0)
+        elif self.work:
+            plan = self.work.pop()
+        else:
+            self.exhausted = True
+            return False
+        self.left -= 1
+        self.executions += 1
+        self.plan, self.todo = plan, list(plan.steps)
+        self.taken: list[Taken] = []
+        self.next_stamp = plan.next_stamp
+        self.relaxed: set[int] = set()  # CPUs that took cpu_relax() since their last memory step
+        self.waits: set[int] = set()  # CPUs blocked at a lock that read a held word (BLOCKED)
+        self.last: Taken | None = None  # the memory step just granted (its events come next)
+        self.deferred: list[Taken] = []  # FORWARD steps replayed: their revisits come at the end
+        self.model: Any = None
+        return True
+
+    def end_execution(self, execution: Execution) -> None:
+        if self.model is not None and not self.unsupported:
+            self._absorb(self.model)
+            if not self.todo and self.deferred:
+                self._deferred_revisits(self.model)
+        if self.todo and execution.outcome != "pruned" and not self.unsupported:
+            raise RuntimeError(f"trust: a planned graph could not be replayed ({execution.outcome})")
+
+    def next_cpu(self, state: State) -> int:
+        model = self.model = state.model
+        self._absorb(model)
+        why = self._outside_the_algorithm(state)
+        if why:
+            self.unsupported = why
+            return PRUNE
+        ids: dict[int, list[int]] = {}
+        for x in state.eligible:
+            ids.setdefault(decode_action(x)[1] if x >= ACTION_BASE else x, []).append(x)
+        if self.todo:
+            return self._replay(state, ids)
+        if self.deferred:
+            self._deferred_revisits(model)
+        return self._forward(state, ids)
+
+    def _outside_the_algorithm(self, state: State) -> str:
+        model = state.model
+        if model is None or not getattr(model, "graph", False):
+            return "the trust search needs the graph model"
+        if model.sync_chain:
+            return "kernel synchronisation (a grace period, stop_machine, a context switch)"
+        if model.outside:
+            return "a word written outside the model"
+        if any(ACCESS[op.code] in HIDDEN_STATE for op in state.pending.values()):
+            return "a wait on kernel state"
+        return ""
+
+    def _absorb(self, model: Any) -> None:
+        """Record the events the step granted last added, with their stamps."""
+        t, self.last = self.last, None
+        if t is None:
+            return
+        for eid in model.po[t.cpu][t.at :]:
+            e = model.events[eid]
+            if e.loc < 0:
+                continue
+            if e.reads:
+                t.reid = eid
+            if e.writes:
+                t.weid, t.value = eid, e.wval
+        if t.reid < 0:
+            t.rstamp = -1
+        if t.weid < 0:
+            t.wstamp = -1
+        self.taken.append(t)
+        if t.readded and t.weid >= 0:  # its write is added anew: its revisits once the replay ends
+            self.deferred.append(t)
+
+    def _stamps(self, n: int) -> int:
+        s = self.next_stamp
+        self.next_stamp += n
+        return s
+
+    def _push(self, steps: list[Planned], co: dict[int, list[tuple[int, int]]]) -> None:
+        self.work.append(Plan(steps, co, self.next_stamp))
+
+    # -- replaying a plan ----------------------------------------------------------------------------
+    def _replay(self, state: State, ids: dict[int, list[int]]) -> int:
+        """The next planned step that can go: among the FIXED (and BLOCKED) steps at the
+        head, the one with the smallest stamp whose CPU can move and whose write is
+        there; the revisiting write and what follows it, in order."""
+        model = state.model
+        while self.todo:
+            head = list(takewhile(lambda p: p.mode in (FIXED, BLOCKED), self.todo)) or self.todo[:1]
+            waiting: set[int] = set()
+            for p in head:
+                c = p.cpu
+                if c in waiting:
+                    continue
+                waiting.add(c)
+                op = state.pending[c]
+                if not _memory_op(op):
+                    if c in ids:
+                        return self._plain_step(c, op, ids)
+                    continue
+                if len(model.po[c]) != p.at:
+                    raise NondeterminismError(f"trust: CPU {c} reached event {len(model.po[c])}, planned {p.at}")
+                if p.rf is not None and len(model.po[p.rf[0]]) <= p.rf[1]:
+                    continue
+                if p.mode == BLOCKED:  # its CPU waits at its lock; no step
+                    self.todo.remove(p)
+                    rf = model.po[p.rf[0]][p.rf[1]]
+                    self.taken.append(Taken(c, p.at, NAME[op.code], op.addr, rstamp=p.rstamp, blocked=rf))
+                    self.waits.add(c)
+                    break
+                if c not in ids:
+                    continue
+                self.todo.remove(p)
+                return self._planned_step(state, c, op, p)
+            else:
+                self.stuck += 1
+                self.pruned += 1
+                self.todo = []
+                return PRUNE
+        if self.deferred:
+            self._deferred_revisits(model)
+        return self._forward(state, ids)
+
+    def _plain_step(self, c: int, op: Op, ids: dict[int, list[int]]) -> int:
+        if NAME[op.code] == "cpu_relax":
+            self.relaxed.add(c)
+        return ids[c][0]
+
+    def _planned_step(self, state: State, c: int, op: Op, p: Planned) -> int:
+        model = state.model
+        name = NAME[op.code]
+        cls = CLASS[name]
+        ways = model.ways(c, name, op.addr, op.a1, op.a2)
+        ks = list(range(len(ways)))
+        if cls not in (WRITE, REL_WRITE):
+            want = INIT if p.rf is None else model.po[p.rf[0]][p.rf[1]]
+            ks = [k for k in ks if ways[k].rf == want]
+        if p.mode == FIXED and cls in (WRITE, REL_WRITE, PERCPU_RMW) and p.wstamp >= 0:
+            mine = (c, p.at + 1 if cls == PERCPU_RMW else p.at)
+            order = self.plan.co.get(op.addr, [])
+            pos = sum(1 for w in model.co.get(op.addr, []) if order.index(model.ref(w)) < order.index(mine))
+            ks = [k for k in ks if ways[k].co_at == pos]
+        if not ks:
+            self.pruned += 1  # the planned graph is not consistent
+            self.todo = []
+            return PRUNE
+        ws = self._stamps(1) if p.mode == FORWARD else p.wstamp
+        if p.mode != FIXED:  # every place of its write: the other places are plans of their own
+            self._alternatives(state, c, op, ways, ks[1:], p.rstamp, ws, self.todo)
+        self.relaxed.discard(c)
+        self.last = Taken(c, p.at, name, op.addr, rstamp=p.rstamp, wstamp=ws, readded=p.mode == FORWARD)
+        return graph_choice_id(c, ks[0])
+
+    def _alternatives(
+        self, state: State, c: int, op: Op, ways: list, ks: list[int], rs: int, ws: int, rest: list[Planned]
+    ) -> None:
+        """A plan for each other way ``ks`` of ``c``'s step: the graph so far, the step
+        that way, then ``rest`` (what the plan being replayed still holds)."""
+        model = state.model
+        ref = model.ref
+        cls = CLASS[NAME[op.code]]
+        at = len(model.po[c])
+        done = [
+            Planned(t.cpu, t.at, t.rstamp, -1, ref(t.blocked), BLOCKED)
+            if t.blocked != -2
+            else Planned(t.cpu, t.at, t.rstamp, t.wstamp, ref(model.events[t.reid].rf) if t.reid >= 0 else None)
+            for t in self.taken
+        ]
+        done.sort(key=lambda p: p.rstamp if p.rstamp >= 0 else p.wstamp)
+        base = {loc: [ref(w) for w in ids] for loc, ids in model.co.items()}
+        wat = at + 1 if cls == PERCPU_RMW else at
+        for k in ks:
+            ch = ways[k]
+            co = {loc: list(ids) for loc, ids in base.items()}
+            writes = cls not in (READ, ACQ_READ) and ch.ok
+            if writes:
+                co.setdefault(op.addr, []).insert(ch.co_at, (c, wat))
+            rf = ref(ch.rf) if cls not in (WRITE, REL_WRITE) else None
+            step = Planned(c, at, rs if cls not in (WRITE, REL_WRITE) else -1, ws if writes else -1, rf)
+            self._push([*done, step, *rest], co)
+
+    # -- going forward -------------------------------------------------------------------------------
+    def _forward(self, state: State, ids: dict[int, list[int]]) -> int:
+        """Add the next event: a CPU's steps that add none first; then the lowest CPU
+        that can move, one spinning in cpu_relax() only when none else can."""
+        order = [c for c in sorted(ids) if c not in self.waits]
+        for c in order:
+            if not _memory_op(state.pending[c]):
+                return self._plain_step(c, state.pending[c], ids)
+        if not order:  # only CPUs blocked at a lock can move: a blocked graph, not an execution
+            self.blocked += 1
+            self.pruned += 1
+            return PRUNE
+        c = next((c for c in order if c not in self.relaxed), order[0])
+        op = state.pending[c]
+        model = state.model
+        name = NAME[op.code]
+        cls = CLASS[name]
+        ways = model.ways(c, name, op.addr, op.a1, op.a2)
+        rs = self._stamps(2)
+        ws = rs + 1
+        at = len(model.po[c])
+        self._alternatives(state, c, op, ways, list(range(1, len(ways))), rs, ws, [])
+        if cls not in (READ, ACQ_READ):
+            self._forward_revisits(model, c, at, op, ways, rs, ws)
+        self.relaxed.discard(c)
+        self.last = Taken(c, at, name, op.addr, rstamp=rs, wstamp=ws)
+        return graph_choice_id(c, 0)
+
+    def _forward_revisits(self, model: Any, c: int, at: int, op: Op, ways: list, rs: int, ws: int) -> None:
+        """The backward revisits of the write ``c``'s step adds: once per write it may
+        read (a plain store: once), and for an atomic, from each write another atomic
+        already read (the two cannot both have read it: the other one is revisited)."""
+        name = NAME[op.code]
+        cls = CLASS[name]
+        wat = at + 1 if cls == PERCPU_RMW else at
+        if cls in (WRITE, REL_WRITE):
+            a = Writer(c, at, wat, INIT, stored_value(name, op.a1), -1, ws, op.addr)
+            self._push_all(RevisitGraph(model, self.taken, a, set()).plans())
+            return
+        seen = set()
+        for ch in ways:
+            if ch.ok and ch.rf not in seen:
+                seen.add(ch.rf)
+                a = Writer(c, at, wat, ch.rf, ch.new, rs, ws, op.addr)
+                self._push_all(RevisitGraph(model, self.taken, a, set()).plans())
+        if cls not in (RMW_FULL, RMW_RELAXED):
+            return
+        for t in self.taken:
+            if t.loc != op.addr or t.reid < 0 or t.weid != t.reid or CLASS[t.name] not in (RMW_FULL, RMW_RELAXED):
+                continue
+            x = model.events[t.reid].rf
+            old = model.value(x, op.addr)
+            if name in LOCKS and old != 0:
+                continue
+            new, _, ok = atomic_update(name, c, old, op.a1, op.a2)
+            if ok and x not in seen:
+                a = Writer(c, at, wat, x, new, rs, ws, op.addr)
+                self._push_all(RevisitGraph(model, self.taken, a, set()).plans(conflict=t))
+
+    def _deferred_revisits(self, model: Any) -> None:
+        """The revisits of the writes re-added while replaying (FORWARD steps), each
+        against the graph as it was when it was added: without the ones after it."""
+        later = {t.weid for t in self.deferred}
+        for t in self.deferred:
+            a = Writer(
+                t.cpu, t.at, model.events[t.weid].at, model.events[t.reid].rf, t.value, t.rstamp, t.wstamp, t.loc
+            )
+            self._push_all(RevisitGraph(model, self.taken, a, set(later)).plans())
+            later.discard(t.weid)
+        self.deferred = []
+
+    def _push_all(self, plans: list[Plan]) -> None:
+        for plan in plans:
+            plan.next_stamp = self.next_stamp
+            self.work.append(plan)

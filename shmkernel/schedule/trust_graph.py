@@ -1,0 +1,220 @@
+"""TruSt's backward revisits, over the graph model's execution graph.
+
+`shmkernel.schedule.trust` adds events one at a time; when a write ``a`` is
+added, every read ``r`` of its word that is not in ``a``'s porf-prefix (``a``
+does not depend on it) may instead read ``a``: the graph keeps the events
+added up to ``r`` and ``a``'s porf-prefix, ``r`` reads ``a``, the rest is
+deleted and the CPUs run again from there. To explore each graph once, such
+a revisit is taken only from the one graph where ``r`` and every deleted
+event were added *maximally* (a read reads the ``co``-latest write among the
+events added before it or in ``a``'s prefix; a write is ``co``-latest there and
+nothing there reads it): Kokologiannakis, Marmanis, Gladstein and Vafeiadis,
+"Truly Stateless, Optimal Dynamic Partial Order Reduction", POPL 2022.
+
+An event here is a *part*: a read-modify-write is one event of the graph but
+two parts, its read and its write, with their own stamps (the write's is the
+later), as TruSt has them. A step of a CPU (a driver step: one memory
+operation) is the unit the plans replay (`Planned`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shmkernel.memory.graph_order import INIT
+
+Ref = tuple[int, int]  # an event by (CPU, place in its program order)
+FIXED, OPEN, FORWARD, BLOCKED = "fixed", "open", "forward", "blocked"
+LOCKS = ("spin_lock", "mutex_lock")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One memory step of a planned graph. ``FIXED``: it reads ``rf`` and its write
+    takes its place in the plan's ``co``; ``OPEN`` (the revisiting write): it reads ``rf``
+    and every consistent place of its write is tried, without revisits of its own;
+    ``FORWARD`` (a read kept whose write was deleted): it reads ``rf``, its write is
+    added anew (every place, and its own revisits), with a fresh stamp; ``BLOCKED``: a
+    lock that read the held word ``rf``: its CPU waits there, until a revisit by an
+    unlock (TruSt's blocked read: it keeps its stamp, it is not added again)."""
+
+    cpu: int
+    at: int  # the place of its first event in its CPU's program order
+    rstamp: int  # -1: it reads nothing
+    wstamp: int  # -1: it writes nothing (or, FORWARD, not yet)
+    rf: Ref | None
+    mode: str = FIXED
+
+
+@dataclass
+class Plan:
+    """A graph to replay, its steps in the order they go (`TrustScheduler`), then
+    the exploration goes on forward from it."""
+
+    steps: list[Planned]
+    co: dict[int, list[Ref]]  # each word's writes of FIXED steps, in coherence order
+    next_stamp: int
+
+
+@dataclass
+class Taken:
+    """A memory step of the current execution: its events and their stamps."""
+
+    cpu: int
+    at: int
+    name: str
+    loc: int
+    reid: int = -1  # the event that reads (-1: none)
+    weid: int = -1  # the event that writes (-1: none; an atomic: the same event)
+    rstamp: int = -1
+    wstamp: int = -1
+    value: int = 0  # what it writes
+    readded: bool = False  # a FORWARD step: its write is added anew (its revisits come later)
+    blocked: int = -2  # a lock that read a held word: that write (then it has no events)
+
+
+@dataclass(frozen=True)
+class Writer:
+    """The write a revisit adds (``a``): its CPU, its step's place, the write event's
+    place, what its read part reads (INIT when none) and what it writes."""
+
+    cpu: int
+    at: int
+    wat: int
+    rf: int
+    value: int
+    rstamp: int
+    wstamp: int
+    loc: int
+
+
+def porf_prefix(model: Any, cpu: int, upto: int, rf: int) -> set[int]:
+    """The events before ``cpu``'s ``upto``-th event in program order or reads-from
+    (transitively), and ``rf``'s (the write the new event reads): what it depends on."""
+    hi = [-1] * model.ncpus
+    stack = [(cpu, upto - 1)]
+    if rf != INIT:
+        e = model.events[rf]
+        stack.append((e.cpu, e.at))
+    while stack:
+        d, i = stack.pop()
+        if i <= hi[d]:
+            continue
+        for j in range(hi[d] + 1, i + 1):
+            e = model.events[model.po[d][j]]
+            if e.reads and e.rf != INIT:
+                w = model.events[e.rf]
+                stack.append((w.cpu, w.at))
+        hi[d] = i
+    return {x for d in range(model.ncpus) for x in model.po[d][: hi[d] + 1]}
+
+
+class RevisitGraph:
+    """The current graph as TruSt's parts, to find the backward revisits of the write
+    ``a`` adds. ``exclude``: writes not in the graph yet (``a``'s own, when its step is
+    replayed already, and those re-added after it)."""
+
+    def __init__(self, model: Any, taken: list[Taken], a: Writer, exclude: set[int]) -> None:
+        self.model, self.a, self.exclude = model, a, exclude
+        self.taken = [t for t in taken if (t.cpu, t.at) != (a.cpu, a.at) and (self.reads(t) or t.weid not in exclude)]
+        self.by_weid = {t.weid: t for t in self.taken if self.writes(t)}
+
+    def co(self, loc: int) -> list[int]:
+        return [w for w in self.model.co.get(loc, []) if w not in self.exclude]
+
+    def rf(self, t: Taken) -> int:
+        return t.blocked if t.blocked != -2 else self.model.events[t.reid].rf
+
+    @staticmethod
+    def reads(t: Taken) -> bool:
+        return t.reid >= 0 or t.blocked != -2
+
+    def writes(self, t: Taken) -> bool:
+        return t.weid >= 0 and t.weid not in self.exclude
+
+    def maximal(self, t: Taken, part: str, porf: set[int]) -> bool:
+        """Was ``t``'s read (``part`` "R") or write ("W") added maximally, against the
+        parts added before it and ``a``'s porf-prefix?"""
+        s = t.rstamp if part == "R" else t.wstamp
+
+        def before_w(w: int) -> bool:
+            return self.by_weid[w].wstamp <= s or w in porf
+
+        if part == "W":
+            for x in self.taken:
+                if self.reads(x) and x is not t and self.rf(x) == t.weid and (x.rstamp <= s or x.reid in porf):
+                    return False
+            co = self.co(t.loc)
+            return not any(before_w(y) for y in co[co.index(t.weid) + 1 :])
+        w = self.rf(t)
+        if w != INIT and w in self.exclude:
+            return False
+        if w != INIT and not before_w(w):
+            return False
+        co = self.co(t.loc)
+        later = co if w == INIT else co[co.index(w) + 1 :]
+        return not any(before_w(y) for y in later if y != t.weid)
+
+    def revisit(self, r: Taken, porf: set[int], conflict: Taken | None) -> Plan | None:
+        """The plan where ``r`` reads ``a`` (a lock ``r`` that cannot take ``a``'s value is
+        deleted instead: its CPU takes the lock again later), or None when this graph is
+        not the one that revisit is taken from."""
+        a, sr = self.a, r.rstamp
+        kept_r = {id(t): self.reads(t) and (t.rstamp <= sr or t.reid in porf) for t in self.taken}
+        kept_w = {id(t): self.writes(t) and (t.wstamp <= sr or t.weid in porf) for t in self.taken}
+        if conflict is not None and conflict is not r and kept_r[id(conflict)]:
+            return None  # the atomic that read a's write still does: not consistent
+        for t in self.taken:
+            if self.reads(t) and (t is r or not kept_r[id(t)]) and not self.maximal(t, "R", porf):
+                return None
+            if self.writes(t) and not kept_w[id(t)] and not self.maximal(t, "W", porf):
+                return None
+        steps: list[Planned] = []
+        forward: list[Planned] = []
+        ref = self.model.ref
+        for t in self.taken:
+            if t is r:
+                if r.name in LOCKS and a.value != 0:
+                    mode = BLOCKED
+                else:
+                    mode = FORWARD if t.weid >= 0 or t.blocked != -2 else FIXED
+                forward.append(Planned(t.cpu, t.at, t.rstamp, -1, (a.cpu, a.wat), mode))
+                continue
+            if self.reads(t):
+                if not kept_r[id(t)]:
+                    continue
+                rf = ref(self.rf(t))
+                if t.blocked != -2:
+                    steps.append(Planned(t.cpu, t.at, t.rstamp, -1, rf, BLOCKED))
+                elif t.weid >= 0 and not kept_w[id(t)]:
+                    forward.append(Planned(t.cpu, t.at, t.rstamp, -1, rf, FORWARD))
+                else:
+                    steps.append(Planned(t.cpu, t.at, t.rstamp, t.wstamp if t.weid >= 0 else -1, rf))
+            elif kept_w[id(t)]:
+                steps.append(Planned(t.cpu, t.at, -1, t.wstamp, None))
+        kept = {t.weid for t in self.taken if kept_w[id(t)] and t is not r}
+        co = {loc: [ref(w) for w in ids if w in kept] for loc, ids in self.model.co.items()}
+        steps.sort(key=lambda p: p.rstamp if p.rstamp >= 0 else p.wstamp)
+        a_rf = ref(a.rf) if a.rstamp >= 0 else None
+        steps.append(Planned(a.cpu, a.at, a.rstamp, a.wstamp, a_rf, OPEN))
+        forward.sort(key=lambda p: p.rstamp)
+        return Plan(steps + forward, co, 0)
+
+    def plans(self, conflict: Taken | None = None) -> list[Plan]:
+        """Every backward revisit of ``a`` taken from this graph (with ``conflict``: ``a``'s
+        atomic reads the write an atomic ``conflict`` already read; then only ``conflict``
+        itself, or a read after it, may be revisited)."""
+        a = self.a
+        porf = porf_prefix(self.model, a.cpu, a.at, a.rf)
+        porf.update(self.model.po[a.cpu][a.at :])  # a's own read part, when it is in the graph
+        out = []
+        for r in self.taken:
+            if not self.reads(r) or r.loc != a.loc or r.reid in porf:
+                continue
+            if r.name in LOCKS and a.value != 0 and r is not conflict:
+                continue  # a lock reads only a free word
+            plan = self.revisit(r, porf, conflict)
+            if plan is not None:
+                out.append(plan)
+        return out
