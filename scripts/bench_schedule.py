@@ -22,7 +22,8 @@ time of the 4-CPU refcount proof under lkmm.
 With ``--models`` it compares, under ``tso`` and ``weak``, the stateful
 search over machine states (``--scheduler stateful``, the baseline, measured
 in the same run) with the same search over execution graphs (``--scheduler
-graph``): executions and seconds to a proof or a counterexample, and the
+graph``) and with TruSt over graphs (``--scheduler trust``, what
+``exhaustive`` runs there): executions and seconds to a proof or a counterexample, and the
 ratio; beside them GenMC 0.9's recorded counts under ``--lkmm`` for the C
 versions of the same programs (complete + blocked executions; bench sitting of
 2026-12-02, written in the issue "GenMC-class exploration"), for scale: the
@@ -159,23 +160,27 @@ def timed_explore(
 
 
 def models(budget: int, limit: float) -> None:
-    print(f"{'program':31} {'model':5} | {'stateful (machine)':>20} | {'graph':>20} | {'x fewer':>7} | GenMC lkmm")
+    head = f"{'program':31} {'model':5} | {'stateful (machine)':>20} | {'graph (stateful)':>20} | {'trust':>20}"
+    print(f"{head} | {'x fewer':>7} | GenMC lkmm")
     for label, wl, variant, cpus, iters, opts, buggy, genmc in MODEL_PROGRAMS:
         for model in ("tso", "weak"):
             cells, counts = [], []
-            for sched in ("stateful", "graph"):
+            for sched in ("stateful", "graph", "trust"):
                 r, secs = timed_explore(
                     wl, variant, sched, cpus, iters, opts, memory_model=model, max_examples=budget, time_limit=limit
                 )
                 good = r.verdict == "found" if buggy else r.verdict == "proved"
                 mark = "" if good else ("?" if r.verdict == "not-proved" else "=")
-                cells.append(f"{r.examples:>9,}{mark:1} {secs:7.2f} s")
+                mark += "*" if r.fallback else ""
+                cells.append(f"{r.examples:>9,}{mark:2} {secs:7.2f} s")
                 counts.append(r.examples if good else None)
-            ratio = f"{counts[0] / counts[1]:.1f}" if all(counts) else "-"
-            print(f"{label:31} {model:5} | {cells[0]:>20} | {cells[1]:>20} | {ratio:>7} | {genmc}", flush=True)
+            ratio = f"{counts[0] / counts[2]:.1f}" if counts[0] and counts[2] else "-"
+            row = f"{label:31} {model:5} | {cells[0]:>20} | {cells[1]:>20} | {cells[2]:>20}"
+            print(f"{row} | {ratio:>7} | {genmc}", flush=True)
     print(
         "cells: executions and seconds to a proof (fixed) or a counterexample (buggy); ?: budget or "
-        "time limit reached; =: not found where the program has a bug under that model (tso hides some)"
+        "time limit reached; =: not found where the program has a bug under that model (tso hides some); "
+        "*: trust gave way to the stateful search (kernel synchronisation); x fewer: machine / trust"
     )
 
 

@@ -30,11 +30,13 @@ def add_parser(sub: Any, wl: Any = None) -> None:
     )
     ex.add_argument(
         "--scheduler",
-        choices=("exhaustive", "stateful", "graph", "hypothesis", "random", "pct"),
+        choices=("exhaustive", "stateful", "graph", "trust", "hypothesis", "random", "pct"),
         default=None,
-        help="default exhaustive: Optimal DPOR under native/sc, the stateful search over execution "
-        "graphs under weak, over machine states under tso/lkmm; all complete, so a clean end is a "
-        "proof. stateful: machine states in any model; graph: execution graphs (sc/tso/weak). "
+        help="default exhaustive: Optimal DPOR under native/sc, trust (one execution per execution "
+        "graph) under tso/weak, giving way to the stateful search where a workload uses kernel "
+        "synchronisation; the stateful search over machine states under lkmm; all complete, so a "
+        "clean end is a proof. stateful: machine states in any model; graph: execution graphs, "
+        "stateful (sc/tso/weak); trust: as exhaustive under tso/weak, also under sc. "
         "hypothesis shrinks a failure to few switches; random and pct sample (never a proof)",
     )
     ex.add_argument(
@@ -107,11 +109,13 @@ def _print_result(r: Any, as_json: bool) -> None:
         extra.append(f"{r.pruned:,} ended at a state seen before")
     if r.sleep_blocked:
         extra.append(f"{r.sleep_blocked:,} abandoned with every CPU asleep")
+    if r.fallback:
+        extra.append(f"trust gave way to the {r.search} search: {r.fallback}")
     if r.split:
         extra.append(f"split into {r.split['subtrees']} subtrees at depth {r.split['cut_depth']} on {r.jobs} job(s)")
     note = f"; {', '.join(extra)}" if extra else ""
     print(
-        f"{r.workload}/{r.variant}: {r.scheduler}, {r.memory_model}, {r.cpus} CPUs x {r.iterations} "
+        f"{r.workload}/{r.variant}: {r.search or r.scheduler}, {r.memory_model}, {r.cpus} CPUs x {r.iterations} "
         f"iteration(s): {r.examples:,} execution(s){note} in {r.seconds:.2f} s "
         f"({r.steps_per_second:,.0f} steps/s)"
     )

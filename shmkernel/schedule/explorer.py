@@ -44,7 +44,14 @@ from shmkernel.schedule.hb import fewest_switches, switches
 from shmkernel.schedule.parallel import DEFAULT_SUBTREES, sampled_search, split_search
 from shmkernel.schedule.replay import ReplayScheduler
 from shmkernel.schedule.result import ExploreResult
-from shmkernel.schedule.searches import SCHEDULERS, Search, hypothesis_search, make_scheduler, scheduler_search
+from shmkernel.schedule.searches import (
+    SCHEDULERS,
+    Search,
+    hypothesis_search,
+    make_scheduler,
+    scheduler_search,
+    trust_search,
+)
 from shmkernel.schedule.session import Session, resolve
 from shmkernel.schedule.split import Job
 from shmkernel.schedule.trace import decode, encode
@@ -106,17 +113,27 @@ def _search(
         return sampled_search(sess, job, jobs, cluster, max_examples, deadline), {}
     if job.scheduler == "hypothesis":
         return hypothesis_search(sess, max_examples, job.seed, deadline), {}
+    if uses_trust(job.scheduler, job.memory_model, preemption_bound is not None):
+        return trust_search(sess, max_examples, deadline), {}
     sched = make_scheduler(job.scheduler, job.seed, max_examples, job.depth, preemption_bound, buffered=buffered)
     return scheduler_search(sess, sched, deadline), {}
 
 
-def uses_graph(scheduler: str, memory_model: str) -> bool:
-    """Does this search keep the model as an execution graph? ``graph`` always, and
-    ``exhaustive`` under ``weak``: there the graph search needs 4-26x fewer executions
-    and less time on every seed measured (`scripts/bench_schedule.py --models`). Under
-    ``tso`` it needs fewer executions too but often more seconds (a graph step costs
-    3-10x a machine step), so ``exhaustive`` stays the machine's stateful search there."""
-    return scheduler == "graph" or (scheduler == "exhaustive" and memory_model == "weak")
+def uses_trust(scheduler: str, memory_model: str, bounded: bool = False) -> bool:
+    """Is this search TruSt over execution graphs (`shmkernel.schedule.trust`)? ``trust``
+    always, and ``exhaustive`` under ``tso`` and ``weak`` unless a preemption bound cuts
+    interleavings (one execution per graph: `scripts/bench_schedule.py --models`)."""
+    return scheduler == "trust" or (scheduler == "exhaustive" and memory_model in ("tso", "weak") and not bounded)
+
+
+def uses_graph(scheduler: str, memory_model: str, bounded: bool = False) -> bool:
+    """Does this search keep the model as an execution graph? ``graph``, ``trust``, and
+    a bounded ``exhaustive`` under ``weak`` (the stateful search over graphs)."""
+    return (
+        scheduler == "graph"
+        or uses_trust(scheduler, memory_model, bounded)
+        or (scheduler == "exhaustive" and memory_model == "weak")
+    )
 
 
 def _check_settings(
@@ -128,23 +145,26 @@ def _check_settings(
     jobs: int,
     cluster: str | None,
     subtrees: int | None,
+    preemption_bound: int | None = None,
 ) -> int:
     """One-line errors for bad settings; the budget (the default filled in)."""
     if scheduler not in SCHEDULERS:
         raise UsageError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     if memory_model not in MODELS:
         raise UsageError(f"unknown memory model {memory_model!r}; choose one of {', '.join(MODELS)}")
-    if scheduler == "graph" and memory_model not in GRAPH_MODELS:
+    if scheduler in ("graph", "trust") and memory_model not in GRAPH_MODELS:
         raise UsageError(
-            f"--scheduler graph explores the models {', '.join(GRAPH_MODELS)} as execution graphs, "
+            f"--scheduler {scheduler} explores the models {', '.join(GRAPH_MODELS)} as execution graphs, "
             f"not {memory_model} (use --scheduler exhaustive)"
         )
-    if scheduler == "graph" and (jobs > 1 or cluster or subtrees is not None):
-        raise UsageError("--scheduler graph runs in one process: drop --jobs/--cluster/--subtrees")
+    if scheduler in ("graph", "trust") and (jobs > 1 or cluster or subtrees is not None):
+        raise UsageError(f"--scheduler {scheduler} runs in one process: drop --jobs/--cluster/--subtrees")
+    if scheduler == "trust" and preemption_bound is not None:
+        raise UsageError("a preemption bound cuts interleavings, and trust explores graphs: use --scheduler stateful")
     if max_examples is None:
         max_examples = (
             int(wl.explore_defaults.get("max_examples", DEFAULT_SEARCH_BUDGET))
-            if scheduler in ("exhaustive", "stateful", "graph")
+            if scheduler in ("exhaustive", "stateful", "graph", "trust")
             else DEFAULT_SAMPLE_BUDGET
         )
     if max_examples < 1:
@@ -196,11 +216,13 @@ def explore(
     `shmkernel.schedule.parallel`."""
     scheduler = scheduler or "exhaustive"
     wl, variant, parsed, cpus, iters = resolve(workload, variant, opts, cpus, iterations)
-    max_examples = _check_settings(wl, scheduler, memory_model, max_examples, time_limit, jobs, cluster, subtrees)
+    max_examples = _check_settings(
+        wl, scheduler, memory_model, max_examples, time_limit, jobs, cluster, subtrees, preemption_bound
+    )
     t0 = time.perf_counter()
     deadline = None if time_limit is None else time.monotonic() + time_limit
     with signals.deferred(), Session(wl, variant, cpus, parsed, iters, memory_model, max_steps, engine) as sess:
-        if uses_graph(scheduler, memory_model):
+        if uses_graph(scheduler, memory_model, preemption_bound is not None):
             sess.engine.use_graph_model()
         job = Job(wl.reference, variant, cpus, dict(opts or {}), iters, memory_model, max_steps, engine, scheduler, 0)
         template = replace(job, seed=seed, depth=depth)
@@ -227,6 +249,8 @@ def explore(
             reference=wl.reference,
             jobs=jobs,
             split=split,
+            search=getattr(s, "search", ""),
+            fallback=getattr(s, "fallback", ""),
         )
         if s.found is not None:
             _trace_found(sess, s.found.choices, memory_model, res)

@@ -45,6 +45,10 @@ class ExploreResult:
     jobs: int = 1
     #: how an exhaustive search was split: subtrees, cut_depth, probes (empty: it was not)
     split: dict[str, int] = field(default_factory=dict)
+    #: the search that ran, where ``scheduler`` names a family ("trust", "stateful graph" ...)
+    search: str = ""
+    #: why the optimal graph search (trust) gave way to the stateful one (empty: it did not)
+    fallback: str = ""
     #: the traced execution as a Perfetto / Chrome trace-event timeline (``--trace-out``; not in as_json)
     timeline: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -58,14 +62,15 @@ class ExploreResult:
     def headline(self) -> str:
         """The verdict in one line: what a user must read first."""
         n = f"{self.examples:,} execution{'s' if self.examples != 1 else ''}"
+        how = self.search or self.scheduler
         if self.verdict == "found":
             ev = ", ".join(f"{k}={v}" for k, v in self.events.items())
-            return f"FOUND {ev} after {n} ({self.scheduler}, {self.seconds:.2f} s)"
+            return f"FOUND {ev} after {n} ({how}, {self.seconds:.2f} s)"
         if self.verdict == "proved":
             return (
                 f"PROVED: no execution of {self.workload}/{self.variant} shows a violation "
                 f"({n} covered every interleaving of {self.cpus} CPUs x {self.iterations} "
-                f"iteration(s) under {self.memory_model}; {self.scheduler}, {self.seconds:.2f} s)"
+                f"iteration(s) under {self.memory_model}; {how}, {self.seconds:.2f} s)"
             )
         if self.stopped_by == "budget":
             why = f"stopped at {n}; raise --max-examples or --time-limit"

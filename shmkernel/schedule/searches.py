@@ -21,7 +21,7 @@ from shmkernel.schedule.pct import PCTScheduler
 from shmkernel.schedule.random_sched import RandomScheduler
 from shmkernel.schedule.stateful import StatefulScheduler
 
-SCHEDULERS = ("exhaustive", "stateful", "graph", "hypothesis", "random", "pct")
+SCHEDULERS = ("exhaustive", "stateful", "graph", "trust", "hypothesis", "random", "pct")
 
 
 def make_scheduler(
@@ -33,6 +33,10 @@ def make_scheduler(
         return PCTScheduler(depth, seed, max_examples)
     if name == "exhaustive" and not buffered:
         return DPORScheduler(max_examples, preemption_bound)
+    if name == "trust":
+        from shmkernel.schedule.trust import TrustScheduler
+
+        return TrustScheduler(max_examples)
     if name == "graph":
         # the stateful search over execution graphs: the engine keeps the model as a graph
         # (`shmkernel.memory.graph`; the session switches it), so a state is a graph
@@ -55,6 +59,8 @@ class Search:
     stopped_by: str = ""
     pruned: int = 0
     sleep_blocked: int = 0
+    search: str = ""  # the search that ran, when the scheduler's name does not say
+    fallback: str = ""  # why trust gave way to the stateful search
 
 
 def hypothesis_search(
@@ -104,3 +110,28 @@ def scheduler_search(sess: Any, sched: Any, deadline: float | None, stop: Callab
         elif sched.bound_hit:
             out.stopped_by = "bound"
     return out
+
+
+def trust_search(sess: Any, max_examples: int, deadline: float | None) -> Search:
+    """TruSt over execution graphs; where the workload leaves it (kernel
+    synchronisation, writes outside the model: `TrustScheduler.unsupported`), the
+    stateful search takes over from the start with what is left of the budget: over
+    graphs under sc and weak, over machine states under tso (where a machine step is
+    3-10x cheaper). The verdict is then the stateful search's, never trust's."""
+    from shmkernel.schedule.trust import TrustScheduler
+
+    sched = TrustScheduler(max_examples)
+    out = scheduler_search(sess, sched, deadline)
+    out.search = "trust"
+    if not sched.unsupported:
+        return out
+    engine = sess.engine
+    if engine.memory_model == "tso":
+        engine.use_machine_model()
+        name = "stateful machine"
+    else:
+        name = "stateful graph"
+    again = scheduler_search(sess, StatefulScheduler(max(1, max_examples - out.examples)), deadline)
+    again.examples += out.examples
+    again.search, again.fallback = name, sched.unsupported
+    return again
