@@ -6,8 +6,10 @@ For each random program (2-4 CPUs, reads, writes of constants and of a read
 value plus one, cmpxchg, atomic_inc, an optional mutex, value-dependent skips;
 under the emulated models also barriers) it enumerates every schedule
 (`bruteforce`), then runs Optimal DPOR, Source-DPOR and the stateful search
-(native), or the stateful search (sc, tso, weak, lkmm) and the same search
-over execution graphs (``graph``: sc, tso, weak), and compares the sets
+(native), or the stateful search (sc, tso, weak, lkmm), the same search
+over execution graphs (``graph``: sc, tso, weak) and TruSt over graphs
+(``trust``: sc, tso, weak; the emulated models' programs also hold
+``this_cpu_inc``), and compares the sets
 of outcomes (final memory, every register, ok or deadlock). Any difference is
 a MISS and is printed with the program. It also counts the Mazurkiewicz
 traces of each native program (brute force, canonical happens-before form)
@@ -31,6 +33,7 @@ from shmkernel.schedule.bruteforce import BruteForceScheduler  # noqa: E402
 from shmkernel.schedule.dpor import DPORScheduler  # noqa: E402
 from shmkernel.schedule.randprog import generate, outcomes, trace_count  # noqa: E402
 from shmkernel.schedule.stateful import StatefulScheduler  # noqa: E402
+from shmkernel.schedule.trust import TrustScheduler  # noqa: E402
 
 
 def run_model(model: str, programs: int, seed: int) -> int:
@@ -38,14 +41,15 @@ def run_model(model: str, programs: int, seed: int) -> int:
     native = model in ("native", "sc")
     searches = ["optimal", "source", "stateful"] if native else ["stateful"]
     if model in GRAPH_MODELS:
-        searches.append("graph")
+        searches += ["graph", "trust"]
     execs = dict.fromkeys(["bruteforce", *searches], 0)
     blocked = dict.fromkeys(searches, 0)
     trace_total = 0
     misses = 0
     t0 = time.perf_counter()
     for k in range(programs):
-        prog = generate(rng, max_cpus=4 if native else 3, max_ops=7 if native else 5, fences=not native)
+        emulated = model != "native"
+        prog = generate(rng, max_cpus=4 if native else 3, max_ops=7 if native else 5, fences=emulated, percpu=emulated)
         expected, n = outcomes(prog, BruteForceScheduler(), model)
         execs["bruteforce"] += n
         if model == "native":
@@ -56,8 +60,9 @@ def run_model(model: str, programs: int, seed: int) -> int:
                 "source": lambda: DPORScheduler(wakeup_trees=False, restart_after=None),
                 "stateful": lambda: StatefulScheduler(),
                 "graph": lambda: StatefulScheduler(),
+                "trust": lambda: TrustScheduler(),
             }[name]()
-            got, n = outcomes(prog, s, model, graph=name == "graph")
+            got, n = outcomes(prog, s, model, graph=name in ("graph", "trust"))
             execs[name] += n
             blocked[name] += getattr(s, "sleep_blocked", 0)
             if got != expected:

@@ -125,6 +125,13 @@ class GraphModel(ExecutionGraph):
             return 1
         return len(self._choices(cpu, name, addr, a1, a2))
 
+    def kind(self, name: str) -> int:
+        """The operation's class as the graph has it: under ``sc`` a ``this_cpu_inc`` is
+        one event that reads and writes (the machine takes it in one step, nothing in
+        between); under tso and weak, a read then a buffered write."""
+        cls = CLASS[name]
+        return RMW_RELAXED if cls == PERCPU_RMW and self.name == "sc" else cls
+
     def ways(self, cpu: int, name: str, addr: int, a1: int, a2: int) -> list[_Choice]:
         """The consistent ways to add ``cpu``'s pending memory operation, as ``older``
         numbers them (`shmkernel.schedule.trust` picks them by the write they read)."""
@@ -247,7 +254,7 @@ class GraphModel(ExecutionGraph):
 
     def _shape(self, cpu: int, name: str, addr: int) -> list[Event]:
         """The events an operation adds, before its choices (rf, co place) are made."""
-        cls, weak, tso = CLASS[name], self.name == "weak", self.name == "tso"
+        cls, weak, tso = self.kind(name), self.name == "weak", self.name == "tso"
         ep = self.epoch[cpu]
         if cls in (READ, ACQ_READ):
             return [
@@ -280,7 +287,7 @@ class GraphModel(ExecutionGraph):
             return hit[1]
         co = self.co.get(addr, [])
         top, end = (co[-1] if co else INIT), len(co)
-        cls = CLASS[name]
+        cls = self.kind(name)
         reads, writes = cls not in (WRITE, REL_WRITE), cls not in (READ, ACQ_READ)
         out = []
         for ch in self._candidates(cpu, name, addr, a1, a2):
@@ -297,7 +304,7 @@ class GraphModel(ExecutionGraph):
 
     def _candidates(self, cpu: int, name: str, addr: int, a1: int, a2: int) -> list[_Choice]:
         """Every (rf, co place) of the operation, the newest first."""
-        cls = CLASS[name]
+        cls = self.kind(name)
         co = self.co.get(addr, [])
         srcs = [INIT, *co]
         # a write made outside the model is where the word starts anew (as the machine's
@@ -347,7 +354,7 @@ class GraphModel(ExecutionGraph):
         return ok
 
     def _add(self, cpu: int, name: str, addr: int, ch: _Choice, undo: list | None = None) -> None:
-        cls = CLASS[name]
+        cls = self.kind(name)
         shape = self._shape(cpu, name, addr)
         log = undo if undo is not None else []
         if cls == REL_WRITE and self.name == "weak":

@@ -23,7 +23,7 @@ from shmkernel.schedule.inprocess import InProcessEngine, InProcessResult
 from shmkernel.schedule.ops import CODE, DONE
 
 Instr = tuple  # ("read", var, reg) | ("write", var, k) | ("write_inc", var, reg) | ("cmpxchg", var, old, new, reg)
-#                | ("inc", var) | ("lock", m) | ("unlock", m) | ("skip_if", reg, value, n) | ("mb",) | ("wmb",) | ("rmb",)
+#                | ("inc", var) | ("pcpu_inc", var) | ("lock", m) | ("unlock", m) | ("skip_if", reg, value, n) | ("mb",) | ("wmb",) | ("rmb",)
 
 _FENCE = {"mb": "smp_mb", "wmb": "smp_wmb", "rmb": "smp_rmb"}
 
@@ -85,6 +85,8 @@ class Interp:
                 return Op(CODE["atomic_cmpxchg"], ins[1], ins[2], ins[3])
             if kind == "inc":
                 return Op(CODE["atomic_inc"], ins[1], 0, 0)
+            if kind == "pcpu_inc":  # this_cpu_inc: a read and a write, not atomic
+                return Op(CODE["this_cpu_inc"], ins[1], 0, 0)
             if kind == "lock":
                 return Op(CODE["mutex_lock"], self.prog.lock_word(ins[1]), 0, 0)
             if kind == "unlock":
@@ -102,9 +104,15 @@ def outcome(ex: Execution, prog: RandomProgram) -> tuple:
 
 
 def generate(
-    rng: random.Random, max_cpus: int = 3, max_ops: int = 7, fences: bool = False, locks: bool = True
+    rng: random.Random,
+    max_cpus: int = 3,
+    max_ops: int = 7,
+    fences: bool = False,
+    locks: bool = True,
+    percpu: bool = False,
 ) -> RandomProgram:
-    """A random program of 2..``max_cpus`` CPUs and at most ``max_ops`` memory steps."""
+    """A random program of 2..``max_cpus`` CPUs and at most ``max_ops`` memory steps
+    (``percpu``: also ``this_cpu_inc``, a read and a write of one step, on a shared word)."""
     ncpus = rng.randint(2, max_cpus)
     nvars = rng.randint(1, 3)
     lens = [1] * ncpus
@@ -117,8 +125,8 @@ def generate(
         reads = 0
         for _ in range(n):
             kind = rng.choices(
-                ["read", "write", "write_inc", "cmpxchg", "inc", "fence"],
-                weights=[4, 3, 2 if reads else 0, 1, 1, 2 if fences else 0],
+                ["read", "write", "write_inc", "cmpxchg", "inc", "fence", "pcpu_inc"],
+                weights=[4, 3, 2 if reads else 0, 1, 1, 2 if fences else 0, 2 if percpu else 0],
             )[0]
             x = rng.randrange(nvars)
             if kind == "read":
@@ -131,8 +139,8 @@ def generate(
             elif kind == "cmpxchg":
                 body.append(("cmpxchg", x, rng.randint(0, 1), rng.randint(1, 3), reads))
                 reads += 1
-            elif kind == "inc":
-                body.append(("inc", x))
+            elif kind in ("inc", "pcpu_inc"):
+                body.append((kind, x))
             else:
                 body.append((rng.choice(["mb", "wmb", "rmb"]),))
         if use_lock and rng.random() < 0.7:

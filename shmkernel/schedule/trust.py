@@ -211,7 +211,7 @@ class TrustScheduler:
     def _planned_step(self, state: State, c: int, op: Op, p: Planned) -> int:
         model = state.model
         name = NAME[op.code]
-        cls = CLASS[name]
+        cls = model.kind(name)
         ways = model.ways(c, name, op.addr, op.a1, op.a2)
         ks = list(range(len(ways)))
         if cls not in (WRITE, REL_WRITE):
@@ -240,7 +240,7 @@ class TrustScheduler:
         that way, then ``rest`` (what the plan being replayed still holds)."""
         model = state.model
         ref = model.ref
-        cls = CLASS[NAME[op.code]]
+        cls = model.kind(NAME[op.code])
         at = len(model.po[c])
         done = [
             Planned(t.cpu, t.at, t.rstamp, -1, ref(t.blocked), BLOCKED)
@@ -277,7 +277,7 @@ class TrustScheduler:
         op = state.pending[c]
         model = state.model
         name = NAME[op.code]
-        cls = CLASS[name]
+        cls = model.kind(name)
         ways = model.ways(c, name, op.addr, op.a1, op.a2)
         rs = self._stamps(2)
         ws = rs + 1
@@ -294,7 +294,7 @@ class TrustScheduler:
         read (a plain store: once), and for an atomic, from each write another atomic
         already read (the two cannot both have read it: the other one is revisited)."""
         name = NAME[op.code]
-        cls = CLASS[name]
+        cls = model.kind(name)
         wat = at + 1 if cls == PERCPU_RMW else at
         if cls in (WRITE, REL_WRITE):
             a = Writer(c, at, wat, INIT, stored_value(name, op.a1), -1, ws, op.addr)
@@ -309,7 +309,7 @@ class TrustScheduler:
         if cls not in (RMW_FULL, RMW_RELAXED):
             return
         for t in self.taken:
-            if t.loc != op.addr or t.reid < 0 or t.weid != t.reid or CLASS[t.name] not in (RMW_FULL, RMW_RELAXED):
+            if t.loc != op.addr or t.reid < 0 or t.weid != t.reid or model.kind(t.name) not in (RMW_FULL, RMW_RELAXED):
                 continue
             x = model.events[t.reid].rf
             old = model.value(x, op.addr)
