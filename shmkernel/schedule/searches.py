@@ -44,8 +44,7 @@ def make_scheduler(
         s.name = "graph"
         return s
     if name in ("exhaustive", "stateful"):
-        # under tso/weak/lkmm the exhaustive search is the stateful one: a partial-order
-        # reduction over store buffers is the graph explorer's business, not built yet
+        # under lkmm the exhaustive search is the stateful one (tso/weak: `trust_search`)
         return StatefulScheduler(max_examples, preemption_bound)
     raise UsageError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
 

@@ -9,9 +9,9 @@ periods in progress); a state met before is abandoned (``PRUNE``, counted in
 ``pruned``). CPU programs are deterministic given the values they read and a
 revisited state is never on the current path (every step makes progress), so
 its every continuation has been or is being explored elsewhere: nothing is
-lost. This is the exhaustive search under ``tso``, ``weak`` and ``lkmm``,
-where a partial-order reduction over store buffers would need the graph
-explorer; it is also ``--scheduler stateful`` under any model. States are
+lost. This is the exhaustive search under ``lkmm``, and under ``tso`` and
+``weak`` where TruSt (`shmkernel.schedule.trust`) gives way to it (kernel
+synchronisation); it is also ``--scheduler stateful`` under any model. States are
 compared by a 64-bit hash (two distinct ones collide with probability about
 1e-8 at 10^6 states, which would prune a new state).
 
