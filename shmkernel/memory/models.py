@@ -45,6 +45,8 @@ from shmkernel.memory.actions import COMMIT, commit_id, decode_action
 
 # operation classes
 READ, ACQ_READ, WRITE, REL_WRITE, RMW_FULL, RMW_RELAXED, PERCPU_RMW, FENCE_MB, FENCE_RMB, FENCE_WMB, LOCAL = range(11)
+LOADS, STORES, ATOMICS = (READ, ACQ_READ), (WRITE, REL_WRITE), (RMW_FULL, RMW_RELAXED)
+FENCES = (FENCE_MB, FENCE_RMB, FENCE_WMB)
 
 
 def _rmw(name: str) -> Callable[[int, int, int], tuple[int, object, bool]]:

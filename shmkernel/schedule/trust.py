@@ -33,32 +33,16 @@ from typing import Any
 from shmkernel.errors import NondeterminismError
 from shmkernel.memory.actions import ACTION_BASE, decode_action, graph_choice_id
 from shmkernel.memory.graph_order import INIT
-from shmkernel.memory.models import (
-    ACQ_READ,
-    CLASS,
-    FENCE_MB,
-    FENCE_RMB,
-    FENCE_WMB,
-    PERCPU_RMW,
-    READ,
-    REL_WRITE,
-    RMW_FULL,
-    RMW_RELAXED,
-    WRITE,
-    atomic_update,
-    stored_value,
-)
+from shmkernel.memory.models import ATOMICS, CLASS, FENCES, LOADS, PERCPU_RMW, STORES, atomic_update, stored_value
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
 from shmkernel.schedule.ops import ACCESS, HIDDEN_STATE, NAME
 from shmkernel.schedule.trust_graph import BLOCKED, FIXED, FORWARD, LOCKS, Plan, Planned, RevisitGraph, Taken, Writer
-
-_FENCES = (FENCE_MB, FENCE_RMB, FENCE_WMB)
 
 
 def _memory_op(op: Op) -> bool:
     """Does ``op`` add a read or a write to the graph (not a fence, not a kernel call)?"""
     cls = CLASS.get(NAME[op.code])
-    return cls is not None and cls not in _FENCES
+    return cls is not None and cls not in FENCES
 
 
 class TrustScheduler:
@@ -214,10 +198,10 @@ class TrustScheduler:
         cls = model.kind(name)
         ways = model.ways(c, name, op.addr, op.a1, op.a2)
         ks = list(range(len(ways)))
-        if cls not in (WRITE, REL_WRITE):
+        if cls not in STORES:
             want = INIT if p.rf is None else model.po[p.rf[0]][p.rf[1]]
             ks = [k for k in ks if ways[k].rf == want]
-        if p.mode == FIXED and cls in (WRITE, REL_WRITE, PERCPU_RMW) and p.wstamp >= 0:
+        if p.mode == FIXED and cls in (*STORES, PERCPU_RMW) and p.wstamp >= 0:
             mine = (c, p.at + 1 if cls == PERCPU_RMW else p.at)
             order = self.plan.co.get(op.addr, [])
             pos = sum(1 for w in model.co.get(op.addr, []) if order.index(model.ref(w)) < order.index(mine))
@@ -254,11 +238,11 @@ class TrustScheduler:
         for k in ks:
             ch = ways[k]
             co = {loc: list(ids) for loc, ids in base.items()}
-            writes = cls not in (READ, ACQ_READ) and ch.ok
+            writes = cls not in LOADS and ch.ok
             if writes:
                 co.setdefault(op.addr, []).insert(ch.co_at, (c, wat))
-            rf = ref(ch.rf) if cls not in (WRITE, REL_WRITE) else None
-            step = Planned(c, at, rs if cls not in (WRITE, REL_WRITE) else -1, ws if writes else -1, rf)
+            rf = ref(ch.rf) if cls not in STORES else None
+            step = Planned(c, at, rs if cls not in STORES else -1, ws if writes else -1, rf)
             self._push([*done, step, *rest], co)
 
     # -- going forward -------------------------------------------------------------------------------
@@ -283,7 +267,7 @@ class TrustScheduler:
         ws = rs + 1
         at = len(model.po[c])
         self._alternatives(state, c, op, ways, list(range(1, len(ways))), rs, ws, [])
-        if cls not in (READ, ACQ_READ):
+        if cls not in LOADS:
             self._forward_revisits(model, c, at, op, ways, rs, ws)
         self.relaxed.discard(c)
         self.last = Taken(c, at, name, op.addr, rstamp=rs, wstamp=ws)
@@ -296,7 +280,7 @@ class TrustScheduler:
         name = NAME[op.code]
         cls = model.kind(name)
         wat = at + 1 if cls == PERCPU_RMW else at
-        if cls in (WRITE, REL_WRITE):
+        if cls in STORES:
             a = Writer(c, at, wat, INIT, stored_value(name, op.a1), -1, ws, op.addr)
             self._push_all(RevisitGraph(model, self.taken, a, set()).plans())
             return
@@ -306,10 +290,10 @@ class TrustScheduler:
                 seen.add(ch.rf)
                 a = Writer(c, at, wat, ch.rf, ch.new, rs, ws, op.addr)
                 self._push_all(RevisitGraph(model, self.taken, a, set()).plans())
-        if cls not in (RMW_FULL, RMW_RELAXED):
+        if cls not in ATOMICS:
             return
         for t in self.taken:
-            if t.loc != op.addr or t.reid < 0 or t.weid != t.reid or model.kind(t.name) not in (RMW_FULL, RMW_RELAXED):
+            if t.loc != op.addr or t.reid < 0 or t.weid != t.reid or model.kind(t.name) not in ATOMICS:
                 continue
             x = model.events[t.reid].rf
             old = model.value(x, op.addr)
