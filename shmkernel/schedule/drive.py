@@ -112,11 +112,6 @@ class Driver:
         self.model = GraphModel(self.w, self.roles, self.memory_model)
         self.graph = True
 
-    def use_machine_model(self) -> None:
-        """Back to the model as a machine (after a graph search gave way)."""
-        self.model = make_model(self.memory_model, self.w, self.roles)
-        self.graph = False
-
     # -- what a subclass provides -----------------------------------------------------------------
     def _take(self, cpu: int, op: Op, older: int) -> tuple[int, Op]:
         """Let ``cpu`` take its pending step ``op`` (a load returning the value
