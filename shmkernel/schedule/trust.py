@@ -81,11 +81,27 @@ class TrustScheduler:
         return True
 
     def end_execution(self, execution: Execution) -> None:
-        if self.model is not None and not self.unsupported:
-            self._absorb(self.model)
-            if not self.todo and self.deferred:
-                self._deferred_revisits(self.model)
-        if self.todo and execution.outcome != "pruned" and not self.unsupported:
+        model = self.model
+        if model is None or self.unsupported:
+            return
+        self._absorb(model)
+        if execution.outcome == "deadlock" and all(p.mode == BLOCKED for p in self.todo):
+            # every CPU left waits at a lock another holds: the drive loop ended the run
+            # before the plan's last blocked reads and the forward ones were added
+            for p in self.todo:
+                rf = model.po[p.rf[0]][p.rf[1]]  # type: ignore[index]
+                name = NAME[execution.blocked[p.cpu].code]
+                self.taken.append(Taken(p.cpu, p.at, name, execution.blocked[p.cpu].addr, rstamp=p.rstamp, blocked=rf))
+                self.waits.add(p.cpu)
+            self.todo = []
+            if self.deferred:
+                self._deferred_revisits(model)
+            for c, op in sorted(execution.blocked.items()):
+                if c not in self.waits and self._at_held_lock(model, op):
+                    self._block(model, c, op)
+        if not self.todo and self.deferred:
+            self._deferred_revisits(model)
+        if self.todo and execution.outcome != "pruned":
             raise RuntimeError(f"trust: a planned graph could not be replayed ({execution.outcome})")
 
     def next_cpu(self, state: State) -> int:
@@ -249,17 +265,25 @@ class TrustScheduler:
     def _forward(self, state: State, ids: dict[int, list[int]]) -> int:
         """Add the next event: a CPU's steps that add none first; then the lowest CPU
         that can move, one spinning in cpu_relax() only when none else can."""
-        order = [c for c in sorted(ids) if c not in self.waits]
-        for c in order:
-            if not _memory_op(state.pending[c]):
-                return self._plain_step(c, state.pending[c], ids)
-        if not order:  # only CPUs blocked at a lock can move: a blocked graph, not an execution
-            self.blocked += 1
-            self.pruned += 1
-            return PRUNE
-        c = next((c for c in order if c not in self.relaxed), order[0])
-        op = state.pending[c]
         model = state.model
+        while True:
+            order = [
+                c
+                for c in sorted(state.pending)
+                if c not in self.waits and (c in ids or self._at_held_lock(model, state.pending[c]))
+            ]
+            for c in order:
+                if c in ids and not _memory_op(state.pending[c]):
+                    return self._plain_step(c, state.pending[c], ids)
+            if not order:  # only CPUs blocked at a lock can move: a blocked graph, not an execution
+                self.blocked += 1
+                self.pruned += 1
+                return PRUNE
+            c = next((c for c in order if c not in self.relaxed), order[0])
+            if c in ids:
+                break
+            self._block(model, c, state.pending[c])  # as TruSt adds it: a read of the held word
+        op = state.pending[c]
         name = NAME[op.code]
         cls = model.kind(name)
         ways = model.ways(c, name, op.addr, op.a1, op.a2)
@@ -290,8 +314,13 @@ class TrustScheduler:
                 seen.add(ch.rf)
                 a = Writer(c, at, wat, ch.rf, ch.new, rs, ws, op.addr)
                 self._push_all(RevisitGraph(model, self.taken, a, set()).plans())
-        if cls not in ATOMICS:
-            return
+        if cls in ATOMICS:
+            self._conflicts(model, c, at, op, rs, ws, seen)
+
+    def _conflicts(self, model: Any, c: int, at: int, op: Op, rs: int, ws: int, seen: set[int]) -> None:
+        """``c``'s atomic reading a write another atomic already read (not in ``seen``,
+        the writes it reads consistently): the other one is revisited to read it."""
+        name = NAME[op.code]
         for t in self.taken:
             if t.loc != op.addr or t.reid < 0 or t.weid != t.reid or model.kind(t.name) not in ATOMICS:
                 continue
@@ -301,8 +330,22 @@ class TrustScheduler:
                 continue
             new, _, ok = atomic_update(name, c, old, op.a1, op.a2)
             if ok and x not in seen:
-                a = Writer(c, at, wat, x, new, rs, ws, op.addr)
+                a = Writer(c, at, at, x, new, rs, ws, op.addr)
                 self._push_all(RevisitGraph(model, self.taken, a, set()).plans(conflict=t))
+
+    def _block(self, model: Any, c: int, op: Op) -> None:
+        """``c`` takes a lock whose word is held: its read reads the holder's write and
+        waits there (a blocked read, revisited by an unlock), after the revisits its
+        atomic has from the free writes other locks already read."""
+        rs = self._stamps(2)
+        at = len(model.po[c])
+        self._conflicts(model, c, at, op, rs, rs + 1, set())
+        self.taken.append(Taken(c, at, NAME[op.code], op.addr, rstamp=rs, blocked=model.co[op.addr][-1]))
+        self.waits.add(c)
+
+    @staticmethod
+    def _at_held_lock(model: Any, op: Op) -> bool:
+        return NAME[op.code] in LOCKS and model.latest(op.addr) != 0
 
     def _deferred_revisits(self, model: Any) -> None:
         """The revisits of the writes re-added while replaying (FORWARD steps), each
