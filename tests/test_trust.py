@@ -115,6 +115,10 @@ def test_kernel_synchronisation_hands_the_search_to_the_stateful_one():
     assert r.verdict == "proved"
     tso = explore("modcount-2002", variant="try-module-get", memory_model="tso", max_examples=60_000)
     assert tso.verdict == "proved" and tso.search == "stateful graph"
+    # livepatch's completions start held (a blocked read of the initial write), and its
+    # coordinator writes the next round's boot state outside the model
+    lp = explore("livepatch", variant="klp-alive", memory_model="weak", max_examples=3)
+    assert lp.fallback == "a word written outside the model" and lp.verdict == "not-proved"
 
 
 def test_trust_is_refused_where_it_has_no_graph_form():

@@ -89,7 +89,7 @@ class TrustScheduler:
             # every CPU left waits at a lock another holds: the drive loop ended the run
             # before the plan's last blocked reads and the forward ones were added
             for p in self.todo:
-                rf = model.po[p.rf[0]][p.rf[1]]  # type: ignore[index]
+                rf = self._eid(model, p.rf)
                 name = NAME[execution.blocked[p.cpu].code]
                 self.taken.append(Taken(p.cpu, p.at, name, execution.blocked[p.cpu].addr, rstamp=p.rstamp, blocked=rf))
                 self.waits.add(p.cpu)
@@ -186,7 +186,7 @@ class TrustScheduler:
                     continue
                 if p.mode == BLOCKED:  # its CPU waits at its lock; no step
                     self.todo.remove(p)
-                    rf = model.po[p.rf[0]][p.rf[1]]
+                    rf = self._eid(model, p.rf)
                     self.taken.append(Taken(c, p.at, NAME[op.code], op.addr, rstamp=p.rstamp, blocked=rf))
                     self.waits.add(c)
                     break
@@ -215,7 +215,7 @@ class TrustScheduler:
         ways = model.ways(c, name, op.addr, op.a1, op.a2)
         ks = list(range(len(ways)))
         if cls not in STORES:
-            want = INIT if p.rf is None else model.po[p.rf[0]][p.rf[1]]
+            want = self._eid(model, p.rf)
             ks = [k for k in ks if ways[k].rf == want]
         if p.mode == FIXED and cls in (*STORES, PERCPU_RMW) and p.wstamp >= 0:
             mine = (c, p.at + 1 if cls == PERCPU_RMW else p.at)
@@ -340,8 +340,15 @@ class TrustScheduler:
         rs = self._stamps(2)
         at = len(model.po[c])
         self._conflicts(model, c, at, op, rs, rs + 1, set())
-        self.taken.append(Taken(c, at, NAME[op.code], op.addr, rstamp=rs, blocked=model.co[op.addr][-1]))
+        co = model.co.get(op.addr)
+        held = co[-1] if co else INIT  # a word that starts held (a completion not done yet)
+        self.taken.append(Taken(c, at, NAME[op.code], op.addr, rstamp=rs, blocked=held))
         self.waits.add(c)
+
+    @staticmethod
+    def _eid(model: Any, ref: tuple[int, int] | None) -> int:
+        """The event ``ref`` names in this execution (None: the initial write)."""
+        return INIT if ref is None else model.po[ref[0]][ref[1]]
 
     @staticmethod
     def _at_held_lock(model: Any, op: Op) -> bool:
