@@ -251,8 +251,8 @@ def explore(
             reference=wl.reference,
             jobs=jobs,
             split=split,
-            search=getattr(s, "search", ""),
-            fallback=getattr(s, "fallback", ""),
+            search=s.search,
+            fallback=s.fallback,
         )
         if s.found is not None:
             _trace_found(sess, s.found.choices, memory_model, res)

@@ -33,10 +33,6 @@ def make_scheduler(
         return PCTScheduler(depth, seed, max_examples)
     if name == "exhaustive" and not buffered:
         return DPORScheduler(max_examples, preemption_bound)
-    if name == "trust":
-        from shmkernel.schedule.trust import TrustScheduler
-
-        return TrustScheduler(max_examples)
     if name == "graph":
         # the stateful search over execution graphs: the engine keeps the model as a graph
         # (`shmkernel.memory.graph`; the session switches it), so a state is a graph

@@ -39,6 +39,12 @@ from shmkernel.schedule.ops import ACCESS, HIDDEN_STATE, NAME
 from shmkernel.schedule.trust_graph import BLOCKED, FIXED, FORWARD, LOCKS, Plan, Planned, RevisitGraph, Taken, Writer
 
 
+def _write_at(cls: int, at: int) -> int:
+    """The place of the write event of a step whose first event is at ``at``: a
+    ``this_cpu_inc`` that is two events (tso, weak) writes after it reads."""
+    return at + 1 if cls == PERCPU_RMW else at
+
+
 def _memory_op(op: Op) -> bool:
     """Does ``op`` add a read or a write to the graph (not a fence, not a kernel call)?"""
     cls = CLASS.get(NAME[op.code])
@@ -89,10 +95,7 @@ class TrustScheduler:
             # every CPU left waits at a lock another holds: the drive loop ended the run
             # before the plan's last blocked reads and the forward ones were added
             for p in self.todo:
-                rf = self._eid(model, p.rf)
-                name = NAME[execution.blocked[p.cpu].code]
-                self.taken.append(Taken(p.cpu, p.at, name, execution.blocked[p.cpu].addr, rstamp=p.rstamp, blocked=rf))
-                self.waits.add(p.cpu)
+                self._wait_at(model, p, execution.blocked[p.cpu])
             self.todo = []
             if self.deferred:
                 self._deferred_revisits(model)
@@ -186,9 +189,7 @@ class TrustScheduler:
                     continue
                 if p.mode == BLOCKED:  # its CPU waits at its lock; no step
                     self.todo.remove(p)
-                    rf = self._eid(model, p.rf)
-                    self.taken.append(Taken(c, p.at, NAME[op.code], op.addr, rstamp=p.rstamp, blocked=rf))
-                    self.waits.add(c)
+                    self._wait_at(model, p, op)
                     break
                 if c not in ids:
                     continue
@@ -202,6 +203,11 @@ class TrustScheduler:
         if self.deferred:
             self._deferred_revisits(model)
         return self._forward(state, ids)
+
+    def _wait_at(self, model: Any, p: Planned, op: Op) -> None:
+        """A planned blocked read: ``p``'s CPU waits at its lock ``op`` (no step)."""
+        self.taken.append(Taken(p.cpu, p.at, NAME[op.code], op.addr, rstamp=p.rstamp, blocked=self._eid(model, p.rf)))
+        self.waits.add(p.cpu)
 
     def _plain_step(self, c: int, op: Op, ids: dict[int, list[int]]) -> int:
         if NAME[op.code] == "cpu_relax":
@@ -218,7 +224,7 @@ class TrustScheduler:
             want = self._eid(model, p.rf)
             ks = [k for k in ks if ways[k].rf == want]
         if p.mode == FIXED and cls in (*STORES, PERCPU_RMW) and p.wstamp >= 0:
-            mine = (c, p.at + 1 if cls == PERCPU_RMW else p.at)
+            mine = (c, _write_at(cls, p.at))
             order = self.plan.co.get(op.addr, [])
             pos = sum(1 for w in model.co.get(op.addr, []) if order.index(model.ref(w)) < order.index(mine))
             ks = [k for k in ks if ways[k].co_at == pos]
@@ -238,19 +244,21 @@ class TrustScheduler:
     ) -> None:
         """A plan for each other way ``ks`` of ``c``'s step: the graph so far, the step
         that way, then ``rest`` (what the plan being replayed still holds)."""
+        if not ks:  # most steps have one way: no snapshot of the graph to build
+            return
         model = state.model
         ref = model.ref
         cls = model.kind(NAME[op.code])
         at = len(model.po[c])
         done = [
             Planned(t.cpu, t.at, t.rstamp, -1, ref(t.blocked), BLOCKED)
-            if t.blocked != -2
+            if t.is_blocked
             else Planned(t.cpu, t.at, t.rstamp, t.wstamp, ref(model.events[t.reid].rf) if t.reid >= 0 else None)
             for t in self.taken
         ]
         done.sort(key=lambda p: p.rstamp if p.rstamp >= 0 else p.wstamp)
         base = {loc: [ref(w) for w in ids] for loc, ids in model.co.items()}
-        wat = at + 1 if cls == PERCPU_RMW else at
+        wat = _write_at(cls, at)
         for k in ks:
             ch = ways[k]
             co = {loc: list(ids) for loc, ids in base.items()}
@@ -303,7 +311,7 @@ class TrustScheduler:
         already read (the two cannot both have read it: the other one is revisited)."""
         name = NAME[op.code]
         cls = model.kind(name)
-        wat = at + 1 if cls == PERCPU_RMW else at
+        wat = _write_at(cls, at)
         if cls in STORES:
             a = Writer(c, at, wat, INIT, stored_value(name, op.a1), -1, ws, op.addr)
             self._push_all(RevisitGraph(model, self.taken, a, set()).plans())

@@ -27,6 +27,7 @@ from shmkernel.memory.graph_order import INIT
 Ref = tuple[int, int]  # an event by (CPU, place in its program order)
 FIXED, OPEN, FORWARD, BLOCKED = "fixed", "open", "forward", "blocked"
 LOCKS = ("spin_lock", "mutex_lock")
+NOT_BLOCKED = -2  # `Taken.blocked` of a step that is not a blocked read (INIT is -1)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,11 @@ class Taken:
     wstamp: int = -1
     value: int = 0  # what it writes
     readded: bool = False  # a FORWARD step: its write is added anew (its revisits come later)
-    blocked: int = -2  # a lock that read a held word: that write (then it has no events)
+    blocked: int = NOT_BLOCKED  # a lock that read a held word: that write (then it has no events)
+
+    @property
+    def is_blocked(self) -> bool:
+        return self.blocked != NOT_BLOCKED
 
 
 @dataclass(frozen=True)
@@ -124,11 +129,11 @@ class RevisitGraph:
         return [w for w in self.model.co.get(loc, []) if w not in self.exclude]
 
     def rf(self, t: Taken) -> int:
-        return t.blocked if t.blocked != -2 else self.model.events[t.reid].rf
+        return t.blocked if t.is_blocked else self.model.events[t.reid].rf
 
     @staticmethod
     def reads(t: Taken) -> bool:
-        return t.reid >= 0 or t.blocked != -2
+        return t.reid >= 0 or t.is_blocked
 
     def writes(self, t: Taken) -> bool:
         return t.weid >= 0 and t.weid not in self.exclude
@@ -178,14 +183,14 @@ class RevisitGraph:
                 if r.name in LOCKS and a.value != 0:
                     mode = BLOCKED
                 else:
-                    mode = FORWARD if t.weid >= 0 or t.blocked != -2 else FIXED
+                    mode = FORWARD if t.weid >= 0 or t.is_blocked else FIXED
                 forward.append(Planned(t.cpu, t.at, t.rstamp, -1, (a.cpu, a.wat), mode))
                 continue
             if self.reads(t):
                 if not kept_r[id(t)]:
                     continue
                 rf = ref(self.rf(t))
-                if t.blocked != -2:
+                if t.is_blocked:
                     steps.append(Planned(t.cpu, t.at, t.rstamp, -1, rf, BLOCKED))
                 elif t.weid >= 0 and not kept_w[id(t)]:
                     forward.append(Planned(t.cpu, t.at, t.rstamp, -1, rf, FORWARD))
