@@ -18,27 +18,11 @@ import pytest
 
 from shmkernel.explore import explore, replay
 from shmkernel.memory.graph import GRAPH_MODELS
+from shmkernel.memory.graph_lkmm import TRUST_MODELS
 from shmkernel.schedule.bruteforce import BruteForceScheduler
-from shmkernel.schedule.inprocess import InProcessEngine
-from shmkernel.schedule.randprog import RandomProgram, generate, outcome, outcomes
+from shmkernel.schedule.randprog import RandomProgram, generate, outcomes
+from shmkernel.schedule.randprog import trust_outcomes as trust_run
 from shmkernel.schedule.stateful import StatefulScheduler
-from shmkernel.schedule.trust import TrustScheduler
-
-
-def trust_run(prog: RandomProgram, model: str) -> tuple[set[tuple], list, TrustScheduler]:
-    """Every outcome trust reaches on ``prog``, each complete execution's graph, the search."""
-    eng = InProcessEngine(prog.nwords, len(prog.code), model, 500)
-    eng.use_graph_model()
-    s = TrustScheduler()
-    seen: set[tuple] = set()
-    graphs = []
-    while s.new_execution():
-        ex = eng.run(prog.programs(), s)
-        if ex.outcome in ("ok", "deadlock"):
-            seen.add(outcome(ex, prog))
-            graphs.append(eng.model.state_key())
-    assert s.exhausted and not s.unsupported
-    return seen, graphs, s
 
 
 @pytest.mark.parametrize("model", GRAPH_MODELS)
@@ -125,12 +109,12 @@ def test_trust_is_refused_where_it_has_no_graph_form():
     from shmkernel.errors import UsageError
 
     with pytest.raises(UsageError, match="execution graphs"):
-        explore("refcount", variant="fixed", scheduler="trust", memory_model="lkmm")
+        explore("refcount", variant="fixed", scheduler="trust", memory_model="native")
     with pytest.raises(UsageError, match="preemption bound"):
         explore("refcount", variant="fixed", scheduler="trust", memory_model="weak", preemption_bound=1)
 
 
-@pytest.mark.parametrize("model", GRAPH_MODELS)
+@pytest.mark.parametrize("model", TRUST_MODELS)
 def test_an_abba_deadlock_is_found_and_blocked_reads_are_no_deadlock(model):
     """Two locks taken in opposite orders: the deadlock is a real outcome (every CPU
     waits on a lock held by another); a blocked read whose lock is free is not."""

@@ -96,10 +96,11 @@ class GraphModel(ExecutionGraph):
     graph = True
     acquire_choices = False
     check_full = False  # tests: hold every incremental check to the from-scratch one
+    models = GRAPH_MODELS
 
     def __init__(self, w: object, ncpus: int, name: str) -> None:
-        if name not in GRAPH_MODELS:
-            raise UsageError(f"the graph explorer knows {', '.join(GRAPH_MODELS)}, not {name}")
+        if name not in self.models:
+            raise UsageError(f"the graph explorer knows {', '.join(self.models)}, not {name}")
         self.w, self.ncpus, self.name = w, ncpus, name
         self.reset()
 

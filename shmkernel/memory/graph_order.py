@@ -38,6 +38,7 @@ class Event:
     rf: int = INIT  # the write it reads (an event id, or INIT)
     rval: int = 0
     at: int = 0  # its place in its CPU's program order (OUTSIDE: among the outside writes)
+    op: str = ""  # lkmm: the kernel primitive (its LKMM events and classes: `shmkernel.memory.graph_lkmm`)
 
 
 class ExecutionGraph:

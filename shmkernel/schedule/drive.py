@@ -107,10 +107,16 @@ class Driver:
     def use_graph_model(self) -> None:
         """Keep the memory model as an execution graph (`shmkernel.memory.graph`):
         the state a stateful search caches is then the graph, not the machine."""
-        from shmkernel.memory.graph import GraphModel
+        from shmkernel.memory.graph_lkmm import make_graph_model
 
-        self.model = GraphModel(self.w, self.roles, self.memory_model)
+        self.model = make_graph_model(self.w, self.roles, self.memory_model)
         self.graph = True
+
+    def use_machine_model(self) -> None:
+        """Back to the operational model (trust gave way under lkmm, whose graph model
+        has no kernel synchronisation: `shmkernel.schedule.searches.trust_search`)."""
+        self.model = make_model(self.memory_model, self.w, self.roles)
+        self.graph = False
 
     # -- what a subclass provides -----------------------------------------------------------------
     def _take(self, cpu: int, op: Op, older: int) -> tuple[int, Op]:

@@ -38,6 +38,7 @@ from typing import Any
 from shmkernel.errors import UsageError
 from shmkernel.memory.actions import ACTION_BASE, GRAPH, decode_action
 from shmkernel.memory.graph import GRAPH_MODELS
+from shmkernel.memory.graph_lkmm import TRUST_MODELS
 from shmkernel.memory.registry import BUFFERED_MODELS, MODELS
 from shmkernel.runtime import signals
 from shmkernel.schedule.hb import fewest_switches, switches
@@ -121,9 +122,9 @@ def _search(
 
 def uses_trust(scheduler: str, memory_model: str, bounded: bool = False) -> bool:
     """Is this search TruSt over execution graphs (`shmkernel.schedule.trust`)? ``trust``
-    always, and ``exhaustive`` under ``tso`` and ``weak`` unless a preemption bound cuts
-    interleavings (one execution per graph: `scripts/bench_schedule.py --models`)."""
-    return scheduler == "trust" or (scheduler == "exhaustive" and memory_model in ("tso", "weak") and not bounded)
+    always, and ``exhaustive`` under ``tso``, ``weak`` and ``lkmm`` unless a preemption
+    bound cuts interleavings (one execution per graph: `scripts/bench_schedule.py --models`)."""
+    return scheduler == "trust" or (scheduler == "exhaustive" and memory_model in BUFFERED_MODELS and not bounded)
 
 
 def uses_graph(scheduler: str, memory_model: str, bounded: bool = False) -> bool:
@@ -152,9 +153,10 @@ def _check_settings(
         raise UsageError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     if memory_model not in MODELS:
         raise UsageError(f"unknown memory model {memory_model!r}; choose one of {', '.join(MODELS)}")
-    if scheduler in ("graph", "trust") and memory_model not in GRAPH_MODELS:
+    graph_models = TRUST_MODELS if scheduler == "trust" else GRAPH_MODELS
+    if scheduler in ("graph", "trust") and memory_model not in graph_models:
         raise UsageError(
-            f"--scheduler {scheduler} explores the models {', '.join(GRAPH_MODELS)} as execution graphs, "
+            f"--scheduler {scheduler} explores the models {', '.join(graph_models)} as execution graphs, "
             f"not {memory_model} (use --scheduler exhaustive)"
         )
     if scheduler in ("graph", "trust") and (jobs > 1 or cluster or subtrees is not None):
@@ -290,7 +292,7 @@ def replay(
     opts = wl.parse_options(dict(h.options))
     out = []
     graph = any(c >= ACTION_BASE and decode_action(c)[0] == GRAPH for c in choices)
-    if graph and h.memory_model not in GRAPH_MODELS:
+    if graph and h.memory_model not in TRUST_MODELS:
         raise UsageError(f"schedule has graph steps (gN.K) under {h.memory_model}, which has no graph model")
     with Session(wl, h.variant, h.cpus, opts, h.iterations, h.memory_model, len(choices) + 1, engine) as sess:
         if graph:  # found by --scheduler graph: the choices are the graph model's

@@ -188,6 +188,26 @@ def outcomes(
     return seen, runs
 
 
+def trust_outcomes(prog: RandomProgram, memory_model: str) -> tuple[set[tuple], list, Any]:
+    """Every outcome TruSt (`shmkernel.schedule.trust`) reaches on ``prog``, each
+    complete execution's graph (optimal: no two alike), and the finished search."""
+    from shmkernel.schedule.trust import TrustScheduler
+
+    eng = InProcessEngine(prog.nwords, len(prog.code), memory_model, 500)
+    eng.use_graph_model()
+    s = TrustScheduler()
+    seen: set[tuple] = set()
+    graphs = []
+    while s.new_execution():
+        ex = eng.run(prog.programs(), s)
+        if ex.outcome in ("ok", "deadlock"):
+            seen.add(outcome(ex, prog))
+            graphs.append(eng.model.state_key())
+    if not s.exhausted or s.unsupported:
+        raise RuntimeError(f"trust did not finish on\n{prog.text()}: {s.unsupported}")
+    return seen, graphs, s
+
+
 def trace_count(prog: RandomProgram) -> int:
     """How many Mazurkiewicz traces ``prog`` has: the distinct happens-before
     classes of the complete executions of a full search with sleep sets."""
