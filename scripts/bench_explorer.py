@@ -7,10 +7,12 @@ value plus one, cmpxchg, atomic_inc, an optional mutex, value-dependent skips;
 under the emulated models also barriers) it enumerates every schedule
 (`bruteforce`), then runs Optimal DPOR, Source-DPOR and the stateful search
 (native), or the stateful search (sc, tso, weak, lkmm), the same search
-over execution graphs (``graph``: sc, tso, weak) and TruSt over graphs
-(``trust``: sc, tso, weak; the emulated models' programs also hold
-``this_cpu_inc``), and compares the sets
-of outcomes (final memory, every register, ok or deadlock). Any difference is
+over execution graphs (``graph``) and TruSt over graphs (``trust``; the
+emulated models' programs also hold ``this_cpu_inc``), and compares the sets
+of outcomes (final memory, every register, ok or deadlock). Under lkmm the
+graphs are checked by the LKMM's axioms, which allow more than the lkmm
+machine: there trust must reach exactly what the graph search reaches, and
+the graph search everything brute force over the machine reaches. Any difference is
 a MISS and is printed with the program. It also counts the Mazurkiewicz
 traces of each native program (brute force, canonical happens-before form)
 and prints executions per search against that baseline.
@@ -28,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shmkernel.memory.graph import GRAPH_MODELS  # noqa: E402
+from shmkernel.memory.graph_lkmm import TRUST_MODELS  # noqa: E402
 from shmkernel.schedule.bruteforce import BruteForceScheduler  # noqa: E402
 from shmkernel.schedule.dpor import DPORScheduler  # noqa: E402
 from shmkernel.schedule.randprog import generate, outcomes, trace_count  # noqa: E402
@@ -40,12 +42,12 @@ def run_model(model: str, programs: int, seed: int) -> int:
     rng = random.Random(seed)
     native = model in ("native", "sc")
     searches = ["optimal", "source", "stateful"] if native else ["stateful"]
-    if model in GRAPH_MODELS:
+    if model in TRUST_MODELS:
         searches += ["graph", "trust"]
     execs = dict.fromkeys(["bruteforce", *searches], 0)
     blocked = dict.fromkeys(searches, 0)
     trace_total = 0
-    misses = 0
+    misses = wider = 0
     t0 = time.perf_counter()
     for k in range(programs):
         emulated = model != "native"
@@ -65,6 +67,14 @@ def run_model(model: str, programs: int, seed: int) -> int:
             got, n = outcomes(prog, s, model, graph=name in ("graph", "trust"))
             execs[name] += n
             blocked[name] += getattr(s, "sleep_blocked", 0)
+            if model == "lkmm" and name == "graph":
+                # the LKMM's axioms allow more than the lkmm machine (this_cpu_inc on a shared
+                # word loses an update): the machine's outcomes are a subset, and trust must
+                # reach exactly the graph search's
+                wider += bool(got - expected)
+                if expected <= got:
+                    expected = got
+                    continue
             if got != expected:
                 misses += 1
                 print(
@@ -73,7 +83,8 @@ def run_model(model: str, programs: int, seed: int) -> int:
                     flush=True,
                 )
     secs = time.perf_counter() - t0
-    print(f"{model:6} {programs:6} programs in {secs:7.1f} s: misses {misses}")
+    wide = f"; the lkmm graph reached more than the machine on {wider}" if model == "lkmm" else ""
+    print(f"{model:6} {programs:6} programs in {secs:7.1f} s: misses {misses}{wide}")
     base = f"; traces {trace_total:,}" if trace_total else ""
     print(f"       executions: bruteforce {execs['bruteforce']:,}{base}")
     for name in searches:

@@ -19,11 +19,12 @@ engine, measured in the same run), the speed-up of ``--jobs 2`` over
 ``--jobs 1`` on proofs that split (same total executions, checked), and the
 time of the 4-CPU refcount proof under lkmm.
 
-With ``--models`` it compares, under ``tso`` and ``weak``, the stateful
+With ``--models`` it compares, under ``tso``, ``weak`` and ``lkmm``, the stateful
 search over machine states (``--scheduler stateful``, the baseline, measured
 in the same run) with the same search over execution graphs (``--scheduler
-graph``) and with TruSt over graphs (``--scheduler trust``, what
-``exhaustive`` runs there): executions and seconds to a proof or a counterexample, and the
+graph``; not under lkmm) and with TruSt over graphs (``--scheduler trust``, what
+``exhaustive`` runs there; under lkmm the graph is checked by the LKMM's
+axioms): executions and seconds to a proof or a counterexample, and the
 ratio; beside them GenMC 0.9's recorded counts under ``--lkmm`` for the C
 versions of the same programs (complete + blocked executions; bench sitting of
 2026-12-02, written in the issue "GenMC-class exploration"), for scale: the
@@ -141,6 +142,7 @@ MODEL_PROGRAMS: list[tuple[str, str, str, int | None, int | None, dict[str, Any]
     ("refcount fixed", "refcount", "fixed", None, None, {}, False, "5+1"),
     ("refcount fixed 3 CPUs", "refcount", "fixed", 3, None, {}, False, "29+7"),
     ("refcount fixed --iterations 2", "refcount", "fixed", None, 2, {}, False, "24+7"),
+    ("refcount fixed 4 CPUs", "refcount", "fixed", 4, None, {}, False, "173+43"),
     ("refcount nobarrier", "refcount", "percpu-incs-decs-nobarrier", None, None, {}, True, ""),
     ("refcount relaxed hand-off", "refcount", "fixed", None, None, {"handoff": "relaxed"}, True, "2"),
     ("static-key seed-fix", "static-key", "seed-fix", None, None, {}, True, "8+3"),
@@ -163,9 +165,13 @@ def models(budget: int, limit: float) -> None:
     head = f"{'program':31} {'model':5} | {'stateful (machine)':>20} | {'graph (stateful)':>20} | {'trust':>20}"
     print(f"{head} | {'x fewer':>7} | GenMC lkmm")
     for label, wl, variant, cpus, iters, opts, buggy, genmc in MODEL_PROGRAMS:
-        for model in ("tso", "weak"):
+        for model in ("tso", "weak", "lkmm"):
             cells, counts = [], []
             for sched in ("stateful", "graph", "trust"):
+                if sched == "graph" and model == "lkmm":  # no stateful search over lkmm graphs
+                    cells.append(f"{'-':>20}")
+                    counts.append(None)
+                    continue
                 r, secs = timed_explore(
                     wl, variant, sched, cpus, iters, opts, memory_model=model, max_examples=budget, time_limit=limit
                 )
@@ -191,7 +197,7 @@ def main() -> None:
     ap.add_argument("--lkmm-limit", type=float, default=300.0, help="seconds for the 4-CPU lkmm proof")
     ap.add_argument("--trace-cap", type=int, default=20_000, help="executions of the trace count at most")
     ap.add_argument("--quick", action="store_true", help="skip the slowest searches (marked 'skipped')")
-    ap.add_argument("--models", action="store_true", help="tso/weak: machine states vs execution graphs")
+    ap.add_argument("--models", action="store_true", help="tso/weak/lkmm: machine states vs execution graphs")
     ap.add_argument("--time-limit", type=float, default=300.0, help="--models: seconds per search at most")
     args = ap.parse_args()
     if args.models:

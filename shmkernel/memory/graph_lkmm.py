@@ -19,15 +19,22 @@ the events herd7 builds for its primitive (``shmkernel.litmus.primitives``):
 - ``smp_mb``/``smp_rmb``/``smp_wmb`` an F [Mb]/[Rmb]/[Wmb]; kernel
   synchronisation's moments (a context switch, a grace period) an F [Mb].
 
-**What is left out, and why it is sound to leave it.** The workloads' values
-carry no dependencies yet (no ``addr``/``data``/``ctrl``), and without them
-the axioms would allow load buffering even where a dependency forbids it: a
-false alarm. So a graph must also be ``po ∪ rf``-acyclic (no load
-buffering), as in every operational model here and GenMC's RC11. The graphs
-explored are then exactly the LKMM's executions without load buffering: a
-superset of what the operational ``lkmm`` machine (`shmkernel.memory.lkmm`)
-reaches (`tests/test_trust_lkmm.py` checks both on random programs), and
-never one the LKMM forbids.
+**What is left out: dependencies.** The workloads' values carry no
+dependencies yet (no ``addr``/``data``/``ctrl``). Without them the axioms
+would allow load buffering even where a dependency forbids it, so a graph
+must also be ``po ∪ rf``-acyclic (no load buffering), as in every operational
+model here and GenMC's RC11: LB-shaped outcomes are not shown. Other than
+that the graphs explored are the LKMM's executions, which is more than the
+operational ``lkmm`` machine (`shmkernel.memory.lkmm`) reaches, whose loads
+happen before any later store of their CPU commits: ``S+fencewmbonceonce+
+poonceonce`` (herd7: allowed) is shown here and not there
+(`tests/test_trust_lkmm.py` checks both ways on random programs). The
+other side of the same coin: code that orders a read before a later write
+*only* by a control or data dependency (``if (READ_ONCE(x)) WRITE_ONCE(y,
+1)``), or a read before a read by an address dependency, is not credited
+with that order, so such a program may show an outcome the LKMM forbids: a
+false alarm (never a false proof). None of the seeds relies on one (their
+verdicts are the operational model's).
 
 Each check rebuilds the herd7-style events of the whole graph and runs every
 axiom: the graphs of the seeds hold tens of events, and TruSt
