@@ -4,7 +4,9 @@ Complete: on random small programs trust reaches exactly what the stateful
 search over the same graphs reaches (every consistent graph prefix, every
 choice), each graph once, and everything the operational ``lkmm`` machine
 reaches (a superset: the machine takes ``this_cpu_inc`` on a shared word as
-if no other CPU could write in between; the graph does not). Faithful to the
+if no other CPU could write in between; the graph does not). Each read stands
+for a control dependency of its CPU's later writes (no dependency tracking
+yet), as the operational model's loads do. Faithful to the
 LKMM where it is weaker than ``weak``: IRIW with ``smp_rmb`` and 2+2W with
 ``smp_wmb`` (not multicopy atomic). On the seeds it proves and finds within 2x
 GenMC's executions, and gives way to the operational model's stateful search
@@ -60,9 +62,7 @@ def test_the_lkmm_graph_is_not_multicopy_atomic_where_the_lkmm_is_not():
         nlocks=0,
     )
     two_two_w = RandomProgram(
-        ((("write", 0, 2), ("wmb",), ("write", 1, 1)), (("write", 1, 2), ("wmb",), ("write", 0, 1))),
-        nvars=2,
-        nlocks=0,
+        ((("write", 0, 2), ("wmb",), ("write", 1, 1)), (("write", 1, 2), ("wmb",), ("write", 0, 1))), nvars=2, nlocks=0
     )
     assert _has(trust_run(iriw, "lkmm")[0], regs=((), (), (1, 0), (1, 0)))
     assert not _has(trust_run(iriw, "weak")[0], regs=((), (), (1, 0), (1, 0)))
@@ -73,17 +73,25 @@ def test_the_lkmm_graph_is_not_multicopy_atomic_where_the_lkmm_is_not():
     assert not _has(trust_run(iriw_mb, "lkmm")[0], regs=((), (), (1, 0), (1, 0)))
 
 
-def test_a_read_orders_no_later_write_of_its_cpu_without_a_dependency():
-    """S+fencewmbonceonce+poonceonce: the LKMM allows x == 2 with r0 == 1 (the litmus
-    runner's axiomatic engine agrees with herd7's S+poonceonces), since nothing orders
-    CPU 1's read before its write; the operational models, whose loads happen before any
-    later store of their CPU commits, never show it."""
-    s_shape = RandomProgram(
+def test_every_read_orders_its_cpus_later_writes_as_a_control_dependency_would():
+    """Values carry no dependencies yet, and kernel code leans on them (seed 000's
+    ``if (READ_ONCE(mailbox)) module_put()``): so a read is taken as a control dependency
+    of its CPU's later writes. S+fencewmbonceonce+ctrlonceonce is then forbidden, as
+    the LKMM has it; so is the same shape without the ``if``, which the LKMM allows (the
+    README's limit of lkmm, shared with the operational model)."""
+    with_ctrl = RandomProgram(
+        ((("write", 0, 2), ("wmb",), ("write", 1, 1)), (("read", 1, 0), ("skip_if", 0, 0, 1), ("write", 0, 1))),
+        nvars=2,
+        nlocks=0,
+    )
+    plain = RandomProgram(
         ((("write", 0, 2), ("wmb",), ("write", 1, 1)), (("read", 1, 0), ("write", 0, 1))), nvars=2, nlocks=0
     )
-    assert _has(trust_run(s_shape, "lkmm")[0], regs=((), (1,)), memory=(2, 1))
-    assert not _has(outcomes(s_shape, StatefulScheduler(), "lkmm")[0], regs=((), (1,)), memory=(2, 1))
-    assert not _has(trust_run(s_shape, "weak")[0], regs=((), (1,)), memory=(2, 1))
+    for prog in (with_ctrl, plain):
+        got = trust_run(prog, "lkmm")[0]
+        assert not _has(got, regs=((), (1,)), memory=(2, 1))
+        assert _has(got, regs=((), (1,)), memory=(1, 1))  # the read before the other CPU's x = 2
+        assert not _has(outcomes(prog, StatefulScheduler(), "lkmm")[0], regs=((), (1,)), memory=(2, 1))
 
 
 def test_exhaustive_under_lkmm_is_trust_within_2x_genmc():
@@ -109,7 +117,9 @@ def test_under_lkmm_trust_gives_way_to_the_operational_models_search():
     operational model takes over (symbol-get-put's untracked variant waits on kernel state)."""
     r = explore("symbol-get-put", variant="untracked", memory_model="lkmm", max_examples=20_000)
     assert r.fallback and r.search == "stateful"
-    assert r.verdict == explore("symbol-get-put", variant="untracked", scheduler="stateful", memory_model="lkmm").verdict
+    assert (
+        r.verdict == explore("symbol-get-put", variant="untracked", scheduler="stateful", memory_model="lkmm").verdict
+    )
 
 
 def test_the_graph_search_has_no_lkmm_form():

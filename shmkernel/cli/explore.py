@@ -33,10 +33,10 @@ def add_parser(sub: Any, wl: Any = None) -> None:
         choices=("exhaustive", "stateful", "graph", "trust", "hypothesis", "random", "pct"),
         default=None,
         help="default exhaustive: Optimal DPOR under native/sc, trust (one execution per execution "
-        "graph) under tso/weak, giving way to the stateful search where a workload uses kernel "
-        "synchronisation; the stateful search over machine states under lkmm; all complete, so a "
+        "graph; under lkmm checked by the LKMM's axioms) under tso/weak/lkmm, giving way to the "
+        "stateful search where a workload uses kernel synchronisation; all complete, so a "
         "clean end is a proof. stateful: machine states in any model; graph: execution graphs, "
-        "stateful (sc/tso/weak); trust: as exhaustive under tso/weak, also under sc. "
+        "stateful (sc/tso/weak); trust: as exhaustive under tso/weak/lkmm, also under sc. "
         "hypothesis shrinks a failure to few switches; random and pct sample (never a proof)",
     )
     ex.add_argument(

@@ -48,8 +48,8 @@ The kernel's waits are events too: a CPU parking for stop_machine or a
 context switch is a full barrier on that CPU (`GraphModel.fence_cpu`); the
 end of a grace period or of a stop_machine is one moment in every CPU's
 program order (`GraphModel.fence_all`), as the machine drains every buffer
-and then every view. Not here: ``lkmm`` (its own operational model, and the
-axiomatic engine of the litmus runner).
+and then every view. ``lkmm``'s graph is `shmkernel.memory.graph_lkmm`: the
+same graph, its consistency the LKMM's axioms.
 """
 
 from __future__ import annotations

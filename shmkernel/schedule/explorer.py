@@ -205,9 +205,9 @@ def explore(
     ``verdict`` is "found", "proved" or "not-proved".
 
     ``scheduler`` defaults to ``exhaustive``: Optimal DPOR under native and sc,
-    TruSt over execution graphs under tso and weak (the stateful search where a
+    TruSt over execution graphs under tso, weak and lkmm (the stateful search where a
     workload uses kernel synchronisation: the result's ``search`` and ``fallback``
-    say which ran), the stateful full enumeration under lkmm; all are complete, so
+    say which ran); all are complete, so
     a clean end is a proof. ``max_examples`` defaults to the workload's
     ``explore_defaults`` or `DEFAULT_SEARCH_BUDGET` (`DEFAULT_SAMPLE_BUDGET` for
     hypothesis, random and pct, which never prove anything); ``time_limit``

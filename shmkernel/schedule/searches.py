@@ -40,7 +40,7 @@ def make_scheduler(
         s.name = "graph"
         return s
     if name in ("exhaustive", "stateful"):
-        # under lkmm the exhaustive search is the stateful one (tso/weak: `trust_search`)
+        # a bounded exhaustive search under the models (unbounded: `trust_search`)
         return StatefulScheduler(max_examples, preemption_bound)
     raise UsageError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
 

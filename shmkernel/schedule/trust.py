@@ -1,4 +1,4 @@
-"""``trust``: one execution per consistent execution graph, under sc, tso and weak.
+"""``trust``: one execution per consistent execution graph, under sc, tso, weak and lkmm.
 
 The stateful graph search (``--scheduler graph``) runs an execution for every
 (graph prefix, choice): two CPUs' independent events make a prefix per
@@ -12,7 +12,10 @@ write is added, each earlier read it could feed that it does not depend on is
 reading the new write, is planned as an execution of its own
 (`shmkernel.schedule.trust_graph`). A revisit is taken only from the one graph
 whose deleted events were added maximally, so every consistent graph is
-explored once (polynomial memory: a stack of plans).
+explored once (polynomial memory: a stack of plans). The model decides what
+is consistent: the machine's time order under sc, tso and weak
+(`shmkernel.memory.graph`), the LKMM's axioms under lkmm
+(`shmkernel.memory.graph_lkmm`); the algorithm is the same.
 
 An execution replays its plan (`Plan`: each step by the write its read reads
 and its write's place in ``co``, picked among the graph model's consistent
@@ -21,8 +24,9 @@ ways), then goes on forward. A plan the model finds inconsistent is abandoned
 synchronisation (grace periods, stop_machine, parking: ordered by the
 schedule, not by reads), writes made outside the model, waits on hidden state.
 When a workload reaches one, the search stops with ``unsupported`` set and
-`shmkernel.schedule.explorer` runs the stateful graph search instead: the
-verdict is always a complete search's.
+`shmkernel.schedule.searches.trust_search` runs the stateful search instead
+(over graphs; under lkmm over the operational model): the verdict is always a
+complete search's.
 """
 
 from __future__ import annotations
