@@ -132,6 +132,27 @@ def test_an_abba_deadlock_is_found_and_blocked_reads_are_no_deadlock(model):
     assert len(graphs) == len(set(graphs))
 
 
+def test_a_deadlock_is_explored_once_whatever_lock_write_a_waiter_read_first():
+    """CPU 0 holds lock 1 and waits for lock 0; CPU 2 holds lock 0 and waits for lock 1.
+    One execution reached that deadlock with CPU 0's blocked read on CPU 1's lock 0 write,
+    which CPU 1 had since unlocked (TruSt's blocked graph: that read could not take the
+    lock), another with it on CPU 2's, which holds it: the same deadlock twice. Found by
+    the two-mutex programs (4 of 200 explored a graph twice, every one a deadlock)."""
+    prog = RandomProgram(
+        (
+            (("lock", 1), ("lock", 0), ("unlock", 1), ("read", 1, 0), ("cmpxchg", 0, 0, 1, 1), ("unlock", 0)),
+            (("inc", 0), ("lock", 0), ("unlock", 0), ("read", 0, 0), ("cmpxchg", 0, 0, 1, 1)),
+            (("lock", 0), ("read", 0, 0), ("lock", 1), ("unlock", 1), ("unlock", 0)),
+        ),
+        nvars=2,
+        nlocks=2,
+    )
+    got, graphs, s = trust_run(prog, "sc")
+    assert got == outcomes(prog, BruteForceScheduler(), "sc")[0]
+    assert "deadlock" in {o[2] for o in got}
+    assert len(graphs) == len(set(graphs)) and s.blocked > 0
+
+
 def _two_locks(rng: random.Random) -> RandomProgram:
     """2-3 CPUs, a few reads, writes, atomics on two words, and sections under one
     or both of two mutexes (nested in either order: ABBA deadlocks happen)."""
