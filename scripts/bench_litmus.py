@@ -9,7 +9,7 @@ in HERD7-LKMM.tsv): the axiomatic LKMM engine on every test with a verdict,
 agreement per class and directory, time per test (targets: median < 0.5 s,
 95% under 10 s, fewer timeouts than herd7's 31 at 60 s); ``--operational``
 also checks the operational lkmm model never shows an outcome the axioms
-forbid; ``--herd7 'CMD'`` runs herd7 side by side (never required)."""
+forbid, ``--trust`` the same of TruSt over the lkmm graph; ``--herd7 'CMD'`` runs herd7 side by side (never required)."""
 
 from __future__ import annotations
 
@@ -32,13 +32,14 @@ def main() -> None:
     ap.add_argument("--corpus", metavar="DIR", help="a corpus with HERD7-LKMM.tsv: the axiomatic engine on all of it")
     ap.add_argument("--timeout", type=float, default=60.0, help="--corpus: seconds per test (herd7's was 60)")
     ap.add_argument("--operational", action="store_true", help="--corpus: check the operational lkmm model too")
+    ap.add_argument("--trust", action="store_true", help="--corpus: check TruSt over the lkmm graph too")
     ap.add_argument("--herd7", metavar="CMD", help="--corpus: e.g. 'herd7 -conf linux-kernel.cfg', run side by side")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     if args.corpus:
         from litmus_corpus import run_corpus
 
-        run_corpus(args.corpus, args.timeout, args.operational, args.herd7, args.verbose)
+        run_corpus(args.corpus, args.timeout, args.operational, args.herd7, args.verbose, args.trust)
         return
     with open(os.path.join(args.dir, "EXPECTED.tsv")) as f:
         expected = {row["test"]: row["lkmm"] for row in csv.DictReader(f, delimiter="\t")}

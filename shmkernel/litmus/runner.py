@@ -192,11 +192,15 @@ def _finish(
 
 
 def run_exhaustive(
-    test: LitmusTest, model: str, max_executions: int = 2_000_000, state_cache: bool | None = None
+    test: LitmusTest, model: str, max_executions: int = 2_000_000, state_cache: bool | None = None, trust: bool = False
 ) -> LitmusResult:
+    """Every final state of ``test`` under ``model``: Optimal DPOR (native, sc), the
+    stateful search (tso, weak, lkmm) or, with ``trust``, TruSt over execution graphs
+    (`shmkernel.schedule.trust`; under lkmm the graph checked by the LKMM's axioms)."""
     from shmkernel.schedule.dpor import DPORScheduler
     from shmkernel.schedule.session import Session
     from shmkernel.schedule.stateful import StatefulScheduler
+    from shmkernel.schedule.trust import TrustScheduler
 
     wl = LitmusWorkload(test)
     res = LitmusResult(test.name, model, "exhaustive")
@@ -204,8 +208,11 @@ def run_exhaustive(
     engine_model = "sc" if model == "native" else model
     outcomes = []
     with Session(wl, "test", len(test.procs), {}, 1, engine_model, 10_000) as sess:
-        sched: DPORScheduler | StatefulScheduler
-        if engine_model in BUFFERED_MODELS:
+        sched: DPORScheduler | StatefulScheduler | TrustScheduler
+        if trust:
+            sess.engine.use_graph_model()
+            sched = TrustScheduler(max_executions)
+        elif engine_model in BUFFERED_MODELS:
             sched = StatefulScheduler(max_executions, state_cache=state_cache is not False)
         else:
             sched = DPORScheduler(max_executions)
@@ -219,6 +226,8 @@ def run_exhaustive(
             regs = [r if isinstance(r, dict) else {} for r in ex.result.results[: len(test.procs)]]
             mem = {v: sess.m.seg.words[a] for v, a in sess.m.vars["addr"].items()}
             outcomes.append((regs, mem))
+        if isinstance(sched, TrustScheduler) and sched.unsupported:
+            raise RuntimeError(f"{test.name}: trust gave way ({sched.unsupported})")
     res.seconds = time.perf_counter() - t0
     return _finish(res, test, outcomes, count_states=True)
 
