@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from toys import Toy
 
 from shmkernel.explore import explore, replay
 from shmkernel.memory.graph import GRAPH_MODELS
@@ -99,10 +100,29 @@ def test_kernel_synchronisation_hands_the_search_to_the_stateful_one():
     assert r.verdict == "proved"
     tso = explore("modcount-2002", variant="try-module-get", memory_model="tso", max_examples=60_000)
     assert tso.verdict == "proved" and tso.search == "stateful graph"
-    # livepatch's completions start held (a blocked read of the initial write), and its
-    # coordinator writes the next round's boot state outside the model
-    lp = explore("livepatch", variant="klp-alive", memory_model="weak", max_examples=3)
-    assert lp.fallback == "a word written outside the model" and lp.verdict == "not-proved"
+    # a word written outside the model (a harness's oracle_write) between two model steps
+    outside = explore(Toy(_writes_outside), memory_model="weak", max_examples=3)
+    assert outside.fallback == "a word written outside the model" and outside.search == "stateful graph"
+
+
+def _writes_outside(ctx, p) -> None:  # noqa: ANN001
+    ctx.write_once(p["a"], 1)
+    ctx.oracle_write(p["a"], 5)
+    ctx.read_once(p["a"])
+
+
+def test_livepatch_rounds_are_in_trusts_reach():
+    """livepatch's completions start held (a blocked read of the initial write), and its
+    coordinator sets the next round up with stores of its own (not behind the model's
+    back): trust finds the seed's use-after-free (GenMC-style: 8 executions)."""
+    lp = explore("livepatch", variant="no-klp-alive", memory_model="weak")
+    assert lp.verdict == "found" and lp.search == "trust" and not lp.fallback
+
+
+@pytest.mark.slow  # ~7 s
+def test_trust_proves_the_livepatch_fix_under_weak():
+    lp = explore("livepatch", variant="klp-alive", memory_model="weak")
+    assert lp.verdict == "proved" and lp.search == "trust"  # 350 executions
 
 
 def test_trust_is_refused_where_it_has_no_graph_form():

@@ -53,6 +53,7 @@ from shmkernel.kernel.livepatch import (
     klp_enable_patch,
     klp_register_patch,
     klp_registered,
+    klp_universe,
     klp_variant,
     load_module,
 )
@@ -79,10 +80,15 @@ class LivepatchVars:
 # ---------------------------------------------------------------------------------------------
 # The round's boot state, written outside the emulated machine.
 # ---------------------------------------------------------------------------------------------
-def prepare(ctx: Ctx, variant_name: str, lp: Livepatch, scenario: str) -> None:
+def prepare(ctx: Ctx, variant_name: str, lp: Livepatch, scenario: str, mid_run: bool = False) -> None:
     """P1, P2 registered and enabled, P3 not registered; ``coming``: M not
-    loaded (b() has no klp_ops yet); ``going``: M LIVE with P1, P2 applied."""
-    w = ctx.oracle_write
+    loaded (b() has no klp_ops yet); ``going``: M LIVE with P1, P2 applied.
+
+    ``mid_run`` (a scheduled run's next round): the coordinator's own stores, which
+    the memory model sees as writes of its CPU (ordered before the CPUs' next round by
+    the ``go`` completions, so the graph searches explore them as any other write),
+    where a write behind the model's back would be noticed only lazily."""
+    w = ctx.write_once if mid_run and ctx.mode != "free" else ctx.oracle_write
     variant = klp_variant(variant_name)
     w(lp.module_mutex, 0)
     w(lp.klp_mutex, 0)
@@ -156,7 +162,7 @@ def module_code(ctx: Ctx, lp: Livepatch, addr: int, calls: int, window_us: float
         if window_us:
             ctx.delay_us(window_us / calls)
         ctx.count("b_calls")
-        universe = ctx.read_once(lp.klp_universe)
+        universe = klp_universe(ctx, lp)
         b = klp_call(ctx, lp.ops, addr, universe)  # b() runs this version ...
         a = klp_call(ctx, lp.ops, VMLINUX_ADDR, universe)  # ... and calls this a()
         if a != b:
@@ -233,7 +239,7 @@ def coordinator(ctx: Ctx, p: dict[str, Any]) -> None:
     for r in ctx.loop(p["rounds"]):
         scenario = scen[r % len(scen)]
         if r > 0:
-            prepare(ctx, p["variant"], v.lp, scenario)
+            prepare(ctx, p["variant"], v.lp, scenario, mid_run=True)
             for c in (0, 1):
                 ctx.mutex_unlock(per_cpu_ptr(v.go, c))
         if not (_wait(ctx, v.done, 0) and _wait(ctx, per_cpu_ptr(v.done, 1), 1)):

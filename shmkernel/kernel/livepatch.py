@@ -285,8 +285,18 @@ def klp_enable_object(ctx: Ctx, lp: Livepatch, patch: KlpPatch, obj: KlpObject) 
 
 def klp_switch_universe(ctx: Ctx, lp: Livepatch, patch: KlpPatch) -> None:
     """The seed's "#save place to switch universe" (see the module docstring):
-    from here on new call chains run the patch; not 2015 kernel code."""
-    ctx.write_once(lp.klp_universe, patch.num)
+    from here on new call chains run the patch; not 2015 kernel code. A release,
+    read with an acquire (`klp_universe`): a chain that sees the new universe sees
+    every func_stack push before it. With plain accesses the LKMM lets a chain see
+    universe 3 and klp_ops1's stack still at depth 2 (a release orders what comes
+    before it, not the plain store after it): trust found that ``semantic_mismatch``
+    on ``klp-alive`` under lkmm, a failure of this device, not the seed's race."""
+    ctx.smp_store_release(lp.klp_universe, patch.num)
+
+
+def klp_universe(ctx: Ctx, lp: Livepatch) -> int:
+    """The universe a new call chain runs in (`klp_switch_universe`)."""
+    return ctx.smp_load_acquire(lp.klp_universe)
 
 
 def __klp_enable_patch(ctx: Ctx, lp: Livepatch, patch: KlpPatch) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from shmkernel.errors import RunError
-from shmkernel.memory.actions import ACTION_BASE, COMMIT, decode_action, graph_choice_id, read_older_id
+from shmkernel.memory.actions import ACTION_BASE, COMMIT, GRAPH, decode_action, graph_choice_id, read_older_id
 from shmkernel.memory.models import ACQ_READ, READ
 from shmkernel.memory.models import CLASS as MODEL_CLASS
 from shmkernel.memory.registry import make_model
@@ -166,6 +166,10 @@ class Driver:
         outcome = "ok"
         t0 = time.perf_counter()
         model = self.model
+        # a scheduler that picks the graph's ways itself (trust) gets each CPU's memory step
+        # once (gN.0) and names the way it takes: the ways of the CPUs it does not choose
+        # are never computed (under lkmm each is a check of the LKMM's axioms)
+        lazy = self.graph and getattr(scheduler, "picks_ways", False)
         histories = [0] * (max(active) + 1 if active else 0)  # per CPU: a hash of its (op, result) sequence
         # Who may move is kept step to step, not recomputed over every CPU: only the CPU
         # that stepped changes its pending op, so `ready` (a non-blocking op: always
@@ -183,7 +187,7 @@ class Driver:
             else:
                 eligible = ready[:]
             if model is not None:
-                eligible = self._model_choices(eligible, pending)
+                eligible = self._model_choices(eligible, pending, lazy)
             if not eligible:
                 if live:
                     outcome = "deadlock"
@@ -197,7 +201,7 @@ class Driver:
             if c == PRUNE:
                 outcome = "pruned"
                 break
-            if c not in eligible:
+            if c not in eligible and not (lazy and _another_way(c, eligible)):
                 raise RunError(f"scheduler chose {c}, which is not eligible (eligible: {eligible})")
             choice, older = -1, 0
             if c >= ACTION_BASE:
@@ -228,7 +232,7 @@ class Driver:
         self.steps_total += len(steps)
         return outcome
 
-    def _model_choices(self, eligible: list[int], pending: dict[int, Op]) -> list[int]:
+    def _model_choices(self, eligible: list[int], pending: dict[int, Op], lazy: bool = False) -> list[int]:
         """The eligible CPUs with the memory model's choices: the graph model's ways to
         add each memory operation (``gN.K``, instead of the CPU), or the machine's older
         loads and store commits (beside the CPUs)."""
@@ -240,7 +244,8 @@ class Driver:
                 op = pending[c]
                 name = NAME[op.code]
                 if name in MODEL_CLASS:
-                    ways += [graph_choice_id(c, k) for k in range(model.op_choices(c, name, op.addr, op.a1, op.a2))]
+                    n = 1 if lazy else model.op_choices(c, name, op.addr, op.a1, op.a2)
+                    ways += [graph_choice_id(c, k) for k in range(n)]
                 else:
                     ways.append(c)
             return ways
@@ -259,3 +264,11 @@ class Driver:
         if self.model is None or name not in MODEL_CLASS:
             return False, None
         return True, self.model.cpu_op(cpu, name, op.addr, op.a1, op.a2, older)
+
+
+def _another_way(choice: int, eligible: list[int]) -> bool:
+    """Is ``choice`` a graph way (gN.K) of a CPU whose memory step is eligible (gN.0)?"""
+    if choice < ACTION_BASE:
+        return False
+    kind, cpu, _ = decode_action(choice)
+    return kind == GRAPH and graph_choice_id(cpu, 0) in eligible

@@ -40,13 +40,19 @@ from shmkernel.memory.graph_order import INIT
 from shmkernel.memory.models import ATOMICS, CLASS, FENCES, LOADS, PERCPU_RMW, STORES, atomic_update, stored_value
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
 from shmkernel.schedule.ops import ACCESS, HIDDEN_STATE, NAME
-from shmkernel.schedule.trust_graph import BLOCKED, FIXED, FORWARD, LOCKS, Plan, Planned, RevisitGraph, Taken, Writer
-
-
-def _write_at(cls: int, at: int) -> int:
-    """The place of the write event of a step whose first event is at ``at``: a
-    ``this_cpu_inc`` that is two events (tso, weak) writes after it reads."""
-    return at + 1 if cls == PERCPU_RMW else at
+from shmkernel.schedule.trust_graph import (
+    BLOCKED,
+    FIXED,
+    FORWARD,
+    LOCKS,
+    Plan,
+    Planned,
+    RevisitGraph,
+    Taken,
+    Writer,
+    waits_on_a_released_lock,
+    write_at,
+)
 
 
 def _memory_op(op: Op) -> bool:
@@ -58,6 +64,7 @@ def _memory_op(op: Op) -> bool:
 class TrustScheduler:
     name = "trust"
     complete_search = True
+    picks_ways = True  # the Driver lists a memory step once; trust names its way (`Driver._drive`)
 
     def __init__(self, max_executions: int = 100_000) -> None:
         self.left = max_executions
@@ -108,25 +115,14 @@ class TrustScheduler:
                     self._block(model, c, op)
         if not self.todo and self.deferred:
             self._deferred_revisits(model)
-        if execution.outcome == "deadlock" and self._waits_on_a_released_lock(model):
-            # a CPU's blocked read reads a lock whose holder has since unlocked: TruSt's
-            # blocked graph (that read could not take the lock), not this deadlock, whose
-            # graph, with the read of the write that holds the lock now, is explored on its
-            # own (it was explored twice: found by the two-mutex programs)
+        if execution.outcome == "deadlock" and waits_on_a_released_lock(model, self.taken):
+            # a blocked read of a lock its holder has since unlocked: TruSt's blocked graph;
+            # this deadlock (the read of the holder's write) is explored on its own
             execution.outcome = "pruned"
             self.blocked += 1
             self.pruned += 1
         if self.todo and execution.outcome != "pruned":
             raise RuntimeError(f"trust: a planned graph could not be replayed ({execution.outcome})")
-
-    def _waits_on_a_released_lock(self, model: Any) -> bool:
-        """Does a blocked read read a write that is no longer the last of its lock word?"""
-        for t in self.taken:
-            if t.is_blocked:
-                co = model.co.get(t.loc)
-                if t.blocked != (co[-1] if co else INIT):
-                    return True
-        return False
 
     def next_cpu(self, state: State) -> int:
         model = self.model = state.model
@@ -245,7 +241,7 @@ class TrustScheduler:
             want = self._eid(model, p.rf)
             ks = [k for k in ks if ways[k].rf == want]
         if p.mode == FIXED and cls in (*STORES, PERCPU_RMW) and p.wstamp >= 0:
-            mine = (c, _write_at(cls, p.at))
+            mine = (c, write_at(cls, p.at))
             order = self.plan.co.get(op.addr, [])
             pos = sum(1 for w in model.co.get(op.addr, []) if order.index(model.ref(w)) < order.index(mine))
             ks = [k for k in ks if ways[k].co_at == pos]
@@ -279,10 +275,9 @@ class TrustScheduler:
         ]
         done.sort(key=lambda p: p.rstamp if p.rstamp >= 0 else p.wstamp)
         base = {loc: [ref(w) for w in ids] for loc, ids in model.co.items()}
-        wat = _write_at(cls, at)
-        # pushed oldest first, so the next newest way is explored next (as GenMC orders
-        # them): static-key's seed-fix wrong path at 11 executions under weak, 7 under lkmm,
-        # against 49 the other way round (GenMC: 8 + 3 blocked)
+        wat = write_at(cls, at)
+        # the next newest way is explored next, as GenMC orders them: static-key's seed-fix
+        # wrong path at 11 executions (weak), 7 (lkmm), against 49 (GenMC: 8 + 3 blocked)
         for k in reversed(ks):
             ch = ways[k]
             co = {loc: list(ids) for loc, ids in base.items()}
@@ -335,7 +330,7 @@ class TrustScheduler:
         already read (the two cannot both have read it: the other one is revisited)."""
         name = NAME[op.code]
         cls = model.kind(name)
-        wat = _write_at(cls, at)
+        wat = write_at(cls, at)
         if cls in STORES:
             a = Writer(c, at, wat, INIT, stored_value(name, op.a1), -1, ws, op.addr)
             self._push_all(RevisitGraph(model, self.taken, a, set()).plans())

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shmkernel.memory.graph_order import INIT
+from shmkernel.memory.models import PERCPU_RMW
 
 Ref = tuple[int, int]  # an event by (CPU, place in its program order)
 FIXED, OPEN, FORWARD, BLOCKED = "fixed", "open", "forward", "blocked"
@@ -92,6 +93,22 @@ class Writer:
     rstamp: int
     wstamp: int
     loc: int
+
+
+def write_at(cls: int, at: int) -> int:
+    """The place of the write event of a step whose first event is at ``at``: a
+    ``this_cpu_inc`` that is two events (tso, weak, lkmm) writes after it reads."""
+    return at + 1 if cls == PERCPU_RMW else at
+
+
+def waits_on_a_released_lock(model: Any, taken: list[Taken]) -> bool:
+    """Does a blocked read read a write that is no longer the last of its lock word?"""
+    for t in taken:
+        if t.is_blocked:
+            co = model.co.get(t.loc)
+            if t.blocked != (co[-1] if co else INIT):
+                return True
+    return False
 
 
 def porf_prefix(model: Any, cpu: int, upto: int, rf: int) -> set[int]:
