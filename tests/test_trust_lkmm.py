@@ -83,7 +83,8 @@ def test_every_read_orders_its_cpus_later_writes_as_a_control_dependency_would()
     ``if (READ_ONCE(mailbox)) module_put()``): so a read is taken as a control dependency
     of its CPU's later writes. S+fencewmbonceonce+ctrlonceonce is then forbidden, as
     the LKMM has it; so is the same shape without the ``if``, which the LKMM allows (the
-    README's limit of lkmm, shared with the operational model)."""
+    litmus runner's axiomatic engine: Sometimes; the README's limit of lkmm, shared with
+    the operational model)."""
     with_ctrl = RandomProgram(
         ((("write", 0, 2), ("wmb",), ("write", 1, 1)), (("read", 1, 0), ("skip_if", 0, 0, 1), ("write", 0, 1))),
         nvars=2,

@@ -30,9 +30,9 @@ taken as a control dependency of its CPU's later events (herd7's ``ctrl``:
 models assume too (a load happens before any later store of its CPU
 commits). Consequences: no load buffering (LB needs a write to pass an
 earlier read), and no other read-to-write reordering the LKMM allows without
-a dependency (``S+fencewmbonceonce+poonceonce``: herd7 and the litmus
-runner's axiomatic engine allow it; neither this graph nor the operational
-machine shows it). A proof under ``lkmm`` covers the LKMM's executions in
+a dependency (``S+fencewmbonceonce+poonceonce``: the litmus runner's
+axiomatic engine, the cat file herd7 evaluates, allows it; neither this graph
+nor the operational machine shows it). A proof under ``lkmm`` covers the LKMM's executions in
 which each read precedes its CPU's later writes; dependency tracking (values
 that carry the loads they came from) would lift that. Address dependencies
 between reads are not credited either (as on Alpha: a false alarm is
