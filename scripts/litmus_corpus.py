@@ -98,13 +98,13 @@ def run_corpus(
             hv, hs = _herd7(herd7, path, limit)
             table["herd7 now"]["agree" if hv == herd else hv] += 1
         if operational and not isinstance(v, str):
-            op[_operational(path, v, limit, notes)] += 1
+            op[_within_axioms(path, v, limit, notes)] += 1
         if trust and not isinstance(v, str):
-            tr[_operational(path, v, limit, notes, trust=True)] += 1
+            tr[_within_axioms(path, v, limit, notes, trust=True)] += 1
     _report(table, times, notes, herd_timeouts, limit, op, tr)
 
 
-def _operational(path: str, v: Any, limit: float, notes: list[str], trust: bool = False) -> str:
+def _within_axioms(path: str, v: Any, limit: float, notes: list[str], trust: bool = False) -> str:
     """Does the operational lkmm model (``trust``: TruSt over the lkmm graph) stay
     within the axiomatic engine's outcomes?"""
     try:

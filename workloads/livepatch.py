@@ -78,7 +78,8 @@ class LivepatchVars:
 
 
 # ---------------------------------------------------------------------------------------------
-# The round's boot state, written outside the emulated machine.
+# The round's boot state: written outside the emulated machine at set-up; between two
+# rounds of a scheduled run, the coordinator's own stores (`prepare`'s ``mid_run``).
 # ---------------------------------------------------------------------------------------------
 def prepare(ctx: Ctx, variant_name: str, lp: Livepatch, scenario: str, mid_run: bool = False) -> None:
     """P1, P2 registered and enabled, P3 not registered; ``coming``: M not

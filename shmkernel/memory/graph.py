@@ -344,14 +344,22 @@ class GraphModel(ExecutionGraph):
         return out
 
     def _try(self, cpu: int, name: str, addr: int, ch: _Choice) -> bool:
+        """Is the graph with ``cpu``'s step added ``ch``'s way consistent? (Added, judged
+        by `_consistent_after`, taken back.)"""
         epoch = self.epoch[cpu]
         undo: list = []
         self._add(cpu, name, addr, ch, undo)
-        ok = not any(self._cycle_through(eid) for eid, _, _, _ in undo)
-        if self.check_full:
-            assert ok == self.consistent_full(), f"incremental {ok} != full check, adding {name} on CPU {cpu}"
+        ok = self._consistent_after(undo)
         self._undo(undo)
         self.epoch[cpu] = epoch
+        return ok
+
+    def _consistent_after(self, undo: list) -> bool:
+        """Is the graph still consistent after the additions ``undo`` records? A new cycle
+        goes through a new event (the graph before was acyclic)."""
+        ok = not any(self._cycle_through(eid) for eid, _, _, _ in undo)
+        if self.check_full:
+            assert ok == self.consistent_full(), f"incremental {ok} != full check"
         return ok
 
     def _add(self, cpu: int, name: str, addr: int, ch: _Choice, undo: list | None = None) -> None:

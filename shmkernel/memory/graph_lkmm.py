@@ -139,20 +139,18 @@ class LKMMGraphModel(GraphModel):
         ok = self._verdicts.get(key)
         if ok is not None:
             return ok
-        epoch = self.epoch[cpu]
-        undo: list = []
-        self._trial = True
+        self._trial = True  # a trial addition leaves the trail alone
         try:
-            self._add(cpu, name, addr, ch, undo)
-            ok = self.lkmm_consistent()
-            self._undo(undo)
+            ok = super()._try(cpu, name, addr, ch)
         finally:
             self._trial = False
-        self.epoch[cpu] = epoch
         if len(self._verdicts) >= self.VERDICTS_KEPT:
             self._verdicts.clear()
         self._verdicts[key] = ok
         return ok
+
+    def _consistent_after(self, undo: list) -> bool:
+        return self.lkmm_consistent()
 
     def lkmm_consistent(self) -> bool:
         """Does the graph satisfy the LKMM's axioms, each read taken as a control
