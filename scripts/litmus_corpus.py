@@ -113,8 +113,8 @@ def _within_axioms(path: str, v: Any, limit: float, notes: list[str], trust: boo
         return "not read by the operational front end"
     try:
         r, _ = timed(lambda: run_exhaustive(test, "lkmm", trust=True) if trust else run_file(path, "lkmm"), limit)
-    except RuntimeError as e:  # trust cannot run it (kernel synchronisation: RCU's grace periods)
-        notes.append(f"trust gave way on {path}: {e}")
+    except RuntimeError as e:  # trust gave way (kernel synchronisation) or ran out of budget
+        notes.append(f"trust on {path}: {e}")
         return "not in trust's reach"
     if r == "timeout":
         return "timeout"

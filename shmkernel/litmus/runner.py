@@ -226,8 +226,9 @@ def run_exhaustive(
             regs = [r if isinstance(r, dict) else {} for r in ex.result.results[: len(test.procs)]]
             mem = {v: sess.m.seg.words[a] for v, a in sess.m.vars["addr"].items()}
             outcomes.append((regs, mem))
-        if isinstance(sched, TrustScheduler) and sched.unsupported:
-            raise RuntimeError(f"{test.name}: trust gave way ({sched.unsupported})")
+        if isinstance(sched, TrustScheduler) and (sched.unsupported or not sched.exhausted):
+            why = f"trust gave way ({sched.unsupported})" if sched.unsupported else "trust ran out of its budget"
+            raise RuntimeError(f"{test.name}: {why}: its final states would not be all of them")
     res.seconds = time.perf_counter() - t0
     return _finish(res, test, outcomes, count_states=True)
 
