@@ -54,7 +54,7 @@ from collections.abc import Hashable
 from shmkernel.memory.graph import GRAPH_MODELS, GraphModel, _Choice
 from shmkernel.memory.graph_order import ALL, INIT, OUTSIDE, Event
 from shmkernel.memory.lkmm_cat import Checker, Skeleton
-from shmkernel.memory.models import ACQ_READ, CLASS, FENCE_MB, FENCE_RMB, RMW_FULL, RMW_RELAXED
+from shmkernel.memory.models import ACQ_READ, CLASS, FENCE_MB, FENCE_RMB, READ, RMW_FULL, RMW_RELAXED
 from shmkernel.memory.relations import Rel
 
 #: the models trust explores as graphs
@@ -102,17 +102,81 @@ class LKMMGraphModel(GraphModel):
         self._verdicts: dict[Hashable, bool] = {}
         super().__init__(w, ncpus, name)
 
+    wants_deps = True  # the CPUs' values carry their loads (`shmkernel.schedule.deps`)
+
     def reset(self) -> None:
         super().reset()
         self._trail = 0  # a hash of the events added so far, in order: the graph, as a key
         self._trial = False
+        #: per CPU, per memory operation (as `shmkernel.schedule.deps` numbers them): its read's event
+        self.mops: list[list[int]] = [[] for _ in range(self.ncpus)]
+        self.pending_ops: dict = {}  # the Driver's pending operations (their dependencies)
+        self._deps_seen: dict[int, tuple] = {}
+        #: load buffering: a CPU whose next read reads a write not added yet (its CPU, place), its value
+        self.promise: dict[int, tuple[tuple[int, int], int]] = {}
+        self.promised: dict[tuple[int, int], int] = {}  # such a write -> the read that waits for it
+
+    def cpu_op(self, cpu: int, name: str, addr: int, a1: int, a2: int, older: int = 0) -> object:
+        n = len(self.events)
+        ret = super().cpu_op(cpu, name, addr, a1, a2, older)
+        self.mops[cpu].append(next((i for i in range(n, len(self.events)) if self.events[i].reads), -1))
+        return ret
+
+    def promise_next(self, cpu: int, writer: tuple[int, int], value: int) -> None:
+        """``cpu``'s next read reads the write ``writer`` (CPU, place) that is not in the graph
+        yet, and returns ``value`` (load buffering: `shmkernel.schedule.trust`)."""
+        self.promise[cpu] = (writer, value)
+        self._cache.pop(cpu, None)
+
+    def open_promises(self) -> list[tuple[int, int]]:
+        """The writes promised reads wait for that are not in the graph."""
+        return [w for w, r in self.promised.items() if self.events[r].rf == INIT]
 
     def _append(self, e: Event, co_at: int, undo: list) -> int:
         eid = super()._append(e, co_at, undo)
         if not self._trial:
             rf = self._ref(e.rf) if e.reads else None
-            self._trail = hash((self._trail, e.cpu, e.op, e.loc, e.reads, e.writes, e.wval, rf, co_at))
+            self._trail = hash((self._trail, e.cpu, e.op, e.loc, e.reads, e.writes, e.wval, rf, co_at, e.promised))
+            if e.promised is not None:
+                del self.promise[e.cpu]
+                self.promised[e.promised] = eid
+            r = self.promised.get((e.cpu, e.at)) if e.writes else None
+            if r is not None:
+                self.events[r].rf = eid
         return eid
+
+    def event_deps(self, cpu: int) -> tuple[frozenset[int], frozenset[int], frozenset[int]] | None:
+        """The reads ``cpu``'s pending operation depends on, by event (None: not tracked)."""
+        op = self.pending_ops.get(cpu)
+        if op is None or op.deps is None:
+            return None
+        hit = self._deps_seen.get(cpu)
+        if hit is not None and hit[0] is op:
+            return hit[1]
+        m = self.mops[cpu]
+        out = []
+        for mask in op.deps:
+            ids = []
+            while mask:
+                low = mask & -mask
+                k = low.bit_length() - 1
+                if k < len(m) and m[k] >= 0:
+                    ids.append(m[k])
+                mask ^= low
+            out.append(frozenset(ids))
+        deps = (out[0], out[1], out[2])
+        self._deps_seen[cpu] = (op, deps)
+        return deps
+
+    def _newest_is_free(self, cpu: int) -> bool:
+        """A write a promised read waits for may make even the newest way inconsistent."""
+        return not any(w[0] == cpu for w in self.open_promises())
+
+    def _candidates(self, cpu: int, name: str, addr: int, a1: int, a2: int) -> list[_Choice]:
+        p = self.promise.get(cpu)
+        if p is not None and CLASS[name] == READ:
+            return [_Choice(rf=INIT, rval=p[1], ret=p[1])]
+        return super()._candidates(cpu, name, addr, a1, a2)
 
     def _sync_outside(self, loc: int) -> None:
         before = self.outside
@@ -122,8 +186,13 @@ class LKMMGraphModel(GraphModel):
 
     def _shape(self, cpu: int, name: str, addr: int) -> list[Event]:
         events = super()._shape(cpu, name, addr)
+        deps = self.event_deps(cpu)
+        p = self.promise.get(cpu)
         for e in events:
             e.op = name
+            e.deps = deps
+            if p is not None and e.reads and CLASS[name] == READ:
+                e.promised = p[0]
         return events
 
     def _fence(self, cpu: int, cls: int) -> None:
@@ -155,8 +224,18 @@ class LKMMGraphModel(GraphModel):
     def lkmm_consistent(self) -> bool:
         """Does the graph satisfy the LKMM's axioms, each read taken as a control
         dependency of its CPU's later events (the module docstring)?"""
+        for w, r in self.promised.items():
+            src = self._promised_write(self.events[r])
+            if src is not None and (self.events[src].loc != self.events[r].loc or self.events[src].wval != self.events[r].rval):
+                return False  # the write a promised read reads wrote something else
         sk, rf, co = self.skeleton()
         return Checker(sk).consistent(rf, co)
+
+    def _promised_write(self, e: Event) -> int | None:
+        """The write a promised read reads, once it is in the graph (a trial addition too)."""
+        assert e.promised is not None
+        c, at = e.promised
+        return self.po[c][at] if len(self.po[c]) > at else None
 
     def skeleton(self) -> tuple[Skeleton, Rel, Rel]:
         """The graph as herd7's events (initial writes first, then each CPU's in program
@@ -173,9 +252,12 @@ class LKMMGraphModel(GraphModel):
         read_at: dict[int, int] = {}
         write_at: dict[int, int] = {}
         pairs: list[tuple[int, int]] = []
+        spans: list[tuple[int, int, int, int]] = []  # a CPU's graph event: its herd events lo..hi
 
         def add(cpu: int, eid: int, e: Event) -> None:
             parts = lkmm_events(e) if cpu >= 0 else [("W", ("Once",), "w")]
+            if cpu >= 0:
+                spans.append((cpu, eid, len(thread), len(thread) + len(parts)))
             for kind, cl, role in parts:
                 if role == "r":
                     read_at[eid] = len(thread)
@@ -199,27 +281,55 @@ class LKMMGraphModel(GraphModel):
         for i, cl in enumerate(classes):
             for c in cl:
                 sets[c] = sets.get(c, 0) | 1 << i
-        rmw, rf, co, ctrl = [0] * n, [0] * n, [0] * n, [0] * n
-        reads = sets.get("R", 0)
-        later = 0  # this CPU's events after the one at hand
-        for i in range(n - 1, -1, -1):
-            if i + 1 < n and thread[i + 1] != thread[i]:
-                later = 0
-            if thread[i] >= 0 and reads >> i & 1:
-                ctrl[i] = later
-            later |= 1 << i
+        rmw, rf, co = [0] * n, [0] * n, [0] * n
+        addr, data, ctrl = self._dependencies(n, sets, spans, read_at)
         for r, w in pairs:
             rmw[r] |= 1 << w
         for eid, r in read_at.items():
-            src = self.events[eid].rf
-            rf[first[self.events[eid].loc] if src == INIT else write_at[src]] |= 1 << r
+            e = self.events[eid]
+            src = e.rf
+            if e.promised is not None and src == INIT:
+                src = self._promised_write(e)
+                if src is None:
+                    continue  # a promised read whose write is not here yet reads nothing (so far)
+            rf[first[e.loc] if src == INIT else write_at[src]] |= 1 << r
         for a, ids in self.co.items():
             order = [first[a], *(write_at[x] for x in ids)]
             later = 0
             for x in reversed(order):
                 co[x] |= later
                 later |= 1 << x
-        return Skeleton(n, thread, loc, sets, rmw, ctrl=ctrl), rf, co
+        return Skeleton(n, thread, loc, sets, rmw, addr=addr, data=data, ctrl=ctrl), rf, co
+
+    def _dependencies(
+        self, n: int, sets: dict[str, int], spans: list[tuple[int, int, int, int]], read_at: dict[int, int]
+    ) -> tuple[list[int], list[int], list[int]]:
+        """herd7's ``addr``, ``data`` and ``ctrl``: each event's tracked dependencies on
+        reads of its CPU; an event without them (not tracked) has every earlier read of
+        its CPU as a control dependency (the module docstring)."""
+        addr, data, ctrl = [0] * n, [0] * n, [0] * n
+        access, writes = sets.get("R", 0) | sets.get("W", 0), sets.get("W", 0)
+        cpu_reads: list[int] = []  # the herd events of the current CPU's reads so far
+        cpu = None
+        for c, eid, lo, hi in spans:
+            if c != cpu:
+                cpu, cpu_reads = c, []
+            mask = ((1 << hi) - 1) ^ ((1 << lo) - 1)
+            deps = self.events[eid].deps if eid >= 0 else ()
+            if deps is None:
+                for r in cpu_reads:
+                    ctrl[r] |= mask
+            elif deps:
+                a, d, k = deps
+                for x in a:
+                    addr[read_at[x]] |= mask & access
+                for x in d:
+                    data[read_at[x]] |= mask & writes
+                for x in k:
+                    ctrl[read_at[x]] |= mask
+            if eid in read_at:
+                cpu_reads.append(read_at[eid])
+        return addr, data, ctrl
 
 
 def make_graph_model(w: object, ncpus: int, name: str) -> GraphModel:

@@ -39,6 +39,10 @@ class Event:
     rval: int = 0
     at: int = 0  # its place in its CPU's program order (OUTSIDE: among the outside writes)
     op: str = ""  # lkmm: the kernel primitive (its LKMM events and classes: `shmkernel.memory.graph_lkmm`)
+    #: lkmm: the reads it depends on, by event id (address, data, control); None: not
+    #: tracked, then every earlier read of its CPU counts as a control dependency
+    deps: tuple[frozenset[int], frozenset[int], frozenset[int]] | None = None
+    promised: tuple[int, int] | None = None  # lkmm: a read of a write its CPU's later events precede (load buffering)
 
 
 class ExecutionGraph:

@@ -35,6 +35,7 @@ from shmkernel.runtime.cpu_process import short_error
 from shmkernel.runtime.ctx import Ctx, StillAsleep
 from shmkernel.runtime.machine import Machine, Program
 from shmkernel.schedule import gate as g
+from shmkernel.schedule.deps import plain
 from shmkernel.schedule.drive import Execution, Op, Scheduler, Step
 from shmkernel.schedule.engine import Engine
 from shmkernel.schedule.ops import DONE, ERROR
@@ -59,15 +60,15 @@ class CoroutineCtx(ScheduledCtx):
         """Nothing to open: nobody sleeps."""
 
     def _post(self, code: int, addr: int, a1: int, a2: int) -> int:
-        self._granted = self._hub.switch((self._res, Op(code, addr, a1, a2)))
+        self._granted = self._hub.switch((self._res, Op(code, addr, a1, a2, self.op_deps())))
         return 0
 
     def _handoff(self, code: int, addr: int, a1: int, a2: int) -> int:
-        self._granted = self._hub.switch((self._res, Op(code, addr, a1, a2)))
+        self._granted = self._hub.switch((self._res, Op(code, addr, a1, a2, self.op_deps())))
         return self._granted[0]
 
     def _result(self, value: Any) -> None:
-        self._res = int(value) if value is not None else 0
+        self._res = plain(value) if value is not None else 0
 
     def perform(self, name: str, args: tuple) -> Any:
         if not self.gate.model or name not in MODEL_OPS:
@@ -143,7 +144,7 @@ class CoroutineEngine(Engine):
         expected = {c: 0 for c in active}  # no sequence numbers: a switch is its own hand-off
         self._results, self._reports = [None] * m.roles, [None] * m.roles
         self._errors = {}
-        gate = g.GateSpec(spec.slots, spec.coord_sleeping, (), "", 0, trace, self.model is not None)
+        gate = g.GateSpec(spec.slots, spec.coord_sleeping, (), "", 0, trace, self.model is not None, self.wants_deps)
         hub = greenlet.getcurrent()
         self._cpus = {}
         for c in active:

@@ -24,7 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from shmkernel.errors import RunError
-from shmkernel.memory.actions import ACTION_BASE, COMMIT, GRAPH, decode_action, graph_choice_id, read_older_id
+from shmkernel.memory.actions import (
+    ACTION_BASE,
+    COMMIT,
+    GRAPH,
+    PROMISE,
+    decode_action,
+    decode_promise,
+    graph_choice_id,
+    read_older_id,
+)
 from shmkernel.memory.models import ACQ_READ, READ
 from shmkernel.memory.models import CLASS as MODEL_CLASS
 from shmkernel.memory.registry import make_model
@@ -112,6 +121,12 @@ class Driver:
         self.model = make_graph_model(self.w, self.roles, self.memory_model)
         self.graph = True
 
+    @property
+    def wants_deps(self) -> bool:
+        """Do the CPUs track the loads their values came from? Only for a model that
+        allows load buffering and so needs dependencies (the LKMM graph)."""
+        return self.graph and getattr(self.model, "wants_deps", False)
+
     def use_machine_model(self) -> None:
         """Back to the operational model (trust gave way under lkmm, whose graph model
         has no kernel synchronisation: `shmkernel.schedule.searches.trust_search`)."""
@@ -170,6 +185,8 @@ class Driver:
         # once (gN.0) and names the way it takes: the ways of the CPUs it does not choose
         # are never computed (under lkmm each is a check of the LKMM's axioms)
         lazy = self.graph and getattr(scheduler, "picks_ways", False)
+        if self.wants_deps:
+            model.pending_ops = pending  # each new event's dependencies: its CPU's pending op's
         histories = [0] * (max(active) + 1 if active else 0)  # per CPU: a hash of its (op, result) sequence
         # Who may move is kept step to step, not recomputed over every CPU: only the CPU
         # that stepped changes its pending op, so `ready` (a non-blocking op: always
@@ -201,7 +218,7 @@ class Driver:
             if c == PRUNE:
                 outcome = "pruned"
                 break
-            if c not in eligible and not (lazy and _another_way(c, eligible)):
+            if c not in eligible and not another_way(c, eligible, lazy):
                 raise RunError(f"scheduler chose {c}, which is not eligible (eligible: {eligible})")
             choice, older = -1, 0
             if c >= ACTION_BASE:
@@ -211,6 +228,10 @@ class Driver:
                     kind, addr, value = model.do_action(c)
                     steps.append(Step(c, Op(MEMORY, addr, kind, 0), value))
                     continue
+                if kind == PROMISE:  # a load reads a write still to come (load buffering)
+                    _, writer, value = decode_promise(c)
+                    model.promise_next(cpu, writer, value)
+                    arg = 0
                 choice, c, older = c, cpu, arg  # a load that returns an older value
             op = pending[c]
             self.sync.granted(c, op, pending, model)
@@ -266,9 +287,11 @@ class Driver:
         return True, self.model.cpu_op(cpu, name, op.addr, op.a1, op.a2, older)
 
 
-def _another_way(choice: int, eligible: list[int]) -> bool:
-    """Is ``choice`` a graph way (gN.K) of a CPU whose memory step is eligible (gN.0)?"""
+def another_way(choice: int, eligible: list[int], lazy: bool = False) -> bool:
+    """Is ``choice`` a way of a CPU whose memory step is eligible (gN.0) that the list
+    does not name: a promise (never listed: its write is not there yet), or, for a
+    scheduler that names its ways (``lazy``), any graph way gN.K?"""
     if choice < ACTION_BASE:
         return False
     kind, cpu, _ = decode_action(choice)
-    return kind == GRAPH and graph_choice_id(cpu, 0) in eligible
+    return (kind == PROMISE or (lazy and kind == GRAPH)) and graph_choice_id(cpu, 0) in eligible

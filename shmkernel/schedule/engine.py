@@ -23,6 +23,7 @@ from shmkernel.memory.layout import PERCPU_STRIDE
 from shmkernel.runtime.machine import Machine, Program
 from shmkernel.runtime.signals import raise_pending
 from shmkernel.schedule import gate as g
+from shmkernel.schedule.deps import from_window
 from shmkernel.schedule.drive import PRUNE, Driver, Execution, Op, Scheduler, State, Step
 from shmkernel.schedule.ops import DONE, ERROR
 from shmkernel.schedule.sctx import ScheduledCtx
@@ -47,6 +48,7 @@ class Engine(Driver):
             machine.seg.layout.state_words(("sched.", "rt.go", "rt.stop", "rt.counters", "rt.qs")), dtype=np.intp
         )
         self._expected: dict[int, int] = {}
+        self._deps = False  # this execution's CPUs post their dependencies
 
     def _memory_key(self) -> Hashable:
         assert self.m.seg is not None
@@ -88,7 +90,11 @@ class Engine(Driver):
 
     def _read_op(self, cpu: int) -> Op:
         s, w = self._slot(cpu), self.w
-        return Op(w[s + g.KIND], w[s + g.ADDR], w[s + g.ARG1], w[s + g.ARG2])
+        if not self._deps:
+            return Op(w[s + g.KIND], w[s + g.ADDR], w[s + g.ARG1], w[s + g.ARG2])
+        n = w[s + g.NMOPS]
+        deps = (from_window(w[s + g.ADEP], n), from_window(w[s + g.DDEP], n), from_window(w[s + g.CDEP], n))
+        return Op(w[s + g.KIND], w[s + g.ADDR], w[s + g.ARG1], w[s + g.ARG2], deps)
 
     def _grant(self, cpu: int, seq: int, choice: int = 0) -> None:
         s = self._slot(cpu)
@@ -116,7 +122,10 @@ class Engine(Driver):
         assert spec is not None
         active = [c for c, p in enumerate(programs) if p is not None]
         self._expected = expected = {c: w[self._slot(c) + g.SEQ] + 1 for c in active}
-        factory = functools.partial(ScheduledCtx, gate=replace(spec, trace=trace, model=self.model is not None))
+        self._deps = self.wants_deps
+        factory = functools.partial(
+            ScheduledCtx, gate=replace(spec, trace=trace, model=self.model is not None, deps=self._deps)
+        )
         self._reset_execution()
         m.begin(programs, factory)
         pending: dict[int, Op] = {}

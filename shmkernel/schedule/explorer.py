@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import Any
 
 from shmkernel.errors import UsageError
-from shmkernel.memory.actions import ACTION_BASE, GRAPH, decode_action
+from shmkernel.memory.actions import ACTION_BASE, GRAPH, PROMISE, decode_action
 from shmkernel.memory.graph import GRAPH_MODELS
 from shmkernel.memory.graph_lkmm import TRUST_MODELS
 from shmkernel.memory.registry import BUFFERED_MODELS, MODELS
@@ -291,7 +291,7 @@ def replay(
         raise UsageError(f"schedule names CPU {max(cpu_choices)} but has only {h.cpus} CPUs + coordinator")
     opts = wl.parse_options(dict(h.options))
     out = []
-    graph = any(c >= ACTION_BASE and decode_action(c)[0] == GRAPH for c in choices)
+    graph = any(c >= ACTION_BASE and decode_action(c)[0] in (GRAPH, PROMISE) for c in choices)
     if graph and h.memory_model not in TRUST_MODELS:
         raise UsageError(f"schedule has graph steps (gN.K) under {h.memory_model}, which has no graph model")
     with Session(wl, h.variant, h.cpus, opts, h.iterations, h.memory_model, len(choices) + 1, engine) as sess:

@@ -12,9 +12,10 @@ exchanges order each other (a Dekker handshake), so no wake-up is lost, and the
 common case costs no system call at all.
 
 Per CPU, one slot of two cache lines holds: the sequence number of its latest
-post, the pending operation (code, address, two arguments), the result of the
-previous operation, the grant (sequence number the coordinator allows) and
-the choice that comes with it, its preempt count, and its sleeping word.
+post, the pending operation (code, address, two arguments, and under the LKMM
+graph the loads it depends on), the result of the previous operation, the
+grant (sequence number the coordinator allows) and the choice that comes with
+it, its preempt count, and its sleeping word.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ import posix_ipc
 from shmkernel.hw.atomics import Atomics
 
 SEQ, KIND, ADDR, ARG1, ARG2, RESULT, GRANT, CHOICE, PREEMPT, SLEEPING, VALUE, VKIND = range(12)
+#: the posted operation's dependencies (`shmkernel.schedule.deps`: address, data, control,
+#: each a window of the CPU's last operations) and how many memory operations it made before
+ADEP, DDEP, CDEP, NMOPS = range(12, 16)
 VNONE, VINT, VBOOL = 0, 1, 2  # what VALUE holds when a memory model computed the result
 SLOT_WORDS = 16
 ABORT = -1  # a CHOICE that ends the execution: the CPU unwinds its program
@@ -53,6 +57,7 @@ class GateSpec:
     spin: int = DEFAULT_SPIN
     trace: bool = False
     model: bool = False  # the coordinator's memory model performs memory operations
+    deps: bool = False  # values carry the loads they came from (the LKMM graph wants them)
 
     def slot(self, cpu: int) -> int:
         return self.slots + cpu * SLOT_WORDS

@@ -101,6 +101,9 @@ class Op(NamedTuple):
     addr: int
     a1: int
     a2: int
+    #: under the LKMM graph, the loads it depends on (`shmkernel.schedule.deps`): masks by
+    #: the CPU's memory-operation number, (address, data, control); None: not tracked
+    deps: tuple[int, int, int] | None = None
 
 
 # -- enabledness: when a posted operation may be granted -------------------------------------------

@@ -7,7 +7,7 @@ is an error naming the step, never a silent divergence.
 from __future__ import annotations
 
 from shmkernel.errors import UsageError
-from shmkernel.schedule.drive import Execution, State
+from shmkernel.schedule.drive import Execution, State, another_way
 from shmkernel.schedule.trace import token
 
 
@@ -30,7 +30,7 @@ class ReplayScheduler:
                 f"(a truncated schedule, or one that ended in a livelock)"
             )
         c = self.choices[i]
-        if c not in state.eligible:
+        if c not in state.eligible and not another_way(c, state.eligible):
             raise UsageError(
                 f"schedule does not fit this program: step {i} picks {token(c)}, "
                 f"eligible are {', '.join(token(e) for e in state.eligible)}"

@@ -19,8 +19,10 @@ from typing import Any
 
 from shmkernel.memory.layout import PERCPU_STRIDE
 from shmkernel.memory.models import CLASS as MODEL_OPS
+from shmkernel.memory.models import FENCES, STORES
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.schedule import gate as g
+from shmkernel.schedule.deps import DepTracker, deps_of, plain, taint, to_window
 from shmkernel.schedule.ops import CODE, DONE, ERROR
 
 #: barrier candidates under test (`shmkernel.schedule.fixes`): (innermost kernel
@@ -52,6 +54,9 @@ class ScheduledCtx(Ctx):
         self._log: list[tuple[int, str, str]] = []  # (step, kernel function chain, file:line)
         self._events: list[tuple[int, str, dict]] = []
         self.w[self._slot + g.PREEMPT] = 0
+        #: under the LKMM graph: this CPU's dependency state (`shmkernel.schedule.deps`)
+        self._dt = DepTracker() if gate.deps else None
+        self._deps: tuple[int, int, int] | None = None  # the dependencies of the op being posted
 
     # -- the gate -----------------------------------------------------------------------
     def _connect(self) -> None:
@@ -65,6 +70,11 @@ class ScheduledCtx(Ctx):
         w[s + g.ADDR] = addr
         w[s + g.ARG1] = a1
         w[s + g.ARG2] = a2
+        if self._dt is not None:
+            n = self._dt.mops
+            ad, dd, cd = self.op_deps()  # type: ignore[misc]
+            w[s + g.ADEP], w[s + g.DDEP], w[s + g.CDEP] = to_window(ad, n), to_window(dd, n), to_window(cd, n)
+            w[s + g.NMOPS] = n
         self._seq += 1
         g.publish(w, self.atomics, s + g.SEQ, self._seq, self.gate.coord_sleeping, self._coord_sem)
         return self._seq
@@ -130,7 +140,33 @@ class ScheduledCtx(Ctx):
         self._log.append((self._nsteps, " < ".join(chain), loc))
 
     def _result(self, value: Any) -> None:
-        self.w[self._slot + g.RESULT] = int(value) if value is not None else 0
+        self.w[self._slot + g.RESULT] = plain(value) if value is not None else 0
+
+    def op_deps(self) -> tuple[int, int, int] | None:
+        """What the posted operation depends on (`shmkernel.schedule.ops.Op.deps`)."""
+        t = self._dt
+        return None if t is None else self._deps or (0, 0, t.ctrl)
+
+    def _post_deps(self, addr: Any, args: tuple, first: int) -> None:
+        """The dependencies of the operation about to be posted: its address's, its
+        operands' (data), and every branch so far (control)."""
+        t = self._dt
+        assert t is not None
+        data = 0
+        for x in args[first : first + 2]:
+            data |= deps_of(x)
+        self._deps = (deps_of(addr), data, t.ctrl)
+
+    def _tracked(self, name: str, r: Any) -> Any:
+        """Number the memory operation just performed (as the model numbers it); a load's
+        value comes back carrying it."""
+        t = self._dt
+        assert t is not None
+        k = t.mops
+        t.mops += 1
+        self._deps = None
+        cls = MODEL_OPS[name]
+        return r if cls in STORES or cls in FENCES else taint(t, r, k)
 
     def perform(self, name: str, args: tuple) -> Any:
         """Carry out a granted operation: on the host's own memory (sequentially
@@ -258,12 +294,16 @@ def _make_op(name: str, code: int, addr_of, first_arg: int):  # type: ignore[no-
             if done:
                 return r
         n = len(args)
-        a1 = int(args[first_arg]) if n > first_arg else 0
-        a2 = int(args[second]) if n > second else 0
-        self._step(code, addr_of(self, args), a1, a2)
+        a1 = plain(args[first_arg]) if n > first_arg else 0
+        a2 = plain(args[second]) if n > second else 0
+        addr = addr_of(self, args)
+        tracked = self._dt is not None and name in MODEL_OPS
+        if tracked:
+            self._post_deps(addr, args, first_arg)
+        self._step(code, plain(addr), a1, a2)
         r = self.perform(name, args)
         self._result(r)
-        return r
+        return self._tracked(name, r) if tracked else r
 
     op.__name__ = name
     op.__doc__ = f"Scheduled {name}: one step at the gate, then {name} on memory."

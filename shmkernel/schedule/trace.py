@@ -16,7 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from shmkernel.errors import UsageError
-from shmkernel.memory.actions import ACTION_BASE, COMMIT, GRAPH, decode_action, graph_choice_id, read_older_id
+from shmkernel.memory.actions import (
+    ACTION_BASE,
+    COMMIT,
+    GRAPH,
+    PROMISE,
+    decode_action,
+    decode_promise,
+    graph_choice_id,
+    promise_id,
+    read_older_id,
+)
 from shmkernel.schedule.drive import Step
 from shmkernel.schedule.ops import ACCESS, NAME, Access
 
@@ -44,6 +54,9 @@ def choice_note(st: Any) -> str:
     if st.choice < 0:
         return ""
     kind, _, k = decode_action(st.choice)
+    if kind == PROMISE:
+        cpu, writer, _ = decode_promise(st.choice)
+        return f" (load buffering: the write CPU {writer[0]} makes later)"
     if kind == GRAPH and k == 0:
         return ""  # the newest way: what a step without a choice does
     if kind == GRAPH and st.op.code in _STORES:
@@ -56,6 +69,9 @@ def token(choice: int) -> str:
     if choice < ACTION_BASE:
         return str(choice)
     kind, cpu, arg = decode_action(choice)
+    if kind == PROMISE:
+        _, (wcpu, wat), value = decode_promise(choice)
+        return f"p{cpu}.{wcpu}.{wat}.{value}"
     return f"{'c' if kind == COMMIT else 'g' if kind == GRAPH else 'r'}{cpu}.{arg}"
 
 
@@ -63,6 +79,8 @@ def _untoken(tok: str) -> int:
     if tok.isdigit():
         return int(tok)
     kind, rest = tok[:1], tok[1:]
+    if kind == "p":
+        return _unpromise(tok, rest)
     cpu, dot, arg = rest.partition(".")
     if kind not in ("c", "r", "g") or not dot or not cpu.isdigit() or not arg.isdigit():
         raise UsageError(f"malformed schedule: bad step token {tok!r}")
@@ -75,10 +93,22 @@ def _untoken(tok: str) -> int:
     return read_older_id(int(cpu), int(arg))
 
 
+def _unpromise(tok: str, rest: str) -> int:
+    """``pN.C.A.V``: CPU N's load reads CPU C's A-th event, which writes V (load buffering)."""
+    parts = rest.split(".")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts[:3]) or not parts[3].lstrip("-").isdigit():
+        raise UsageError(f"malformed schedule: bad step token {tok!r}")
+    cpu, wcpu, wat = (int(p) for p in parts[:3])
+    if max(cpu, wcpu, wat) >= 1 << 20:
+        raise UsageError(f"malformed schedule: step token {tok!r} out of range")
+    return promise_id(cpu, (wcpu, wat), int(parts[3]))
+
+
 def encode_choices(choices: list[int]) -> str:
     """Run-length encoded: ``2-0x6-c0.0-1x5-r2.1``; ``cN.I`` commits CPU N's
     I-th buffered store, ``rN.K`` lets CPU N's load return a value K writes old,
-    ``gN.K`` adds CPU N's memory operation with the graph model's K-th choice."""
+    ``gN.K`` adds CPU N's memory operation with the graph model's K-th choice,
+    ``pN.C.A.V`` lets CPU N's load read CPU C's A-th event, a write of V still to come."""
     out: list[str] = []
     i = 0
     while i < len(choices):

@@ -35,7 +35,7 @@ from itertools import takewhile
 from typing import Any
 
 from shmkernel.errors import NondeterminismError
-from shmkernel.memory.actions import ACTION_BASE, decode_action, graph_choice_id
+from shmkernel.memory.actions import ACTION_BASE, decode_action, graph_choice_id, promise_id
 from shmkernel.memory.graph_order import INIT
 from shmkernel.memory.models import ATOMICS, CLASS, FENCES, LOADS, PERCPU_RMW, STORES, atomic_update, stored_value
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
@@ -45,11 +45,13 @@ from shmkernel.schedule.trust_graph import (
     FIXED,
     FORWARD,
     LOCKS,
+    PROMISED,
     Plan,
     Planned,
     RevisitGraph,
     Taken,
     Writer,
+    replayed,
     waits_on_a_released_lock,
     write_at,
 )
@@ -123,6 +125,8 @@ class TrustScheduler:
             self.pruned += 1
         if self.todo and execution.outcome != "pruned":
             raise RuntimeError(f"trust: a planned graph could not be replayed ({execution.outcome})")
+        if execution.outcome != "pruned" and getattr(model, "promised", None) and model.open_promises():
+            raise NondeterminismError(f"trust: a promised write never came: {model.open_promises()}")
 
     def next_cpu(self, state: State) -> int:
         model = self.model = state.model
@@ -188,7 +192,7 @@ class TrustScheduler:
         there; the revisiting write and what follows it, in order."""
         model = state.model
         while self.todo:
-            head = list(takewhile(lambda p: p.mode in (FIXED, BLOCKED), self.todo)) or self.todo[:1]
+            head = list(takewhile(lambda p: p.mode in (FIXED, BLOCKED, PROMISED), self.todo)) or self.todo[:1]
             waiting: set[int] = set()
             for p in head:
                 c = p.cpu
@@ -202,7 +206,7 @@ class TrustScheduler:
                     continue
                 if len(model.po[c]) != p.at:
                     raise NondeterminismError(f"trust: CPU {c} reached event {len(model.po[c])}, planned {p.at}")
-                if p.rf is not None and len(model.po[p.rf[0]]) <= p.rf[1]:
+                if p.rf is not None and p.mode != PROMISED and len(model.po[p.rf[0]]) <= p.rf[1]:
                     continue
                 if p.mode == BLOCKED:  # its CPU waits at its lock; no step
                     self.todo.remove(p)
@@ -235,9 +239,13 @@ class TrustScheduler:
         model = state.model
         name = NAME[op.code]
         cls = model.kind(name)
+        if p.mode == PROMISED:  # load buffering: it reads a write still to come
+            model.promise_next(c, p.rf, p.value)
         ways = model.ways(c, name, op.addr, op.a1, op.a2)
         ks = list(range(len(ways)))
-        if cls not in STORES:
+        if p.mode == PROMISED:
+            pass
+        elif cls not in STORES:
             want = self._eid(model, p.rf)
             ks = [k for k in ks if ways[k].rf == want]
         if p.mode == FIXED and cls in (*STORES, PERCPU_RMW) and p.wstamp >= 0:
@@ -254,7 +262,7 @@ class TrustScheduler:
             self._alternatives(state, c, op, ways, ks[1:], p.rstamp, ws, self.todo)
         self.relaxed.discard(c)
         self.last = Taken(c, p.at, name, op.addr, rstamp=p.rstamp, wstamp=ws, readded=p.mode == FORWARD)
-        return graph_choice_id(c, ks[0])
+        return promise_id(c, p.rf, p.value) if p.mode == PROMISED else graph_choice_id(c, ks[0])
 
     def _alternatives(
         self, state: State, c: int, op: Op, ways: list, ks: list[int], rs: int, ws: int, rest: list[Planned]
@@ -267,13 +275,7 @@ class TrustScheduler:
         ref = model.ref
         cls = model.kind(NAME[op.code])
         at = len(model.po[c])
-        done = [
-            Planned(t.cpu, t.at, t.rstamp, -1, ref(t.blocked), BLOCKED)
-            if t.is_blocked
-            else Planned(t.cpu, t.at, t.rstamp, t.wstamp, ref(model.events[t.reid].rf) if t.reid >= 0 else None)
-            for t in self.taken
-        ]
-        done.sort(key=lambda p: p.rstamp if p.rstamp >= 0 else p.wstamp)
+        done = replayed(model, self.taken)
         base = {loc: [ref(w) for w in ids] for loc, ids in model.co.items()}
         wat = write_at(cls, at)
         # the next newest way is explored next, as GenMC orders them: static-key's seed-fix
@@ -331,15 +333,16 @@ class TrustScheduler:
         name = NAME[op.code]
         cls = model.kind(name)
         wat = write_at(cls, at)
+        deps = model.event_deps(c) if model.wants_deps else None
         if cls in STORES:
-            a = Writer(c, at, wat, INIT, stored_value(name, op.a1), -1, ws, op.addr)
+            a = Writer(c, at, wat, INIT, stored_value(name, op.a1), -1, ws, op.addr, deps)
             self._push_all(RevisitGraph(model, self.taken, a, set()).plans())
             return
         seen = set()
         for ch in ways:
             if ch.ok and ch.rf not in seen:
                 seen.add(ch.rf)
-                a = Writer(c, at, wat, ch.rf, ch.new, rs, ws, op.addr)
+                a = Writer(c, at, wat, ch.rf, ch.new, rs, ws, op.addr, deps)
                 self._push_all(RevisitGraph(model, self.taken, a, set()).plans())
         if cls in ATOMICS:
             self._conflicts(model, c, at, op, rs, ws, seen)
@@ -386,9 +389,8 @@ class TrustScheduler:
         against the graph as it was when it was added: without the ones after it."""
         later = {t.weid for t in self.deferred}
         for t in self.deferred:
-            a = Writer(
-                t.cpu, t.at, model.events[t.weid].at, model.events[t.reid].rf, t.value, t.rstamp, t.wstamp, t.loc
-            )
+            e = model.events[t.weid]
+            a = Writer(t.cpu, t.at, e.at, model.events[t.reid].rf, t.value, t.rstamp, t.wstamp, t.loc, e.deps)
             self._push_all(RevisitGraph(model, self.taken, a, set(later)).plans())
             later.discard(t.weid)
         self.deferred = []

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shmkernel.memory.graph_order import INIT
-from shmkernel.memory.models import PERCPU_RMW
+from shmkernel.memory.models import PERCPU_RMW, READ
 
 Ref = tuple[int, int]  # an event by (CPU, place in its program order)
-FIXED, OPEN, FORWARD, BLOCKED = "fixed", "open", "forward", "blocked"
+FIXED, OPEN, FORWARD, BLOCKED, PROMISED = "fixed", "open", "forward", "blocked", "promised"
 LOCKS = ("spin_lock", "mutex_lock")
 NOT_BLOCKED = -2  # `Taken.blocked` of a step that is not a blocked read (INIT is -1)
 
@@ -39,7 +39,10 @@ class Planned:
     ``FORWARD`` (a read kept whose write was deleted): it reads ``rf``, its write is
     added anew (every place, and its own revisits), with a fresh stamp; ``BLOCKED``: a
     lock that read the held word ``rf``: its CPU waits there, until a revisit by an
-    unlock (TruSt's blocked read: it keeps its stamp, it is not added again)."""
+    unlock (TruSt's blocked read: it keeps its stamp, it is not added again);
+    ``PROMISED`` (load buffering, under lkmm): a plain read of ``rf``, a write that
+    events after it on its CPU precede: it returns ``value`` when its CPU reaches it,
+    and the write, when it comes, must be the one it read."""
 
     cpu: int
     at: int  # the place of its first event in its CPU's program order
@@ -47,6 +50,7 @@ class Planned:
     wstamp: int  # -1: it writes nothing (or, FORWARD, not yet)
     rf: Ref | None
     mode: str = FIXED
+    value: int = 0  # PROMISED: what it reads
 
 
 @dataclass
@@ -93,6 +97,8 @@ class Writer:
     rstamp: int
     wstamp: int
     loc: int
+    #: the reads it depends on, by event (address, data, control): `Event.deps`
+    deps: tuple[frozenset[int], frozenset[int], frozenset[int]] | None = None
 
 
 def write_at(cls: int, at: int) -> int:
@@ -109,6 +115,22 @@ def waits_on_a_released_lock(model: Any, taken: list[Taken]) -> bool:
             if t.blocked != (co[-1] if co else INIT):
                 return True
     return False
+
+
+def replayed(model: Any, taken: list[Taken]) -> list[Planned]:
+    """The steps taken so far, as steps of a plan (in the order they were added)."""
+    ref, events = model.ref, model.events
+    done = []
+    for t in taken:
+        if t.is_blocked:
+            done.append(Planned(t.cpu, t.at, t.rstamp, -1, ref(t.blocked), BLOCKED))
+        elif t.reid >= 0 and events[t.reid].promised is not None:
+            e = events[t.reid]
+            done.append(Planned(t.cpu, t.at, t.rstamp, t.wstamp, e.promised, PROMISED, e.rval))
+        else:
+            done.append(Planned(t.cpu, t.at, t.rstamp, t.wstamp, ref(events[t.reid].rf) if t.reid >= 0 else None))
+    done.sort(key=lambda p: p.rstamp if p.rstamp >= 0 else p.wstamp)
+    return done
 
 
 def porf_prefix(model: Any, cpu: int, upto: int, rf: int) -> set[int]:
@@ -178,15 +200,18 @@ class RevisitGraph:
         later = co if w == INIT else co[co.index(w) + 1 :]
         return not any(before_w(y) for y in later if y != t.weid)
 
-    def revisit(self, r: Taken, porf: set[int], conflict: Taken | None) -> Plan | None:
+    def revisit(self, r: Taken, porf: set[int], conflict: Taken | None, buffered: bool = False) -> Plan | None:
         """The plan where ``r`` reads ``a`` (a lock ``r`` that cannot take ``a``'s value is
         deleted instead: its CPU takes the lock again later), or None when this graph is
-        not the one that revisit is taken from."""
+        not the one that revisit is taken from. ``buffered``: ``a`` depends on events after
+        ``r`` on its CPU (not on ``r``): load buffering, ``r`` is PROMISED."""
         a, sr = self.a, r.rstamp
         kept_r = {id(t): self.reads(t) and (t.rstamp <= sr or t.reid in porf) for t in self.taken}
         kept_w = {id(t): self.writes(t) and (t.wstamp <= sr or t.weid in porf) for t in self.taken}
         if conflict is not None and conflict is not r and kept_r[id(conflict)]:
             return None  # the atomic that read a's write still does: not consistent
+        if self.promises and not self._promises_hold(r, kept_r, kept_w):
+            return None
         for t in self.taken:
             if self.reads(t) and (t is r or not kept_r[id(t)]) and not self.maximal(t, "R", porf):
                 return None
@@ -197,6 +222,9 @@ class RevisitGraph:
         ref = self.model.ref
         for t in self.taken:
             if t is r:
+                if buffered:
+                    steps.append(Planned(t.cpu, t.at, t.rstamp, -1, (a.cpu, a.wat), PROMISED, a.value))
+                    continue
                 if r.name in LOCKS and a.value != 0:
                     mode = BLOCKED
                 else:
@@ -207,7 +235,10 @@ class RevisitGraph:
                 if not kept_r[id(t)]:
                     continue
                 rf = ref(self.rf(t))
-                if t.is_blocked:
+                e = self.model.events[t.reid] if t.reid >= 0 else None
+                if e is not None and e.promised is not None:
+                    steps.append(Planned(t.cpu, t.at, t.rstamp, -1, e.promised, PROMISED, e.rval))
+                elif t.is_blocked:
                     steps.append(Planned(t.cpu, t.at, t.rstamp, -1, rf, BLOCKED))
                 elif t.weid >= 0 and not kept_w[id(t)]:
                     forward.append(Planned(t.cpu, t.at, t.rstamp, -1, rf, FORWARD))
@@ -226,17 +257,87 @@ class RevisitGraph:
     def plans(self, conflict: Taken | None = None) -> list[Plan]:
         """Every backward revisit of ``a`` taken from this graph (with ``conflict``: ``a``'s
         atomic reads the write an atomic ``conflict`` already read; then only ``conflict``
-        itself, or a read after it, may be revisited)."""
+        itself, or a read after it, may be revisited). Under lkmm a plain read ``a``
+        depends on through its CPU's later events only (no dependency on it) is revisited
+        too: load buffering (`buffers`)."""
         a = self.a
         porf = porf_prefix(self.model, a.cpu, a.at, a.rf)
         porf.update(self.model.po[a.cpu][a.at :])  # a's own read part, when it is in the graph
         out = []
         for r in self.taken:
-            if not self.reads(r) or r.loc != a.loc or r.reid in porf:
+            if not self.reads(r) or r.loc != a.loc:
+                continue
+            buffered = r.reid in porf
+            if buffered and not self.buffers(r, porf):
                 continue
             if r.name in LOCKS and a.value != 0 and r is not conflict:
                 continue  # a lock reads only a free word
-            plan = self.revisit(r, porf, conflict)
+            plan = self.revisit(r, porf, conflict, buffered)
             if plan is not None:
                 out.append(plan)
         return out
+
+    @property
+    def promises(self) -> bool:
+        return bool(getattr(self.model, "promised", None))
+
+    def buffers(self, r: Taken, porf: set[int]) -> bool:
+        """May ``r``, in ``a``'s porf-prefix only through events after it on its CPU, read
+        ``a``? Under a model that allows load buffering (the LKMM graph, with the CPUs'
+        dependencies), when ``r`` is a plain read of another CPU and nothing in the prefix,
+        nor ``a``, depends on it (through ``addr``/``data``/``ctrl`` and ``rf``): then those
+        events are the same whatever ``r`` reads, and the LKMM's axioms judge the cycle."""
+        model, a = self.model, self.a
+        if not getattr(model, "wants_deps", False) or r.is_blocked or r.cpu == a.cpu or r.weid >= 0:
+            return False
+        if model.kind(r.name) != READ or a.deps is None:
+            return False
+        events = model.events
+        tainted = {r.reid}
+        grown = True
+        while grown:
+            grown = False
+            for x in sorted(porf):
+                if x in tainted:
+                    continue
+                e = events[x]
+                if self._depends(e, x, tainted, r):
+                    tainted.add(x)
+                    grown = True
+        if len(tainted) > 1:
+            return False
+        return not (set().union(*a.deps) & tainted) and a.rf not in tainted
+
+    def _depends(self, e: Any, x: int, tainted: set[int], r: Taken) -> bool:
+        if e.reads and self._source(e) in tainted:
+            return True
+        if e.cpu != r.cpu:
+            return False
+        if e.deps is None:
+            return e.at > self.model.events[r.reid].at  # not tracked: every earlier read counts
+        return bool(tainted & (e.deps[0] | e.deps[1] | e.deps[2]))
+
+    def _source(self, e: Any) -> int:
+        if e.promised is not None and e.rf == INIT:
+            c, at = e.promised
+            po = self.model.po[c]
+            return po[at] if len(po) > at else INIT
+        return e.rf
+
+    def _promises_hold(self, r: Taken, kept_r: dict[int, bool], kept_w: dict[int, bool]) -> bool:
+        """Does the revisit keep every promised read with the write it reads, and no CPU's
+        events after a promised read it deletes? (A graph with such a hole is not one the
+        CPUs can replay in order; such a revisit is not taken.)"""
+        events, ref = self.model.events, self.model.ref
+        kept_refs = {ref(t.weid) for t in self.taken if kept_w[id(t)]} | {(self.a.cpu, self.a.wat)}
+        for t in self.taken:
+            if t is r or t.reid < 0 or events[t.reid].promised is None:
+                continue
+            if kept_r[id(t)]:
+                if events[t.reid].promised not in kept_refs:
+                    return False
+            elif any(
+                u.cpu == t.cpu and u.at > t.at and (kept_r[id(u)] or kept_w[id(u)]) for u in self.taken if u is not r
+            ):
+                return False
+        return True
