@@ -207,6 +207,7 @@ def run_exhaustive(
     t0 = time.perf_counter()
     engine_model = "sc" if model == "native" else model
     outcomes = []
+    refused = 0
     with Session(wl, "test", len(test.procs), {}, 1, engine_model, 10_000) as sess:
         sched: DPORScheduler | StatefulScheduler | TrustScheduler
         if trust:
@@ -229,8 +230,12 @@ def run_exhaustive(
         if isinstance(sched, TrustScheduler) and (sched.unsupported or not sched.exhausted):
             why = f"trust gave way ({sched.unsupported})" if sched.unsupported else "trust ran out of its budget"
             raise RuntimeError(f"{test.name}: {why}: its final states would not be all of them")
+        refused = getattr(sched, "lb_refused", 0)
     res.seconds = time.perf_counter() - t0
-    return _finish(res, test, outcomes, count_states=True)
+    res = _finish(res, test, outcomes, count_states=True)
+    if refused:
+        res.caveat = f"trust could not take {refused} load-buffering revisit(s): a final state may be missing"
+    return res
 
 
 def run_free(test: LitmusTest, runs: int) -> LitmusResult:

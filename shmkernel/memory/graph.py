@@ -300,7 +300,6 @@ class GraphModel(ExecutionGraph):
                 out.append(ch)
             elif self._try(cpu, name, addr, ch):
                 out.append(ch)
-        # (a write a promised read waits for may have none: the promise cannot be kept)
         assert out or not self._newest_is_free(cpu), f"no consistent way to add {name} on CPU {cpu}"
         self._cache[cpu] = (key, out)
         return out
@@ -308,12 +307,10 @@ class GraphModel(ExecutionGraph):
     def promise_next(self, cpu: int, writer: tuple[int, int], value: int) -> None:
         raise UsageError(f"a load reading a write still to come (load buffering) needs lkmm, not {self.name}")
 
-    def event_deps(self, cpu: int) -> None:
-        """The reads ``cpu``'s pending operation depends on: not tracked here."""
+    def event_deps(self, cpu: int) -> None:  # dependencies: not tracked (`graph_lkmm` tracks them)
         return None
 
-    def _newest_is_free(self, cpu: int) -> bool:
-        """Is the newest way of ``cpu``'s operation consistent without a check?"""
+    def _newest_is_free(self, cpu: int) -> bool:  # is the newest way consistent without a check?
         return True
 
     def _candidates(self, cpu: int, name: str, addr: int, a1: int, a2: int) -> list[_Choice]:

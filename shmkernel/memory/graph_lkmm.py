@@ -19,26 +19,22 @@ the events herd7 builds for its primitive (``shmkernel.litmus.primitives``):
 - ``smp_mb``/``smp_rmb``/``smp_wmb`` an F [Mb]/[Rmb]/[Wmb]; kernel
   synchronisation's moments (a context switch, a grace period) an F [Mb].
 
-**Dependencies, and what stands in for them.** The workloads' values carry
-no dependencies yet (no ``addr``/``data``/``ctrl``), and kernel code leans
-on them: seed 000's hand-off is ``if (READ_ONCE(mailbox)) module_put()``, a
-control dependency that orders the read before the ``decs`` increment (with
-an ``smp_mb()`` on the sender the LKMM forbids the false zero; without the
-dependency it would allow it: a false alarm on the fix). So every read is
-taken as a control dependency of its CPU's later events (herd7's ``ctrl``:
-``ppo`` orders it before every later write), which is what the operational
-models assume too (a load happens before any later store of its CPU
-commits). Consequences: no load buffering (LB needs a write to pass an
-earlier read), and no other read-to-write reordering the LKMM allows without
-a dependency (``S+fencewmbonceonce+poonceonce``: the litmus runner's
-axiomatic engine, the cat file herd7 evaluates, allows it; neither this graph
-nor the operational machine shows it). A proof under ``lkmm`` covers the LKMM's executions in
-which each read precedes its CPU's later writes; dependency tracking (values
-that carry the loads they came from) would lift that. Address dependencies
-between reads are not credited either (as on Alpha: a false alarm is
-possible, as in the operational model). Everything else is the LKMM's,
-which is more than the operational ``lkmm`` machine reaches
-(`tests/test_trust_lkmm.py`: everything the machine reaches, on random programs).
+**Dependencies.** Each event carries the reads it depends on (``Event.deps``:
+``addr``, ``data``, ``ctrl``), mapped from the loads the CPU's values came
+from (`shmkernel.schedule.deps`, numbered by memory operation: ``mops``).
+Kernel code leans on them: seed 000's hand-off is ``if (READ_ONCE(mailbox))
+module_put()``, a control dependency that orders the read before the
+``decs`` increment. An event whose dependencies are not tracked (a program
+that does not post them: the explorer's random programs) takes every
+earlier read of its CPU as a control dependency, what the operational
+models assume. With dependencies a store may pass an earlier read: load
+buffering, which trust reaches by *promising* a read a write still to come
+(``promise``/``promised``: the read returns the write's value and reads
+nothing until the write is added, which must then be consistent with it;
+`shmkernel.schedule.trust_lb`). Everything else is the LKMM's, which is
+more than the operational ``lkmm`` machine reaches
+(`tests/test_trust_lkmm.py`: everything the machine reaches, and within the
+axiomatic engine's states, on random programs).
 
 Each check rebuilds the herd7-style events of the whole graph and runs every
 axiom: the graphs of the seeds hold tens of events, and TruSt
@@ -54,7 +50,7 @@ from collections.abc import Hashable
 from shmkernel.memory.graph import GRAPH_MODELS, GraphModel, _Choice
 from shmkernel.memory.graph_order import ALL, INIT, OUTSIDE, Event
 from shmkernel.memory.lkmm_cat import Checker, Skeleton
-from shmkernel.memory.models import ACQ_READ, CLASS, FENCE_MB, FENCE_RMB, READ, RMW_FULL, RMW_RELAXED
+from shmkernel.memory.models import ACQ_READ, CLASS, FENCE_MB, FENCE_RMB, READ, RMW_FULL, RMW_RELAXED, atomic_update
 from shmkernel.memory.relations import Rel
 
 #: the models trust explores as graphs
@@ -91,7 +87,7 @@ def lkmm_events(e: Event) -> list[Part]:
 
 
 class LKMMGraphModel(GraphModel):
-    """The LKMM (without load buffering) as an execution graph (the module docstring)."""
+    """The LKMM as an execution graph (the module docstring)."""
 
     models = ("lkmm",)
     #: verdicts kept across executions (a search replays the same graph prefixes again and
@@ -169,13 +165,16 @@ class LKMMGraphModel(GraphModel):
         return deps
 
     def _newest_is_free(self, cpu: int) -> bool:
-        """A write a promised read waits for may make even the newest way inconsistent."""
-        return not any(w[0] == cpu for w in self.open_promises())
+        """A promised read, or a write one waits for, may have no consistent way at all."""
+        return cpu not in self.promise and not any(w[0] == cpu for w in self.open_promises())
 
     def _candidates(self, cpu: int, name: str, addr: int, a1: int, a2: int) -> list[_Choice]:
         p = self.promise.get(cpu)
         if p is not None and CLASS[name] == READ:
             return [_Choice(rf=INIT, rval=p[1], ret=p[1])]
+        if p is not None:  # a failed atomic that reads a write still to come (it must still fail)
+            new, ret, ok = atomic_update(name, cpu, p[1], a1, a2)
+            return [] if ok else [_Choice(rf=INIT, rval=p[1], ret=ret, ok=False, new=p[1])]
         return super()._candidates(cpu, name, addr, a1, a2)
 
     def _sync_outside(self, loc: int) -> None:
@@ -191,7 +190,7 @@ class LKMMGraphModel(GraphModel):
         for e in events:
             e.op = name
             e.deps = deps
-            if p is not None and e.reads and CLASS[name] == READ:
+            if p is not None and e.reads:
                 e.promised = p[0]
         return events
 
@@ -222,11 +221,13 @@ class LKMMGraphModel(GraphModel):
         return self.lkmm_consistent()
 
     def lkmm_consistent(self) -> bool:
-        """Does the graph satisfy the LKMM's axioms, each read taken as a control
-        dependency of its CPU's later events (the module docstring)?"""
-        for w, r in self.promised.items():
+        """Does the graph satisfy the LKMM's axioms, with its dependencies (the module
+        docstring) and each promised read reading its write once it is there?"""
+        for r in self.promised.values():
             src = self._promised_write(self.events[r])
-            if src is not None and (self.events[src].loc != self.events[r].loc or self.events[src].wval != self.events[r].rval):
+            if src is not None and (
+                self.events[src].loc != self.events[r].loc or self.events[src].wval != self.events[r].rval
+            ):
                 return False  # the write a promised read reads wrote something else
         sk, rf, co = self.skeleton()
         return Checker(sk).consistent(rf, co)

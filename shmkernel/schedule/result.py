@@ -31,7 +31,8 @@ class ExploreResult:
     #: "found" (a replayable schedule), "proved" (every execution covered) or "not-proved"
     verdict: str = "not-proved"
     #: what stopped a not-proved search: "budget" (max_examples), "time" (time_limit),
-    #: "bound" (the preemption bound cut choices) or "sampling" (no complete search)
+    #: "bound" (the preemption bound cut choices), "load buffering" (trust under lkmm could
+    #: not take a revisit: `shmkernel.schedule.trust_lb`) or "sampling" (no complete search)
     stopped_by: str = ""
     max_examples: int = 0
     time_limit: float | None = None
@@ -80,6 +81,12 @@ class ExploreResult:
             why = (
                 f"the preemption bound {self.preemption_bound} left interleavings out ({n} run); "
                 f"drop --preemption-bound for a proof"
+            )
+        elif self.stopped_by == "load buffering":
+            why = (
+                f"{n} run, but trust could not take a load-buffering revisit that the LKMM may allow "
+                f"(a write its reader's later events feed, changed by that read); this search covers "
+                f"every execution without such a cycle"
             )
         elif self.stopped_by == "sampling":
             why = f"{self.scheduler} sampled {n} and found nothing; use --scheduler exhaustive for a proof"

@@ -104,6 +104,8 @@ def scheduler_search(sess: Any, sched: Any, deadline: float | None, stop: Callab
             out.stopped_by = "budget"
         elif sched.bound_hit:
             out.stopped_by = "bound"
+        elif getattr(sched, "lb_refused", 0):
+            out.stopped_by = "load buffering"
     return out
 
 

@@ -15,18 +15,18 @@ whose deleted events were added maximally, so every consistent graph is
 explored once (polynomial memory: a stack of plans). The model decides what
 is consistent: the machine's time order under sc, tso and weak
 (`shmkernel.memory.graph`), the LKMM's axioms under lkmm
-(`shmkernel.memory.graph_lkmm`); the algorithm is the same.
+(`shmkernel.memory.graph_lkmm`, where a read may also be revisited past its
+CPU's later events that the write needs but that do not depend on it: load
+buffering, `shmkernel.schedule.trust_lb`; a revisit it cannot take there is
+counted in ``lb_refused``, and then the search proves nothing).
 
 An execution replays its plan (`Plan`: each step by the write its read reads
-and its write's place in ``co``, picked among the graph model's consistent
-ways), then goes on forward. A plan the model finds inconsistent is abandoned
-(``pruned``). What the graph does not order is outside the algorithm: kernel
-synchronisation (grace periods, stop_machine, parking: ordered by the
-schedule, not by reads), writes made outside the model, waits on hidden state.
-When a workload reaches one, the search stops with ``unsupported`` set and
-`shmkernel.schedule.searches.trust_search` runs the stateful search instead
-(over graphs; under lkmm over the operational model): the verdict is always a
-complete search's.
+and its write's place in ``co``), then goes on forward; a plan the model finds
+inconsistent is ``pruned``. What the graph does not order is outside the
+algorithm: kernel synchronisation (ordered by the schedule, not by reads),
+writes made outside the model, waits on hidden state. There the search stops
+with ``unsupported`` set and `shmkernel.schedule.searches.trust_search` runs
+the stateful search instead: the verdict is always a complete search's.
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ from typing import Any
 from shmkernel.errors import NondeterminismError
 from shmkernel.memory.actions import ACTION_BASE, decode_action, graph_choice_id, promise_id
 from shmkernel.memory.graph_order import INIT
-from shmkernel.memory.models import ATOMICS, CLASS, FENCES, LOADS, PERCPU_RMW, STORES, atomic_update, stored_value
+from shmkernel.memory.models import ATOMICS, CLASS, FENCES, LOADS, PERCPU_RMW, STORES, stored_value
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
 from shmkernel.schedule.ops import ACCESS, HIDDEN_STATE, NAME
 from shmkernel.schedule.trust_graph import (
     BLOCKED,
     FIXED,
     FORWARD,
+    HOLE,
     LOCKS,
     PROMISED,
     Plan,
@@ -51,10 +52,15 @@ from shmkernel.schedule.trust_graph import (
     RevisitGraph,
     Taken,
     Writer,
+    conflict_writers,
+    hole_way,
     replayed,
     waits_on_a_released_lock,
     write_at,
 )
+from shmkernel.schedule.trust_lb import RELEASES
+
+IN_ORDER = (FIXED, BLOCKED, PROMISED, HOLE)  #: a plan's steps replayed in stamp order, as their CPUs reach them
 
 
 def _memory_op(op: Op) -> bool:
@@ -73,6 +79,7 @@ class TrustScheduler:
         self.started = self.exhausted = self.bound_hit = False
         self.executions = self.pruned = self.stuck = self.blocked = 0
         self.unsupported = ""  # why the workload left the algorithm (then no verdict here)
+        self.lb_refused = 0  # load-buffering revisits not taken (`trust_lb`): then no proof
         self.work: list[Plan] = []
 
     # -- executions ------------------------------------------------------------------------------
@@ -178,12 +185,11 @@ class TrustScheduler:
             self.deferred.append(t)
 
     def _stamps(self, n: int) -> int:
-        s = self.next_stamp
-        self.next_stamp += n
+        s, self.next_stamp = self.next_stamp, self.next_stamp + n
         return s
 
     def _push(self, steps: list[Planned], co: dict[int, list[tuple[int, int]]]) -> None:
-        self.work.append(Plan(steps, co, self.next_stamp))
+        self.work.append(Plan(steps, co, self.next_stamp, self.plan.writes))
 
     # -- replaying a plan ----------------------------------------------------------------------------
     def _replay(self, state: State, ids: dict[int, list[int]]) -> int:
@@ -192,7 +198,7 @@ class TrustScheduler:
         there; the revisiting write and what follows it, in order."""
         model = state.model
         while self.todo:
-            head = list(takewhile(lambda p: p.mode in (FIXED, BLOCKED, PROMISED), self.todo)) or self.todo[:1]
+            head = list(takewhile(lambda p: p.mode in IN_ORDER, self.todo)) or self.todo[:1]
             waiting: set[int] = set()
             for p in head:
                 c = p.cpu
@@ -225,8 +231,7 @@ class TrustScheduler:
             self._deferred_revisits(model)
         return self._forward(state, ids)
 
-    def _wait_at(self, model: Any, p: Planned, op: Op) -> None:
-        """A planned blocked read: ``p``'s CPU waits at its lock ``op`` (no step)."""
+    def _wait_at(self, model: Any, p: Planned, op: Op) -> None:  # a planned blocked read: p's CPU waits at op
         self.taken.append(Taken(p.cpu, p.at, NAME[op.code], op.addr, rstamp=p.rstamp, blocked=self._eid(model, p.rf)))
         self.waits.add(p.cpu)
 
@@ -238,14 +243,15 @@ class TrustScheduler:
     def _planned_step(self, state: State, c: int, op: Op, p: Planned) -> int:
         model = state.model
         name = NAME[op.code]
+        p = hole_way(self, model, c, op, p) if p.mode == HOLE else p
+        if p.mode == HOLE:
+            return PRUNE  # a hole with no way to go (hole_way pruned the plan)
         cls = model.kind(name)
         if p.mode == PROMISED:  # load buffering: it reads a write still to come
             model.promise_next(c, p.rf, p.value)
         ways = model.ways(c, name, op.addr, op.a1, op.a2)
         ks = list(range(len(ways)))
-        if p.mode == PROMISED:
-            pass
-        elif cls not in STORES:
+        if cls not in STORES and p.mode != PROMISED:
             want = self._eid(model, p.rf)
             ks = [k for k in ks if ways[k].rf == want]
         if p.mode == FIXED and cls in (*STORES, PERCPU_RMW) and p.wstamp >= 0:
@@ -261,7 +267,7 @@ class TrustScheduler:
         if p.mode != FIXED:  # every place of its write: the other places are plans of their own
             self._alternatives(state, c, op, ways, ks[1:], p.rstamp, ws, self.todo)
         self.relaxed.discard(c)
-        self.last = Taken(c, p.at, name, op.addr, rstamp=p.rstamp, wstamp=ws, readded=p.mode == FORWARD)
+        self.last = Taken(c, p.at, name, op.addr, p.rstamp, ws, readded=p.mode == FORWARD, args=(op.a1, op.a2))
         return promise_id(c, p.rf, p.value) if p.mode == PROMISED else graph_choice_id(c, ks[0])
 
     def _alternatives(
@@ -323,7 +329,7 @@ class TrustScheduler:
         if cls not in LOADS:
             self._forward_revisits(model, c, at, op, ways, rs, ws)
         self.relaxed.discard(c)
-        self.last = Taken(c, at, name, op.addr, rstamp=rs, wstamp=ws)
+        self.last = Taken(c, at, name, op.addr, rstamp=rs, wstamp=ws, args=(op.a1, op.a2))
         return graph_choice_id(c, 0)
 
     def _forward_revisits(self, model: Any, c: int, at: int, op: Op, ways: list, rs: int, ws: int) -> None:
@@ -335,33 +341,23 @@ class TrustScheduler:
         wat = write_at(cls, at)
         deps = model.event_deps(c) if model.wants_deps else None
         if cls in STORES:
-            a = Writer(c, at, wat, INIT, stored_value(name, op.a1), -1, ws, op.addr, deps)
-            self._push_all(RevisitGraph(model, self.taken, a, set()).plans())
+            a = Writer(c, at, wat, INIT, stored_value(name, op.a1), -1, ws, op.addr, deps, name in RELEASES)
+            self._revisits(RevisitGraph(model, self.taken, a, set()))
             return
         seen = set()
         for ch in ways:
             if ch.ok and ch.rf not in seen:
                 seen.add(ch.rf)
                 a = Writer(c, at, wat, ch.rf, ch.new, rs, ws, op.addr, deps)
-                self._push_all(RevisitGraph(model, self.taken, a, set()).plans())
+                self._revisits(RevisitGraph(model, self.taken, a, set()))
         if cls in ATOMICS:
             self._conflicts(model, c, at, op, rs, ws, seen)
 
     def _conflicts(self, model: Any, c: int, at: int, op: Op, rs: int, ws: int, seen: set[int]) -> None:
         """``c``'s atomic reading a write another atomic already read (not in ``seen``,
         the writes it reads consistently): the other one is revisited to read it."""
-        name = NAME[op.code]
-        for t in self.taken:
-            if t.loc != op.addr or t.reid < 0 or t.weid != t.reid or model.kind(t.name) not in ATOMICS:
-                continue
-            x = model.events[t.reid].rf
-            old = model.value(x, op.addr)
-            if name in LOCKS and old != 0:
-                continue
-            new, _, ok = atomic_update(name, c, old, op.a1, op.a2)
-            if ok and x not in seen:
-                a = Writer(c, at, at, x, new, rs, ws, op.addr)
-                self._push_all(RevisitGraph(model, self.taken, a, set()).plans(conflict=t))
+        for a, t in conflict_writers(model, self.taken, c, at, op, rs, ws, seen):
+            self._revisits(RevisitGraph(model, self.taken, a, set()), conflict=t)
 
     def _block(self, model: Any, c: int, op: Op) -> None:
         """``c`` takes a lock whose word is held: its read reads the holder's write and
@@ -390,12 +386,15 @@ class TrustScheduler:
         later = {t.weid for t in self.deferred}
         for t in self.deferred:
             e = model.events[t.weid]
-            a = Writer(t.cpu, t.at, e.at, model.events[t.reid].rf, t.value, t.rstamp, t.wstamp, t.loc, e.deps)
-            self._push_all(RevisitGraph(model, self.taken, a, set(later)).plans())
+            a = Writer(
+                t.cpu, t.at, e.at, model.events[t.reid].rf, t.value, t.rstamp, t.wstamp, t.loc, e.deps, e.op in RELEASES
+            )
+            self._revisits(RevisitGraph(model, self.taken, a, set(later)))
             later.discard(t.weid)
         self.deferred = []
 
-    def _push_all(self, plans: list[Plan]) -> None:
-        for plan in plans:
+    def _revisits(self, graph: RevisitGraph, conflict: Taken | None = None) -> None:
+        for plan in graph.plans(conflict):
             plan.next_stamp = self.next_stamp
             self.work.append(plan)
+        self.lb_refused += graph.refused

@@ -19,14 +19,16 @@ operation) is the unit the plans replay (`Planned`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shmkernel.memory.graph_order import INIT
-from shmkernel.memory.models import PERCPU_RMW, READ
+from shmkernel.memory.models import ATOMICS, PERCPU_RMW, atomic_update
+from shmkernel.schedule.ops import NAME
+from shmkernel.schedule.trust_lb import buffered_holes, promises_hold
 
 Ref = tuple[int, int]  # an event by (CPU, place in its program order)
-FIXED, OPEN, FORWARD, BLOCKED, PROMISED = "fixed", "open", "forward", "blocked", "promised"
+FIXED, OPEN, FORWARD, BLOCKED, PROMISED, HOLE = "fixed", "open", "forward", "blocked", "promised", "hole"
 LOCKS = ("spin_lock", "mutex_lock")
 NOT_BLOCKED = -2  # `Taken.blocked` of a step that is not a blocked read (INIT is -1)
 
@@ -42,7 +44,10 @@ class Planned:
     unlock (TruSt's blocked read: it keeps its stamp, it is not added again);
     ``PROMISED`` (load buffering, under lkmm): a plain read of ``rf``, a write that
     events after it on its CPU precede: it returns ``value`` when its CPU reaches it,
-    and the write, when it comes, must be the one it read."""
+    and the write, when it comes, must be the one it read; ``HOLE`` (load buffering): a
+    plain read between a PROMISED one and what its write depends on, on their CPU, that
+    the write does not need: it is read anew, every write it may read (those of the
+    graph so far, and the plan's still to come, promised) a plan of its own."""
 
     cpu: int
     at: int  # the place of its first event in its CPU's program order
@@ -61,6 +66,8 @@ class Plan:
     steps: list[Planned]
     co: dict[int, list[Ref]]  # each word's writes of FIXED steps, in coherence order
     next_stamp: int
+    #: with HOLE steps: every write of the plan, (word, value), a HOLE may read before it is there
+    writes: dict[Ref, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,13 +78,14 @@ class Taken:
     at: int
     name: str
     loc: int
-    reid: int = -1  # the event that reads (-1: none)
-    weid: int = -1  # the event that writes (-1: none; an atomic: the same event)
     rstamp: int = -1
     wstamp: int = -1
+    reid: int = -1  # the event that reads (-1: none)
+    weid: int = -1  # the event that writes (-1: none; an atomic: the same event)
     value: int = 0  # what it writes
     readded: bool = False  # a FORWARD step: its write is added anew (its revisits come later)
     blocked: int = NOT_BLOCKED  # a lock that read a held word: that write (then it has no events)
+    args: tuple[int, int] = (0, 0)  # its operation's arguments (what a failed atomic would do with another value)
 
     @property
     def is_blocked(self) -> bool:
@@ -99,6 +107,7 @@ class Writer:
     loc: int
     #: the reads it depends on, by event (address, data, control): `Event.deps`
     deps: tuple[frozenset[int], frozenset[int], frozenset[int]] | None = None
+    release: bool = False  # a release store or an unlock (it orders what comes before it)
 
 
 def write_at(cls: int, at: int) -> int:
@@ -161,6 +170,7 @@ class RevisitGraph:
 
     def __init__(self, model: Any, taken: list[Taken], a: Writer, exclude: set[int]) -> None:
         self.model, self.a, self.exclude = model, a, exclude
+        self.refused = 0  # load-buffering revisits it could not take (`shmkernel.schedule.trust_lb`)
         self.taken = [t for t in taken if (t.cpu, t.at) != (a.cpu, a.at) and (self.reads(t) or t.weid not in exclude)]
         self.by_weid = {t.weid: t for t in self.taken if self.writes(t)}
 
@@ -200,19 +210,25 @@ class RevisitGraph:
         later = co if w == INIT else co[co.index(w) + 1 :]
         return not any(before_w(y) for y in later if y != t.weid)
 
-    def revisit(self, r: Taken, porf: set[int], conflict: Taken | None, buffered: bool = False) -> Plan | None:
+    def revisit(
+        self, r: Taken, porf: set[int], conflict: Taken | None, holes: list[Taken] | None = None
+    ) -> Plan | None:
         """The plan where ``r`` reads ``a`` (a lock ``r`` that cannot take ``a``'s value is
         deleted instead: its CPU takes the lock again later), or None when this graph is
-        not the one that revisit is taken from. ``buffered``: ``a`` depends on events after
-        ``r`` on its CPU (not on ``r``): load buffering, ``r`` is PROMISED."""
+        not the one that revisit is taken from. ``holes`` (not None): ``a`` depends on
+        events after ``r`` on its CPU, not on ``r``: load buffering, ``r`` is PROMISED and
+        ``holes``, reads after it that ``a`` does not need, are read anew (HOLE)."""
         a, sr = self.a, r.rstamp
         kept_r = {id(t): self.reads(t) and (t.rstamp <= sr or t.reid in porf) for t in self.taken}
         kept_w = {id(t): self.writes(t) and (t.wstamp <= sr or t.weid in porf) for t in self.taken}
         if conflict is not None and conflict is not r and kept_r[id(conflict)]:
             return None  # the atomic that read a's write still does: not consistent
-        if self.promises and not self._promises_hold(r, kept_r, kept_w):
+        if getattr(self.model, "promised", None) and not promises_hold(self, r, kept_r, kept_w, holes or []):
             return None
-        for t in self.taken:
+        # a load-buffering revisit is taken from every graph it is one of (not only the one
+        # whose deleted events were added maximally): its kept prefix is not porf, so the
+        # maximality argument does not hold; a graph may then be explored more than once
+        for t in self.taken if holes is None else ():
             if self.reads(t) and (t is r or not kept_r[id(t)]) and not self.maximal(t, "R", porf):
                 return None
             if self.writes(t) and not kept_w[id(t)] and not self.maximal(t, "W", porf):
@@ -221,8 +237,11 @@ class RevisitGraph:
         forward: list[Planned] = []
         ref = self.model.ref
         for t in self.taken:
+            if holes and any(t is h for h in holes):
+                steps.append(Planned(t.cpu, t.at, t.rstamp, -1, None, HOLE))
+                continue
             if t is r:
-                if buffered:
+                if holes is not None and r.reid in porf:  # what a needs comes after r on its CPU
                     steps.append(Planned(t.cpu, t.at, t.rstamp, -1, (a.cpu, a.wat), PROMISED, a.value))
                     continue
                 if r.name in LOCKS and a.value != 0:
@@ -252,14 +271,19 @@ class RevisitGraph:
         a_rf = ref(a.rf) if a.rstamp >= 0 else None
         steps.append(Planned(a.cpu, a.at, a.rstamp, a.wstamp, a_rf, OPEN))
         forward.sort(key=lambda p: p.rstamp)
-        return Plan(steps + forward, co, 0)
+        plan = Plan(steps + forward, co, 0)
+        if holes:  # what a HOLE may read that is still to come: the plan's writes
+            ev = self.model.events
+            plan.writes = {ref(t.weid): (t.loc, ev[t.weid].wval) for t in self.taken if kept_w[id(t)] and t is not r}
+            plan.writes[(a.cpu, a.wat)] = (a.loc, a.value)
+        return plan
 
     def plans(self, conflict: Taken | None = None) -> list[Plan]:
         """Every backward revisit of ``a`` taken from this graph (with ``conflict``: ``a``'s
         atomic reads the write an atomic ``conflict`` already read; then only ``conflict``
         itself, or a read after it, may be revisited). Under lkmm a plain read ``a``
         depends on through its CPU's later events only (no dependency on it) is revisited
-        too: load buffering (`buffers`)."""
+        too: load buffering (`shmkernel.schedule.trust_lb`)."""
         a = self.a
         porf = porf_prefix(self.model, a.cpu, a.at, a.rf)
         porf.update(self.model.po[a.cpu][a.at :])  # a's own read part, when it is in the graph
@@ -267,77 +291,56 @@ class RevisitGraph:
         for r in self.taken:
             if not self.reads(r) or r.loc != a.loc:
                 continue
-            buffered = r.reid in porf
-            if buffered and not self.buffers(r, porf):
-                continue
+            prefix, holes = porf, None
+            if r.reid in porf:
+                got = buffered_holes(self, r, porf)
+                if got is None:
+                    continue
+                prefix, holes = got
             if r.name in LOCKS and a.value != 0 and r is not conflict:
                 continue  # a lock reads only a free word
-            plan = self.revisit(r, porf, conflict, buffered)
+            plan = self.revisit(r, prefix, conflict, holes)
             if plan is not None:
                 out.append(plan)
         return out
 
-    @property
-    def promises(self) -> bool:
-        return bool(getattr(self.model, "promised", None))
 
-    def buffers(self, r: Taken, porf: set[int]) -> bool:
-        """May ``r``, in ``a``'s porf-prefix only through events after it on its CPU, read
-        ``a``? Under a model that allows load buffering (the LKMM graph, with the CPUs'
-        dependencies), when ``r`` is a plain read of another CPU and nothing in the prefix,
-        nor ``a``, depends on it (through ``addr``/``data``/``ctrl`` and ``rf``): then those
-        events are the same whatever ``r`` reads, and the LKMM's axioms judge the cycle."""
-        model, a = self.model, self.a
-        if not getattr(model, "wants_deps", False) or r.is_blocked or r.cpu == a.cpu or r.weid >= 0:
-            return False
-        if model.kind(r.name) != READ or a.deps is None:
-            return False
-        events = model.events
-        tainted = {r.reid}
-        grown = True
-        while grown:
-            grown = False
-            for x in sorted(porf):
-                if x in tainted:
-                    continue
-                e = events[x]
-                if self._depends(e, x, tainted, r):
-                    tainted.add(x)
-                    grown = True
-        if len(tainted) > 1:
-            return False
-        return not (set().union(*a.deps) & tainted) and a.rf not in tainted
+def conflict_writers(
+    model: Any, taken: list[Taken], c: int, at: int, op: Any, rs: int, ws: int, seen: set[int]
+) -> list[tuple[Writer, Taken]]:
+    """The writes ``c``'s atomic adds reading a write another atomic ``t`` already read
+    (not in ``seen``: the writes it reads consistently), each with that ``t``."""
+    name = NAME[op.code]
+    out = []
+    for t in taken:
+        if t.loc != op.addr or t.reid < 0 or t.weid != t.reid or model.kind(t.name) not in ATOMICS:
+            continue
+        x = model.events[t.reid].rf
+        old = model.value(x, op.addr)
+        if name in LOCKS and old != 0:
+            continue
+        new, _, ok = atomic_update(name, c, old, op.a1, op.a2)
+        if ok and x not in seen:
+            deps = model.event_deps(c) if model.wants_deps else None
+            out.append((Writer(c, at, at, x, new, rs, ws, op.addr, deps), t))
+    return out
 
-    def _depends(self, e: Any, x: int, tainted: set[int], r: Taken) -> bool:
-        if e.reads and self._source(e) in tainted:
-            return True
-        if e.cpu != r.cpu:
-            return False
-        if e.deps is None:
-            return e.at > self.model.events[r.reid].at  # not tracked: every earlier read counts
-        return bool(tainted & (e.deps[0] | e.deps[1] | e.deps[2]))
 
-    def _source(self, e: Any) -> int:
-        if e.promised is not None and e.rf == INIT:
-            c, at = e.promised
-            po = self.model.po[c]
-            return po[at] if len(po) > at else INIT
-        return e.rf
-
-    def _promises_hold(self, r: Taken, kept_r: dict[int, bool], kept_w: dict[int, bool]) -> bool:
-        """Does the revisit keep every promised read with the write it reads, and no CPU's
-        events after a promised read it deletes? (A graph with such a hole is not one the
-        CPUs can replay in order; such a revisit is not taken.)"""
-        events, ref = self.model.events, self.model.ref
-        kept_refs = {ref(t.weid) for t in self.taken if kept_w[id(t)]} | {(self.a.cpu, self.a.wat)}
-        for t in self.taken:
-            if t is r or t.reid < 0 or events[t.reid].promised is None:
-                continue
-            if kept_r[id(t)]:
-                if events[t.reid].promised not in kept_refs:
-                    return False
-            elif any(
-                u.cpu == t.cpu and u.at > t.at and (kept_r[id(u)] or kept_w[id(u)]) for u in self.taken if u is not r
-            ):
-                return False
-        return True
+def hole_way(sched: Any, model: Any, c: int, op: Any, p: Any) -> Any:
+    """A HOLE read (`shmkernel.schedule.trust_lb`): the way it goes now, every other
+    (a write of the graph, or one of the plan's still to come) a plan of its own;
+    ``p`` itself when it has none (then the plan is pruned)."""
+    ways = model.ways(c, NAME[op.code], op.addr, op.a1, op.a2)
+    ways_now = [Planned(c, p.at, p.rstamp, -1, model.ref(ch.rf)) for ch in ways]
+    po = model.po
+    later = [(w, v) for w, (loc, v) in sched.plan.writes.items() if loc == op.addr and len(po[w[0]]) <= w[1]]
+    cands = ways_now + [Planned(c, p.at, p.rstamp, -1, w, PROMISED, v) for w, v in later]
+    if not cands:
+        sched.pruned += 1
+        sched.todo = []
+        return p
+    done = replayed(model, sched.taken)
+    for q in reversed(cands[1:]):
+        co = {loc: list(ids) for loc, ids in sched.plan.co.items()}
+        sched.work.append(Plan([*done, q, *sched.todo], co, sched.next_stamp, sched.plan.writes))
+    return cands[0]

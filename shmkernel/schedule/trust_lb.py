@@ -1,0 +1,244 @@
+"""Load buffering in TruSt: revisiting a read that the new write's prefix follows.
+
+TruSt (`shmkernel.schedule.trust_graph`) revisits a read ``r`` with a new write
+``a`` only when ``r`` is not in ``a``'s porf-prefix: ``a`` may depend on it. Under
+the LKMM a write depends on an earlier read of its CPU only through a
+dependency (`shmkernel.schedule.deps`), so ``r`` may still read ``a`` when
+``a``'s prefix holds events after ``r`` on ``r``'s CPU that do not depend on ``r``:
+the load-buffering cycle, which the LKMM's axioms then judge. As GenMC does
+under its dependency-tracking models, the graph kept is the prefix ``a``
+*needs* (its dependencies and reads-from, transitively) rather than all of
+porf: on ``r``'s CPU, a plain read after ``r`` that ``a`` does not need is a
+*hole*, read anew when the CPUs run the plan again (it may then read ``a`` too,
+or any write of the plan still to come). Everything else kept after ``r`` must
+depend neither on ``r`` nor on a hole: the CPU runs it again with another value
+for them, and it must come out the same. A revisit that would break that is
+not taken.
+
+The CPUs replay a plan in order, so ``r`` reads ``a`` before ``a`` is there: it is
+*promised* (`shmkernel.memory.graph_lkmm`: the read returns ``a``'s value, and
+``a``, when it comes, must be the write it read, with that value).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shmkernel.memory.graph_order import INIT
+from shmkernel.memory.models import ACQ_READ, ATOMICS, READ, RMW_FULL, atomic_update
+
+LOCK_TAKES = ("spin_lock", "mutex_lock", "mutex_trylock")
+
+#: reads that order every later event of their CPU: never buffered
+ORDERED = (ACQ_READ,)
+RELEASES = ("smp_store_release", "spin_unlock", "mutex_unlock")
+ACQUIRES = ("smp_load_acquire", "spin_lock", "mutex_lock", "mutex_trylock")
+
+
+def _source(model: Any, e: Any) -> int:
+    """The write a read reads (a promised read's, once it is in the graph)."""
+    if e.promised is not None and e.rf == INIT:
+        c, at = e.promised
+        po = model.po[c]
+        return po[at] if len(po) > at else INIT
+    return e.rf
+
+
+def _needs(model: Any, deps: Any, cpu: int, at: int) -> set[int]:
+    """The reads an event of ``cpu`` at ``at`` with ``deps`` depends on directly."""
+    if deps is None:  # not tracked: every earlier read of its CPU
+        return {x for x in model.po[cpu][:at] if model.events[x].reads}
+    return set(deps[0] | deps[1] | deps[2])
+
+
+def needed(model: Any, a: Any) -> set[int]:
+    """What the write ``a`` needs: its dependencies and what it reads, and theirs,
+    transitively (through ``rf`` across CPUs)."""
+    events = model.events
+    todo = list(_needs(model, a.deps, a.cpu, a.at))
+    if a.rf != INIT:
+        todo.append(a.rf)
+    out: set[int] = set()
+    while todo:
+        x = todo.pop()
+        if x in out or x == INIT:
+            continue
+        out.add(x)
+        e = events[x]
+        if e.cpu < 0:
+            continue
+        if e.reads:
+            todo.append(_source(model, e))
+        todo += _needs(model, e.deps, e.cpu, e.at)
+    return out
+
+
+def _orders(model: Any, x: Any, y: Any, ydeps: Any, y_release: bool) -> bool:
+    """Does the LKMM's ``ppo`` order ``x`` before the later ``y`` of its CPU? A dependency
+    into a write (an address dependency into a read), an acquire ``x``, a release ``y``,
+    or a full barrier (``smp_mb``, a value-returning atomic) between them."""
+    if ydeps is not None and x.reads:
+        eid = model.po[x.cpu][x.at]
+        if y is None or y.writes:
+            if eid in (ydeps[0] | ydeps[1] | ydeps[2]):
+                return True
+        elif eid in ydeps[0]:
+            return True
+    if (x.reads and (x.op in ACQUIRES or model.kind(x.op) == ACQ_READ)) or y_release:
+        return True
+    end = y.at if y is not None else len(model.po[x.cpu])
+    between = (model.events[e] for e in model.po[x.cpu][x.at + 1 : end])
+    return any(e.op == "Mb" or (e.reads and e.writes and model.kind(e.op) == RMW_FULL) for e in between)
+
+
+def _ordered_path(model: Any, r: int, a: Any) -> bool:
+    """Does ``a`` come after the read ``r`` in the LKMM's happens-before, through ``ppo``
+    (`_orders`) and writes read by other CPUs? Then ``r`` reading ``a`` closes a cycle
+    in hb, which the LKMM forbids: nothing to revisit."""
+    events, po = model.events, model.po
+    if a.rf != INIT and events[a.rf].cpu == events[r].cpu and events[a.rf].at > events[r].at:
+        return True  # a reads a write of r's word after r on r's CPU: coherence (CoRW) forbids r read a
+    reached, todo = {r}, [r]
+    while todo:
+        x = todo.pop()
+        e = events[x]
+        if e.cpu < 0:
+            continue
+        if e.cpu == a.cpu and e.at < a.at and _orders(model, e, None, a.deps, a.release):
+            return True
+        for y in po[e.cpu][e.at + 1 :]:
+            f = events[y]
+            if y not in reached and _orders(model, e, f, f.deps, f.op in RELEASES):
+                reached.add(y)
+                todo.append(y)
+        if e.writes:
+            for y in model.reads_of.get(e.loc, []):
+                f = events[y]
+                if y not in reached and f.cpu != e.cpu and _source(model, f) == x:
+                    reached.add(y)
+                    todo.append(y)
+    return False
+
+
+def _handed_over(model: Any, r: Any, a: Any) -> bool:
+    """Does an acquire (a lock) of ``a``'s CPU before ``a`` read a release (an unlock) of
+    ``r``'s CPU after ``r``? Then ``r`` comes before ``a`` in the LKMM's order (the
+    release orders ``r`` before it, the acquire ``a`` after it; across a lock hand-off
+    even when ``a`` is past the unlock: the axiomatic engine forbids LB+locks), so no
+    consistent graph has ``r`` read ``a``, whatever else the revisit keeps."""
+    events, po = model.events, model.po
+    r_at = events[r.reid].at
+    for x in po[a.cpu][: a.at]:
+        e = events[x]
+        if not e.reads or e.op not in ACQUIRES:
+            continue
+        src = _source(model, e)
+        if src != INIT and events[src].cpu == r.cpu and events[src].at > r_at and events[src].op in RELEASES:
+            return True
+    return False
+
+
+def buffered_holes(g: Any, r: Any, porf: set[int]) -> tuple[set[int], list[Any]] | None:
+    """May ``r`` (in ``a``'s porf-prefix) read ``a``? The prefix the revisit keeps instead
+    of porf, and the reads in it that become holes; or None (the module docstring)."""
+    model, a = g.model, g.a
+    if not getattr(model, "wants_deps", False) or r.is_blocked or r.cpu == a.cpu:
+        return None  # no load buffering in the model; or a blocked read; or coherence forbids it
+    cls = model.kind(r.name)
+    if cls in ORDERED or (cls == RMW_FULL and r.weid >= 0):
+        return None  # an acquire or a value-returning atomic (a lock) orders what follows it
+    if cls in ATOMICS and r.weid < 0 and r.name not in LOCK_TAKES:
+        if not atomic_update(r.name, r.cpu, a.value, *r.args)[2]:
+            cls = READ  # a failed atomic that still fails reading a: a plain read (it orders nothing)
+    if cls != READ or a.deps is None:
+        g.refused += 1  # an atomic's read that orders nothing; a write without dependencies known
+        return None
+    need = needed(model, a)
+    if r.reid in need:
+        if not _ordered_path(model, r.reid, a):
+            g.refused += 1  # a depends on r, but not through order the LKMM keeps: not replayable here
+        return None
+    if _handed_over(model, r, a):
+        return None  # r's CPU released what a's CPU acquired before a: ordered, no cycle
+    prefix, holes = _prefix(g, r, need)
+    fresh = {r.reid} | {t.reid for t in holes}
+    tainted = set(fresh)
+    events = model.events
+    grown = True
+    while grown:  # what changes with r's (and the holes') values
+        grown = False
+        for x in sorted(prefix):
+            if x in tainted:
+                continue
+            e = events[x]
+            if (e.reads and _source(model, e) in tainted) or (
+                e.cpu >= 0 and _needs(model, e.deps, e.cpu, e.at) & tainted
+            ):
+                tainted.add(x)
+                grown = True
+    if tainted - fresh:
+        g.refused += 1  # kept events would change with r's value
+        return None
+    return prefix, holes
+
+
+def _prefix(g: Any, r: Any, need: set[int]) -> tuple[set[int], list[Any]]:
+    """The events the revisit keeps beyond those added before ``r``: what ``a`` needs, and
+    each CPU's events before them (it runs them again to get there); and which of those
+    are holes, read anew (plain reads added after ``r`` that ``a`` does not need: their
+    ``rf`` is not kept, nor what only it brought in)."""
+    model, a = g.model, g.a
+    events, po = model.events, model.po
+    sr = r.rstamp
+    by_eid = {t.reid: t for t in g.taken if t.reid >= 0}
+
+    def hole(x: int) -> bool:
+        t = by_eid.get(x)
+        return (
+            t is not None
+            and t is not r
+            and x not in need
+            and t.weid < 0
+            and not t.is_blocked
+            and t.rstamp > sr
+            and model.kind(t.name) == READ
+        )
+
+    hi = [-1] * model.ncpus
+    stack = [(a.cpu, a.at - 1)] + [(events[x].cpu, events[x].at) for x in need if events[x].cpu >= 0]
+    if a.rf != INIT and events[a.rf].cpu >= 0:
+        stack.append((events[a.rf].cpu, events[a.rf].at))
+    while stack:
+        c, i = stack.pop()
+        if i <= hi[c]:
+            continue
+        for j in range(hi[c] + 1, i + 1):
+            x = po[c][j]
+            e = events[x]
+            if e.reads and x != r.reid and not hole(x):
+                src = _source(model, e)
+                if src != INIT and events[src].cpu >= 0:
+                    stack.append((events[src].cpu, events[src].at))
+        hi[c] = i
+    prefix = {x for c in range(model.ncpus) for x in po[c][: hi[c] + 1]} | set(po[a.cpu][a.at :])
+    return prefix, [t for t in g.taken if t.reid in prefix and hole(t.reid)]
+
+
+def promises_hold(g: Any, r: Any, kept_r: dict[int, bool], kept_w: dict[int, bool], holes: list[Any]) -> bool:
+    """Does the revisit keep every promised read with the write it reads, and no CPU's
+    events after a promised read it deletes? (A graph with such a hole in program
+    order is not one the CPUs can run again in order; that revisit is not taken.)"""
+    model = g.model
+    events, ref = model.events, model.ref
+    kept_refs = {ref(t.weid) for t in g.taken if kept_w[id(t)]} | {(g.a.cpu, g.a.wat)}
+    for t in g.taken:
+        if t is r or t.reid < 0 or events[t.reid].promised is None or any(t is h for h in holes):
+            continue
+        if kept_r[id(t)]:
+            if events[t.reid].promised not in kept_refs:
+                g.refused += 1
+                return False
+        elif any(u.cpu == t.cpu and u.at > t.at and (kept_r[id(u)] or kept_w[id(u)]) for u in g.taken if u is not r):
+            g.refused += 1
+            return False
+    return True
