@@ -47,7 +47,9 @@ def test_the_relaxed_hand_off_is_fixed_on_the_hand_off_not_in_the_window():
 
 @pytest.mark.slow
 def test_static_keys_seed_fix_needs_the_release_ordering_upstream_added():
-    r = explore("static-key", variant="seed-fix", memory_model="lkmm")
+    # under weak: under lkmm a failed cmpxchg that could read a later write and succeed is a
+    # load-buffering revisit trust cannot take, so no candidate is proved there (README)
+    r = explore("static-key", variant="seed-fix", memory_model="weak")
     text = "\n".join(explain_schedule("static-key", r.schedule))
     assert "smp_wmb() in static_key_slow_inc before its atomic_set(" in text and "proved" in text, text
     assert "in static_key_slow_inc as smp_store_release: proved" in text  # upstream's atomic_set_release
