@@ -290,17 +290,17 @@ class GraphModel(ExecutionGraph):
         co = self.co.get(addr, [])
         top, end = (co[-1] if co else INIT), len(co)
         cls = self.kind(name)
-        reads, writes = cls not in (WRITE, REL_WRITE), cls not in (READ, ACQ_READ)
+        reads, writes, free = cls not in (WRITE, REL_WRITE), cls not in (READ, ACQ_READ), self._newest_is_free(cpu)
         out = []
         for ch in self._candidates(cpu, name, addr, a1, a2):
-            if (not reads or ch.rf == top) and (not writes or ch.co_at == end) and self._newest_is_free(cpu):
+            if (not reads or ch.rf == top) and (not writes or ch.co_at == end) and free:
                 # the newest way (read the last write, go last in co) is always consistent:
                 # it comes after everything (no edge leaves it); the tests check it is
                 assert not self.check_full or self._try(cpu, name, addr, ch), f"newest {name} inconsistent"
                 out.append(ch)
             elif self._try(cpu, name, addr, ch):
                 out.append(ch)
-        assert out or not self._newest_is_free(cpu), f"no consistent way to add {name} on CPU {cpu}"
+        assert out or not free, f"no consistent way to add {name} on CPU {cpu}"
         self._cache[cpu] = (key, out)
         return out
 

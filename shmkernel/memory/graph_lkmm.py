@@ -90,6 +90,7 @@ class LKMMGraphModel(GraphModel):
     """The LKMM as an execution graph (the module docstring)."""
 
     models = ("lkmm",)
+    wants_deps = True  # the CPUs' values carry their loads (`shmkernel.schedule.deps`)
     #: verdicts kept across executions (a search replays the same graph prefixes again and
     #: again): at most this many, then forgotten
     VERDICTS_KEPT = 200_000
@@ -97,8 +98,6 @@ class LKMMGraphModel(GraphModel):
     def __init__(self, w: object, ncpus: int, name: str) -> None:
         self._verdicts: dict[Hashable, bool] = {}
         super().__init__(w, ncpus, name)
-
-    wants_deps = True  # the CPUs' values carry their loads (`shmkernel.schedule.deps`)
 
     def reset(self) -> None:
         super().reset()
@@ -126,7 +125,7 @@ class LKMMGraphModel(GraphModel):
 
     def open_promises(self) -> list[tuple[int, int]]:
         """The writes promised reads wait for that are not in the graph."""
-        return [w for w, r in self.promised.items() if self.events[r].rf == INIT]
+        return [w for w, r in self.promised.items() if self.reads_from(self.events[r]) is None]
 
     def _append(self, e: Event, co_at: int, undo: list) -> int:
         eid = super()._append(e, co_at, undo)
@@ -224,7 +223,7 @@ class LKMMGraphModel(GraphModel):
         """Does the graph satisfy the LKMM's axioms, with its dependencies (the module
         docstring) and each promised read reading its write once it is there?"""
         for r in self.promised.values():
-            src = self._promised_write(self.events[r])
+            src = self.reads_from(self.events[r])
             if src is not None and (
                 self.events[src].loc != self.events[r].loc or self.events[src].wval != self.events[r].rval
             ):
@@ -232,9 +231,11 @@ class LKMMGraphModel(GraphModel):
         sk, rf, co = self.skeleton()
         return Checker(sk).consistent(rf, co)
 
-    def _promised_write(self, e: Event) -> int | None:
-        """The write a promised read reads, once it is in the graph (a trial addition too)."""
-        assert e.promised is not None
+    def reads_from(self, e: Event) -> int | None:
+        """The write the read ``e`` reads (INIT: the initial one); a promised read's once it
+        is in the graph (a trial addition too), None before."""
+        if e.promised is None:
+            return e.rf
         c, at = e.promised
         return self.po[c][at] if len(self.po[c]) > at else None
 
@@ -288,11 +289,9 @@ class LKMMGraphModel(GraphModel):
             rmw[r] |= 1 << w
         for eid, r in read_at.items():
             e = self.events[eid]
-            src = e.rf
-            if e.promised is not None and src == INIT:
-                src = self._promised_write(e)
-                if src is None:
-                    continue  # a promised read whose write is not here yet reads nothing (so far)
+            src = self.reads_from(e)
+            if src is None:
+                continue  # a promised read whose write is not here yet reads nothing (so far)
             rf[first[e.loc] if src == INIT else write_at[src]] |= 1 << r
         for a, ids in self.co.items():
             order = [first[a], *(write_at[x] for x in ids)]

@@ -339,7 +339,7 @@ class TrustScheduler:
         name = NAME[op.code]
         cls = model.kind(name)
         wat = write_at(cls, at)
-        deps = model.event_deps(c) if model.wants_deps else None
+        deps = model.event_deps(c)
         if cls in STORES:
             a = Writer(c, at, wat, INIT, stored_value(name, op.a1), -1, ws, op.addr, deps, name in RELEASES)
             self._revisits(RevisitGraph(model, self.taken, a, set()))

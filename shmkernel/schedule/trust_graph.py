@@ -45,9 +45,9 @@ class Planned:
     ``PROMISED`` (load buffering, under lkmm): a plain read of ``rf``, a write that
     events after it on its CPU precede: it returns ``value`` when its CPU reaches it,
     and the write, when it comes, must be the one it read; ``HOLE`` (load buffering): a
-    plain read between a PROMISED one and what its write depends on, on their CPU, that
-    the write does not need: it is read anew, every write it may read (those of the
-    graph so far, and the plan's still to come, promised) a plan of its own."""
+    plain read the CPUs pass on the way to what the revisiting write needs, that the
+    write does not need: it is read anew, every write it may read (those of the graph
+    so far, and the plan's still to come, promised) a plan of its own."""
 
     cpu: int
     at: int  # the place of its first event in its CPU's program order
@@ -321,8 +321,7 @@ def conflict_writers(
             continue
         new, _, ok = atomic_update(name, c, old, op.a1, op.a2)
         if ok and x not in seen:
-            deps = model.event_deps(c) if model.wants_deps else None
-            out.append((Writer(c, at, at, x, new, rs, ws, op.addr, deps), t))
+            out.append((Writer(c, at, at, x, new, rs, ws, op.addr, model.event_deps(c)), t))
     return out
 
 

@@ -8,12 +8,14 @@ dependency (`shmkernel.schedule.deps`), so ``r`` may still read ``a`` when
 the load-buffering cycle, which the LKMM's axioms then judge. As GenMC does
 under its dependency-tracking models, the graph kept is the prefix ``a``
 *needs* (its dependencies and reads-from, transitively) rather than all of
-porf: on ``r``'s CPU, a plain read after ``r`` that ``a`` does not need is a
-*hole*, read anew when the CPUs run the plan again (it may then read ``a`` too,
-or any write of the plan still to come). Everything else kept after ``r`` must
-depend neither on ``r`` nor on a hole: the CPU runs it again with another value
-for them, and it must come out the same. A revisit that would break that is
-not taken.
+porf, with each CPU's events before those (the CPUs run them again to get
+there): a plain read among them added after ``r`` that ``a`` does not need is
+a *hole*, read anew when the CPUs run the plan again (it may then read ``a``
+too, or any write of the plan still to come), and what only its ``rf`` brought
+in is not kept. Everything else kept must depend neither on ``r`` nor on a
+hole: it runs again with another value for them, and it must come out the
+same. A revisit that would break that is not taken, and counted (the search
+then proves nothing).
 
 The CPUs replay a plan in order, so ``r`` reads ``a`` before ``a`` is there: it is
 *promised* (`shmkernel.memory.graph_lkmm`: the read returns ``a``'s value, and
@@ -24,24 +26,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from shmkernel.memory.graph_lkmm import LOCK_TAKES, UNLOCKS
 from shmkernel.memory.graph_order import INIT
 from shmkernel.memory.models import ACQ_READ, ATOMICS, READ, RMW_FULL, atomic_update
 
-LOCK_TAKES = ("spin_lock", "mutex_lock", "mutex_trylock")
-
 #: reads that order every later event of their CPU: never buffered
 ORDERED = (ACQ_READ,)
-RELEASES = ("smp_store_release", "spin_unlock", "mutex_unlock")
-ACQUIRES = ("smp_load_acquire", "spin_lock", "mutex_lock", "mutex_trylock")
-
-
-def _source(model: Any, e: Any) -> int:
-    """The write a read reads (a promised read's, once it is in the graph)."""
-    if e.promised is not None and e.rf == INIT:
-        c, at = e.promised
-        po = model.po[c]
-        return po[at] if len(po) > at else INIT
-    return e.rf
+RELEASES = ("smp_store_release", *UNLOCKS)
+ACQUIRES = ("smp_load_acquire", *LOCK_TAKES)
 
 
 def _needs(model: Any, deps: Any, cpu: int, at: int) -> set[int]:
@@ -61,14 +53,14 @@ def needed(model: Any, a: Any) -> set[int]:
     out: set[int] = set()
     while todo:
         x = todo.pop()
-        if x in out or x == INIT:
+        if x in out or x is None or x == INIT:
             continue
         out.add(x)
         e = events[x]
         if e.cpu < 0:
             continue
         if e.reads:
-            todo.append(_source(model, e))
+            todo.append(model.reads_from(e))
         todo += _needs(model, e.deps, e.cpu, e.at)
     return out
 
@@ -114,7 +106,7 @@ def _ordered_path(model: Any, r: int, a: Any) -> bool:
         if e.writes:
             for y in model.reads_of.get(e.loc, []):
                 f = events[y]
-                if y not in reached and f.cpu != e.cpu and _source(model, f) == x:
+                if y not in reached and f.cpu != e.cpu and model.reads_from(f) == x:
                     reached.add(y)
                     todo.append(y)
     return False
@@ -132,8 +124,14 @@ def _handed_over(model: Any, r: Any, a: Any) -> bool:
         e = events[x]
         if not e.reads or e.op not in ACQUIRES:
             continue
-        src = _source(model, e)
-        if src != INIT and events[src].cpu == r.cpu and events[src].at > r_at and events[src].op in RELEASES:
+        src = model.reads_from(e)
+        if (
+            src is not None
+            and src != INIT
+            and events[src].cpu == r.cpu
+            and events[src].at > r_at
+            and events[src].op in RELEASES
+        ):
             return True
     return False
 
@@ -171,7 +169,7 @@ def buffered_holes(g: Any, r: Any, porf: set[int]) -> tuple[set[int], list[Any]]
             if x in tainted:
                 continue
             e = events[x]
-            if (e.reads and _source(model, e) in tainted) or (
+            if (e.reads and model.reads_from(e) in tainted) or (
                 e.cpu >= 0 and _needs(model, e.deps, e.cpu, e.at) & tainted
             ):
                 tainted.add(x)
@@ -216,8 +214,8 @@ def _prefix(g: Any, r: Any, need: set[int]) -> tuple[set[int], list[Any]]:
             x = po[c][j]
             e = events[x]
             if e.reads and x != r.reid and not hole(x):
-                src = _source(model, e)
-                if src != INIT and events[src].cpu >= 0:
+                src = model.reads_from(e)
+                if src is not None and src != INIT and events[src].cpu >= 0:
                     stack.append((events[src].cpu, events[src].at))
         hi[c] = i
     prefix = {x for c in range(model.ncpus) for x in po[c][: hi[c] + 1]} | set(po[a.cpu][a.at :])
