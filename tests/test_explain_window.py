@@ -47,8 +47,7 @@ def test_the_relaxed_hand_off_is_fixed_on_the_hand_off_not_in_the_window():
 
 @pytest.mark.slow
 def test_static_keys_seed_fix_needs_the_release_ordering_upstream_added():
-    # under weak: under lkmm a failed cmpxchg that could read a later write and succeed is a
-    # load-buffering revisit trust cannot take, so no candidate is proved there (README)
+    # under weak (the same window under lkmm costs the candidates' proofs over LKMM graphs)
     r = explore("static-key", variant="seed-fix", memory_model="weak")
     text = "\n".join(explain_schedule("static-key", r.schedule))
     assert "smp_wmb() in static_key_slow_inc before its atomic_set(" in text and "proved" in text, text

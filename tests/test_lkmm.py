@@ -128,8 +128,7 @@ def test_static_key_seed_fix_needs_upstreams_release_under_lkmm():
     bad = explore("static-key", variant="seed-fix", memory_model="lkmm")
     assert bad.found and bad.events.get("wrong_path") == 1
     good = explore("static-key", variant="upstream", memory_model="lkmm", max_examples=50_000)
-    # every execution explored shows none; but its failed cmpxchg(&key->enabled, 0, -1) could
-    # read a later write of 0 and succeed, a load-buffering revisit trust cannot take: so the
-    # verdict says it is no proof (under weak, where loads are not buffered, it is one)
-    assert not good.found and not good.complete and good.stopped_by == "load buffering"
+    # a proof under both (under lkmm a failed cmpxchg(&key->enabled, 0, -1) that could read a
+    # later write of 0 would succeed and order what follows it: a cycle the LKMM forbids)
+    assert good.verdict == "proved" and good.events.get("wrong_path", 0) == 0
     assert explore("static-key", variant="upstream", memory_model="weak").verdict == "proved"

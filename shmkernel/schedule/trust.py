@@ -1,11 +1,11 @@
 """``trust``: one execution per consistent execution graph, under sc, tso, weak and lkmm.
 
-The stateful graph search (``--scheduler graph``) runs an execution for every
-(graph prefix, choice): two CPUs' independent events make a prefix per
-interleaving, so it runs 10-150x more executions than there are graphs. This
-search is TruSt (Kokologiannakis et al., POPL 2022; the algorithm GenMC
-runs): the CPUs add their events in one fixed order (`TrustScheduler._forward`:
-the lowest CPU that can move, a spinning one last); a read tries every write
+The stateful graph search (``--scheduler graph``) runs an execution per (graph
+prefix, choice): 10-150x more than there are graphs. This search is TruSt
+(Kokologiannakis et al., POPL 2022; GenMC's algorithm): the CPUs add their
+events in one fixed order (`TrustScheduler._forward`: the lowest CPU that can
+move, a spinning one last, one that must keep a promise it cannot keep yet
+after the others); a read tries every write
 it may consistently read, a write every consistent place in ``co``; and when a
 write is added, each earlier read it could feed that it does not depend on is
 *revisited*: the graph up to that read plus the write's porf-prefix, the read
@@ -37,7 +37,7 @@ from typing import Any
 from shmkernel.errors import NondeterminismError
 from shmkernel.memory.actions import ACTION_BASE, decode_action, graph_choice_id, promise_id
 from shmkernel.memory.graph_order import INIT
-from shmkernel.memory.models import ATOMICS, CLASS, FENCES, LOADS, PERCPU_RMW, STORES, stored_value
+from shmkernel.memory.models import ATOMICS, LOADS, PERCPU_RMW, RMW_FULL, STORES, stored_value
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
 from shmkernel.schedule.ops import ACCESS, HIDDEN_STATE, NAME
 from shmkernel.schedule.trust_graph import (
@@ -54,6 +54,7 @@ from shmkernel.schedule.trust_graph import (
     Writer,
     conflict_writers,
     hole_way,
+    memory_op,
     replayed,
     waits_on_a_released_lock,
     write_at,
@@ -61,12 +62,6 @@ from shmkernel.schedule.trust_graph import (
 from shmkernel.schedule.trust_lb import RELEASES
 
 IN_ORDER = (FIXED, BLOCKED, PROMISED, HOLE)  #: a plan's steps replayed in stamp order, as their CPUs reach them
-
-
-def _memory_op(op: Op) -> bool:
-    """Does ``op`` add a read or a write to the graph (not a fence, not a kernel call)?"""
-    cls = CLASS.get(NAME[op.code])
-    return cls is not None and cls not in FENCES
 
 
 class TrustScheduler:
@@ -206,7 +201,7 @@ class TrustScheduler:
                     continue
                 waiting.add(c)
                 op = state.pending[c]
-                if not _memory_op(op):
+                if not memory_op(op):
                     if c in ids:
                         return self._plain_step(c, op, ids)
                     continue
@@ -301,27 +296,31 @@ class TrustScheduler:
         """Add the next event: a CPU's steps that add none first; then the lowest CPU
         that can move, one spinning in cpu_relax() only when none else can."""
         model = state.model
+        stuck: set[int] = set()  # CPUs whose step has no consistent way yet (a promise to keep)
         while True:
             order = [
                 c
                 for c in sorted(state.pending)
-                if c not in self.waits and (c in ids or self._at_held_lock(model, state.pending[c]))
+                if c not in self.waits | stuck and (c in ids or self._at_held_lock(model, state.pending[c]))
             ]
             for c in order:
-                if c in ids and not _memory_op(state.pending[c]):
+                if c in ids and not memory_op(state.pending[c]):
                     return self._plain_step(c, state.pending[c], ids)
             if not order:  # only CPUs blocked at a lock can move: a blocked graph, not an execution
-                self.blocked += 1
+                self.blocked += not stuck
                 self.pruned += 1
                 return PRUNE
             c = next((c for c in order if c not in self.relaxed), order[0])
-            if c in ids:
+            if c not in ids:
+                self._block(model, c, state.pending[c])  # as TruSt adds it: a read of the held word
+                continue
+            op = state.pending[c]
+            ways = model.ways(c, NAME[op.code], op.addr, op.a1, op.a2)
+            if ways:
                 break
-            self._block(model, c, state.pending[c])  # as TruSt adds it: a read of the held word
-        op = state.pending[c]
+            stuck.add(c)  # it must keep a promise it cannot keep now: another CPU first
         name = NAME[op.code]
         cls = model.kind(name)
-        ways = model.ways(c, name, op.addr, op.a1, op.a2)
         rs = self._stamps(2)
         ws = rs + 1
         at = len(model.po[c])
@@ -348,7 +347,7 @@ class TrustScheduler:
         for ch in ways:
             if ch.ok and ch.rf not in seen:
                 seen.add(ch.rf)
-                a = Writer(c, at, wat, ch.rf, ch.new, rs, ws, op.addr, deps)
+                a = Writer(c, at, wat, ch.rf, ch.new, rs, ws, op.addr, deps, full=cls == RMW_FULL)
                 self._revisits(RevisitGraph(model, self.taken, a, set()))
         if cls in ATOMICS:
             self._conflicts(model, c, at, op, rs, ws, seen)
@@ -386,9 +385,9 @@ class TrustScheduler:
         later = {t.weid for t in self.deferred}
         for t in self.deferred:
             e = model.events[t.weid]
-            a = Writer(
-                t.cpu, t.at, e.at, model.events[t.reid].rf, t.value, t.rstamp, t.wstamp, t.loc, e.deps, e.op in RELEASES
-            )
+            full = e.reads and model.kind(t.name) == RMW_FULL
+            rf = model.events[t.reid].rf
+            a = Writer(t.cpu, t.at, e.at, rf, t.value, t.rstamp, t.wstamp, t.loc, e.deps, e.op in RELEASES, full)
             self._revisits(RevisitGraph(model, self.taken, a, set(later)))
             later.discard(t.weid)
         self.deferred = []

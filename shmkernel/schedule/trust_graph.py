@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shmkernel.memory.graph_order import INIT
-from shmkernel.memory.models import ATOMICS, PERCPU_RMW, atomic_update
+from shmkernel.memory.models import ATOMICS, CLASS, FENCES, PERCPU_RMW, RMW_FULL, atomic_update
 from shmkernel.schedule.ops import NAME
 from shmkernel.schedule.trust_lb import buffered_holes, promises_hold
 
@@ -108,6 +108,13 @@ class Writer:
     #: the reads it depends on, by event (address, data, control): `Event.deps`
     deps: tuple[frozenset[int], frozenset[int], frozenset[int]] | None = None
     release: bool = False  # a release store or an unlock (it orders what comes before it)
+    full: bool = False  # a value-returning atomic that succeeds (a full barrier before it too)
+
+
+def memory_op(op: Any) -> bool:
+    """Does ``op`` add a read or a write to the graph (not a fence, not a kernel call)?"""
+    cls = CLASS.get(NAME[op.code])
+    return cls is not None and cls not in FENCES
 
 
 def write_at(cls: int, at: int) -> int:
@@ -321,7 +328,8 @@ def conflict_writers(
             continue
         new, _, ok = atomic_update(name, c, old, op.a1, op.a2)
         if ok and x not in seen:
-            out.append((Writer(c, at, at, x, new, rs, ws, op.addr, model.event_deps(c)), t))
+            full = model.kind(name) == RMW_FULL
+            out.append((Writer(c, at, at, x, new, rs, ws, op.addr, model.event_deps(c), full=full), t))
     return out
 
 

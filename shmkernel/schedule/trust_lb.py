@@ -65,28 +65,45 @@ def needed(model: Any, a: Any) -> set[int]:
     return out
 
 
-def _orders(model: Any, x: Any, y: Any, ydeps: Any, y_release: bool) -> bool:
+def _orders(
+    model: Any, x: Any, y: Any, ydeps: Any, y_release: bool, within: set[int] | None = None, x_full: bool | None = None
+) -> bool:
     """Does the LKMM's ``ppo`` order ``x`` before the later ``y`` of its CPU? A dependency
     into a write (an address dependency into a read), an acquire ``x``, a release ``y``,
-    or a full barrier (``smp_mb``, a value-returning atomic) between them."""
-    if ydeps is not None and x.reads:
+    or a full barrier (``smp_mb``, a value-returning atomic) between them (one in
+    ``within``, when given). An event whose dependencies are not tracked depends on every
+    earlier read of its CPU (the skeleton's conservative control dependency). ``x_full``:
+    whether ``x`` is a value-returning atomic that succeeds, when not as it is now."""
+    if x.reads:
         eid = model.po[x.cpu][x.at]
-        if y is None or y.writes:
+        if ydeps is None:
+            if y is None or y.writes:
+                return True
+        elif y is None or y.writes:
             if eid in (ydeps[0] | ydeps[1] | ydeps[2]):
                 return True
         elif eid in ydeps[0]:
             return True
     if (x.reads and (x.op in ACQUIRES or model.kind(x.op) == ACQ_READ)) or y_release:
         return True
+    if (_full_rmw(model, x) if x_full is None else x_full) or (y is not None and _full_rmw(model, y)):
+        return True  # a value-returning atomic that succeeded: a full barrier before and after it
     end = y.at if y is not None else len(model.po[x.cpu])
-    between = (model.events[e] for e in model.po[x.cpu][x.at + 1 : end])
-    return any(e.op == "Mb" or (e.reads and e.writes and model.kind(e.op) == RMW_FULL) for e in between)
+    between = (model.events[e] for e in model.po[x.cpu][x.at + 1 : end] if within is None or e in within)
+    return any(e.op == "Mb" or _full_rmw(model, e) for e in between)
 
 
-def _ordered_path(model: Any, r: int, a: Any) -> bool:
+def _full_rmw(model: Any, e: Any) -> bool:
+    """A value-returning atomic that succeeded (the LKMM puts ``smp_mb()`` around it)."""
+    return e.reads and e.writes and model.kind(e.op) == RMW_FULL
+
+
+def _ordered_path(model: Any, r: int, a: Any, within: set[int] | None = None, full: bool = False) -> bool:
     """Does ``a`` come after the read ``r`` in the LKMM's happens-before, through ``ppo``
     (`_orders`) and writes read by other CPUs? Then ``r`` reading ``a`` closes a cycle
-    in hb, which the LKMM forbids: nothing to revisit."""
+    in hb, which the LKMM forbids: nothing to revisit. With ``within``, only through
+    those events (what the revisit would keep as it is); ``full``: ``r``, reading ``a``,
+    is a value-returning atomic that succeeds (a full barrier after it)."""
     events, po = model.events, model.po
     if a.rf != INIT and events[a.rf].cpu == events[r].cpu and events[a.rf].at > events[r].at:
         return True  # a reads a write of r's word after r on r's CPU: coherence (CoRW) forbids r read a
@@ -96,17 +113,24 @@ def _ordered_path(model: Any, r: int, a: Any) -> bool:
         e = events[x]
         if e.cpu < 0:
             continue
-        if e.cpu == a.cpu and e.at < a.at and _orders(model, e, None, a.deps, a.release):
+        x_full = full if x == r else None
+        if e.cpu == a.cpu and e.at < a.at and _orders(model, e, None, a.deps, a.release or a.full, within, x_full):
             return True
+        if x == a.rf and e.cpu != a.cpu:
+            return True  # a (an atomic) reads it: rfe
         for y in po[e.cpu][e.at + 1 :]:
             f = events[y]
-            if y not in reached and _orders(model, e, f, f.deps, f.op in RELEASES):
+            if (
+                y not in reached
+                and (within is None or y in within)
+                and _orders(model, e, f, f.deps, f.op in RELEASES, within, x_full)
+            ):
                 reached.add(y)
                 todo.append(y)
         if e.writes:
             for y in model.reads_of.get(e.loc, []):
                 f = events[y]
-                if y not in reached and f.cpu != e.cpu and model.reads_from(f) == x:
+                if y not in reached and (within is None or y in within) and f.cpu != e.cpu and model.reads_from(f) == x:
                     reached.add(y)
                     todo.append(y)
     return False
@@ -114,25 +138,33 @@ def _ordered_path(model: Any, r: int, a: Any) -> bool:
 
 def _handed_over(model: Any, r: Any, a: Any) -> bool:
     """Does an acquire (a lock) of ``a``'s CPU before ``a`` read a release (an unlock) of
-    ``r``'s CPU after ``r``? Then ``r`` comes before ``a`` in the LKMM's order (the
-    release orders ``r`` before it, the acquire ``a`` after it; across a lock hand-off
-    even when ``a`` is past the unlock: the axiomatic engine forbids LB+locks), so no
-    consistent graph has ``r`` read ``a``, whatever else the revisit keeps."""
+    ``r``'s CPU after ``r``, directly or through other CPUs' hand-offs (an acquire, then a
+    release after it on the same CPU, read by the next acquire)? Then ``r`` comes before
+    ``a`` in the LKMM's order (a release orders what precedes it, an acquire what
+    follows; across a lock hand-off even when ``a`` is past the unlock: the axiomatic
+    engine forbids LB+locks), so no graph that keeps those acquires reading what they
+    read (a revisit never makes one a hole) has ``r`` read ``a``."""
     events, po = model.events, model.po
     r_at = events[r.reid].at
-    for x in po[a.cpu][: a.at]:
-        e = events[x]
-        if not e.reads or e.op not in ACQUIRES:
-            continue
-        src = model.reads_from(e)
-        if (
-            src is not None
-            and src != INIT
-            and events[src].cpu == r.cpu
-            and events[src].at > r_at
-            and events[src].op in RELEASES
-        ):
-            return True
+    released = {x for x in po[r.cpu][r_at + 1 :] if events[x].op in RELEASES}
+    after: dict[int, int] = {r.cpu: r_at}  # per CPU: the releases after this point are ordered after r
+    grown = True
+    while grown:
+        grown = False
+        for c in range(model.ncpus):
+            for x in po[c]:
+                e = events[x]
+                if not e.reads or e.op not in ACQUIRES or (c in after and c != a.cpu):
+                    continue
+                if model.reads_from(e) in released:
+                    if c == a.cpu and e.at < a.at:
+                        return True
+                    if c in after:
+                        continue
+                    after[c] = e.at
+                    released |= {y for y in po[c][e.at + 1 :] if events[y].op in RELEASES}
+                    grown = True
+                    break
     return False
 
 
@@ -143,27 +175,44 @@ def buffered_holes(g: Any, r: Any, porf: set[int]) -> tuple[set[int], list[Any]]
     if not getattr(model, "wants_deps", False) or r.is_blocked or r.cpu == a.cpu:
         return None  # no load buffering in the model; or a blocked read; or coherence forbids it
     cls = model.kind(r.name)
-    if cls in ORDERED or (cls == RMW_FULL and r.weid >= 0):
-        return None  # an acquire or a value-returning atomic (a lock) orders what follows it
-    if cls in ATOMICS and r.weid < 0 and r.name not in LOCK_TAKES:
-        if not atomic_update(r.name, r.cpu, a.value, *r.args)[2]:
+    if cls in ORDERED or r.name in LOCK_TAKES:
+        return None  # an acquire orders what follows it; a lock: the LKMM forbids LB+locks
+    full = False  # r would be a value-returning atomic that succeeds: it orders what follows it
+    if cls in ATOMICS:
+        ok = atomic_update(r.name, r.cpu, a.value, *r.args)[2]
+        if r.weid < 0 and not ok:
             cls = READ  # a failed atomic that still fails reading a: a plain read (it orders nothing)
-    if cls != READ or a.deps is None:
-        g.refused += 1  # an atomic's read that orders nothing; a write without dependencies known
-        return None
+        full = ok and cls == RMW_FULL
     need = needed(model, a)
     if r.reid in need:
-        if not _ordered_path(model, r.reid, a):
+        if not _ordered_path(model, r.reid, a, full=full):
             g.refused += 1  # a depends on r, but not through order the LKMM keeps: not replayable here
         return None
     if _handed_over(model, r, a):
         return None  # r's CPU released what a's CPU acquired before a: ordered, no cycle
     prefix, holes = _prefix(g, r, need)
     fresh = {r.reid} | {t.reid for t in holes}
+    if cls == READ and a.deps is not None and not _tainted(model, prefix, fresh) - fresh:
+        return prefix, holes
+    # Not replayable here: an atomic's write would come, go or change, or kept events would
+    # change with r's value, or a's dependencies are not known. The revisit's graph keeps
+    # its prefix as it is (the same events reading the same writes; values may differ,
+    # holes read anew): unless that graph closes a cycle the LKMM forbids, or no such
+    # graph exists (an event it keeps would vanish: then no cycle is found either and
+    # the revisit is counted, as trust cannot tell), trust cannot take it.
+    if not _ordered_path(model, r.reid, a, (prefix - fresh) | {r.reid}, full):
+        g.refused += 1
+    return None
+
+
+def _tainted(model: Any, prefix: set[int], fresh: set[int]) -> set[int]:
+    """The events of ``prefix`` that change with the values ``fresh`` reads: those that
+    read them, or depend on them, transitively (an untracked event depends on every
+    earlier read of its CPU)."""
     tainted = set(fresh)
     events = model.events
     grown = True
-    while grown:  # what changes with r's (and the holes') values
+    while grown:
         grown = False
         for x in sorted(prefix):
             if x in tainted:
@@ -174,10 +223,7 @@ def buffered_holes(g: Any, r: Any, porf: set[int]) -> tuple[set[int], list[Any]]
             ):
                 tainted.add(x)
                 grown = True
-    if tainted - fresh:
-        g.refused += 1  # kept events would change with r's value
-        return None
-    return prefix, holes
+    return tainted
 
 
 def _prefix(g: Any, r: Any, need: set[int]) -> tuple[set[int], list[Any]]:
