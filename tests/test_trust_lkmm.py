@@ -36,6 +36,7 @@ from shmkernel.schedule.deps import DepTracker, deps_of, from_window, plain, tai
 from shmkernel.schedule.randprog import RandomProgram, generate, outcomes
 from shmkernel.schedule.randprog import trust_outcomes as trust_run
 from shmkernel.schedule.stateful import StatefulScheduler
+from shmkernel.schedule.trust_graph import FIXED, PROMISED, Plan, Planned, next_plan
 
 EXAMPLES_LB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "lb.py")
 TMP = tempfile.mkdtemp(prefix="shmkernel-randlitmus-")
@@ -145,6 +146,21 @@ def test_atomics_that_may_fail_and_lock_sections_are_held_to_the_axioms_too():
     caveats; seed 13, 150 tests, 0 misses and 5 caveats; 0 states beyond the axioms."""
     beyond, caveats = _held_to_the_axioms(12, 60, atomics=True)
     assert beyond >= 1 and caveats >= 1  # load buffering shown, and a revisit trust cannot take
+
+
+def test_a_load_buffering_plan_that_comes_again_is_run_once_and_no_other_plan_is_dropped():
+    """The same load-buffering revisit taken from two graphs is one plan: run once; plans
+    without a promised or hole step are never compared (TruSt makes each once)."""
+    lb = [Planned(0, 0, 0, -1, (1, 2), PROMISED, 1), Planned(1, 0, 1, 2, None, FIXED)]
+    plain_steps = [Planned(0, 0, 0, -1, None, FIXED)]
+    work = [Plan(plain_steps, {}, 5), Plan(plain_steps, {}, 5), Plan(lb, {}, 7), Plan(list(lb), {}, 9)]
+    seen: set[tuple] = set()
+    assert next_plan(work, seen).next_stamp == 9  # (the next stamp is no part of it)
+    assert next_plan(work, seen).steps == plain_steps  # the duplicate at 7 skipped
+    assert next_plan(work, seen).steps == plain_steps
+    assert next_plan(work, seen) is None and len(seen) == 1
+    other = Plan(lb, {3: [(1, 0), (0, 2)]}, 9)  # another co: another plan
+    assert next_plan([other], seen) is other
 
 
 def test_dependencies_follow_the_values_through_arithmetic_branches_and_addresses():

@@ -55,6 +55,7 @@ from shmkernel.schedule.trust_graph import (
     conflict_writers,
     hole_way,
     memory_op,
+    next_plan,
     replayed,
     waits_on_a_released_lock,
     write_at,
@@ -76,6 +77,7 @@ class TrustScheduler:
         self.unsupported = ""  # why the workload left the algorithm (then no verdict here)
         self.lb_refused = 0  # load-buffering revisits not taken (`trust_lb`): then no proof
         self.work: list[Plan] = []
+        self.buffered_plans: set[tuple] = set()  # the load-buffering plans taken (`next_plan`)
 
     # -- executions ------------------------------------------------------------------------------
     def new_execution(self) -> bool:
@@ -84,9 +86,7 @@ class TrustScheduler:
         if not self.started:
             self.started = True
             plan = Plan([], {}, 0)
-        elif self.work:
-            plan = self.work.pop()
-        else:
+        elif (plan := next_plan(self.work, self.buffered_plans)) is None:
             self.exhausted = True
             return False
         self.left -= 1

@@ -111,6 +111,25 @@ class Writer:
     full: bool = False  # a value-returning atomic that succeeds (a full barrier before it too)
 
 
+def next_plan(work: list[Plan], buffered: set[tuple]) -> Plan | None:
+    """The next plan to run (None: none left). A load-buffering revisit is taken from
+    every graph it is one of (`shmkernel.schedule.trust_lb`), so the same plan may come
+    more than once: one with a PROMISED or HOLE step is run only the first time (the
+    search from a plan depends on nothing else; a stamp past all of its own, it starts
+    at the same place in their order), and its keys are kept, so memory grows with the
+    load-buffering plans (never with the others)."""
+    while work:
+        plan = work.pop()
+        if not any(p.mode in (PROMISED, HOLE) for p in plan.steps):
+            return plan
+        co = tuple(sorted((loc, tuple(ws)) for loc, ws in plan.co.items()))
+        key = (tuple(plan.steps), co, tuple(sorted(plan.writes.items())))
+        if key not in buffered:
+            buffered.add(key)
+            return plan
+    return None
+
+
 def memory_op(op: Any) -> bool:
     """Does ``op`` add a read or a write to the graph (not a fence, not a kernel call)?"""
     cls = CLASS.get(NAME[op.code])
