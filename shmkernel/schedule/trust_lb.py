@@ -30,8 +30,6 @@ from shmkernel.memory.graph_lkmm import LOCK_TAKES, UNLOCKS
 from shmkernel.memory.graph_order import INIT
 from shmkernel.memory.models import ACQ_READ, ATOMICS, READ, RMW_FULL, atomic_update
 
-#: reads that order every later event of their CPU: never buffered
-ORDERED = (ACQ_READ,)
 RELEASES = ("smp_store_release", *UNLOCKS)
 ACQUIRES = ("smp_load_acquire", *LOCK_TAKES)
 
@@ -175,8 +173,8 @@ def buffered_holes(g: Any, r: Any, porf: set[int]) -> tuple[set[int], list[Any]]
     if not getattr(model, "wants_deps", False) or r.is_blocked or r.cpu == a.cpu:
         return None  # no load buffering in the model; or a blocked read; or coherence forbids it
     cls = model.kind(r.name)
-    if cls in ORDERED or r.name in LOCK_TAKES:
-        return None  # an acquire orders what follows it; a lock: the LKMM forbids LB+locks
+    if r.name in LOCK_TAKES:
+        return None  # a lock: the LKMM forbids LB+locks
     full = False  # r would be a value-returning atomic that succeeds: it orders what follows it
     if cls in ATOMICS:
         ok = atomic_update(r.name, r.cpu, a.value, *r.args)[2]
