@@ -145,23 +145,22 @@ def _handed_over(model: Any, r: Any, a: Any) -> bool:
     events, po = model.events, model.po
     r_at = events[r.reid].at
     released = {x for x in po[r.cpu][r_at + 1 :] if events[x].op in RELEASES}
-    after: dict[int, int] = {r.cpu: r_at}  # per CPU: the releases after this point are ordered after r
+    reached = {r.cpu}  # CPUs whose releases after their first such acquire are ordered after r
     grown = True
     while grown:
         grown = False
         for c in range(model.ncpus):
+            if c in reached and c != a.cpu:
+                continue
             for x in po[c]:
                 e = events[x]
-                if not e.reads or e.op not in ACQUIRES or (c in after and c != a.cpu):
-                    continue
-                if model.reads_from(e) in released:
+                if e.reads and e.op in ACQUIRES and model.reads_from(e) in released:
                     if c == a.cpu and e.at < a.at:
                         return True
-                    if c in after:
-                        continue
-                    after[c] = e.at
-                    released |= {y for y in po[c][e.at + 1 :] if events[y].op in RELEASES}
-                    grown = True
+                    if c not in reached:
+                        reached.add(c)
+                        released |= {y for y in po[c][e.at + 1 :] if events[y].op in RELEASES}
+                        grown = True
                     break
     return False
 
@@ -192,12 +191,11 @@ def buffered_holes(g: Any, r: Any, porf: set[int]) -> tuple[set[int], list[Any]]
     fresh = {r.reid} | {t.reid for t in holes}
     if cls == READ and a.deps is not None and not _tainted(model, prefix, fresh) - fresh:
         return prefix, holes
-    # Not replayable here: an atomic's write would come, go or change, or kept events would
+    # Not replayable here: an atomic's write would come, go or change, kept events would
     # change with r's value, or a's dependencies are not known. The revisit's graph keeps
     # its prefix as it is (the same events reading the same writes; values may differ,
-    # holes read anew): unless that graph closes a cycle the LKMM forbids, or no such
-    # graph exists (an event it keeps would vanish: then no cycle is found either and
-    # the revisit is counted, as trust cannot tell), trust cannot take it.
+    # holes are read anew); if that graph closes no hb cycle the LKMM forbids, the
+    # revisit is counted as one trust cannot take.
     if not _ordered_path(model, r.reid, a, (prefix - fresh) | {r.reid}, full):
         g.refused += 1
     return None
