@@ -44,13 +44,11 @@ CPU commits): neither does the machine, so both give the same final states,
 which `tests/test_graph_model.py` checks against the machine on random
 programs.
 
-The kernel's waits are events too: a CPU parking for stop_machine or a
-context switch is a full barrier on that CPU (`GraphModel.fence_cpu`); the
-end of a grace period or of a stop_machine is one moment in every CPU's
-program order (`GraphModel.fence_all`), as the machine drains every buffer
-and then every view. ``lkmm``'s graph is `shmkernel.memory.graph_lkmm`: the
-same graph, its consistency the LKMM's axioms.
-"""
+The kernel's waits are events too: parking or a context switch is a full
+barrier on its CPU (`GraphModel.fence_cpu`), the end of a grace period or a
+stop_machine one moment in every CPU's program order (`GraphModel.fence_all`);
+TruSt has grace periods as memory instead (`shmkernel.schedule.rcu_memory`).
+``lkmm``'s graph: `shmkernel.memory.graph_lkmm`, its consistency the LKMM's."""
 
 from __future__ import annotations
 
@@ -76,6 +74,7 @@ from shmkernel.memory.models import (
 )
 
 GRAPH_MODELS = ("sc", "tso", "weak")
+AWAIT_CHANGE = "rcu_qs_wait"  # a read of another value than its a1 only (`ops.Access.AWAIT`)
 
 
 @dataclass
@@ -300,7 +299,7 @@ class GraphModel(ExecutionGraph):
                 out.append(ch)
             elif self._try(cpu, name, addr, ch):
                 out.append(ch)
-        assert out or not free, f"no consistent way to add {name} on CPU {cpu}"
+        assert out or not free or name == AWAIT_CHANGE, f"no consistent way to add {name} on CPU {cpu}"
         self._cache[cpu] = (key, out)
         return out
 
@@ -321,8 +320,9 @@ class GraphModel(ExecutionGraph):
         # a write made outside the model is where the word starts anew (as the machine's
         # history does): nothing reads older, nothing is placed before it
         lo = max((i + 1 for i, x in enumerate(co) if self.events[x].cpu == OUTSIDE), default=0) if self.outside else 0
-        if cls in (READ, ACQ_READ):
-            return [_Choice(rf=s, rval=self._value(s, addr), ret=self._value(s, addr)) for s in reversed(srcs[lo:])]
+        if cls in (READ, ACQ_READ):  # (an awaiting read reads only another value than a1)
+            vals = ((s, self._value(s, addr)) for s in reversed(srcs[lo:]))
+            return [_Choice(rf=s, rval=v, ret=v) for s, v in vals if name != AWAIT_CHANGE or v != a1]
         taken = self._rmw_read_positions(addr)
         places = [i for i in range(len(co), lo - 1, -1) if i not in taken]
         if cls in (WRITE, REL_WRITE):

@@ -96,6 +96,7 @@ CLASS: dict[str, int] = {
     "this_cpu_read": READ,
     "per_cpu_read": READ,
     "atomic_read": READ,
+    "rcu_qs_wait": READ,  # a read that waits for another value (`shmkernel.schedule.rcu_memory`)
     "smp_load_acquire": ACQ_READ,
     "write_once": WRITE,
     "this_cpu_write": WRITE,

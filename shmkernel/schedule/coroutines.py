@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import replace
 from typing import Any
 
 import greenlet
@@ -144,7 +145,9 @@ class CoroutineEngine(Engine):
         expected = {c: 0 for c in active}  # no sequence numbers: a switch is its own hand-off
         self._results, self._reports = [None] * m.roles, [None] * m.roles
         self._errors = {}
-        gate = g.GateSpec(spec.slots, spec.coord_sleeping, (), "", 0, trace, self.model is not None, self.wants_deps)
+        gate = replace(
+            spec, spin=0, trace=trace, model=self.model is not None, deps=self.wants_deps, rcu=self.rcu_as_memory
+        )
         hub = greenlet.getcurrent()
         self._cpus = {}
         for c in active:

@@ -107,6 +107,10 @@ class Driver:
         self.memory_model = memory_model
         self.model = make_model(memory_model, words, roles)
         self.graph = False
+        #: the search asks for RCU-sched as memory events (`shmkernel.schedule.rcu_memory`);
+        #: it takes effect under a graph model only
+        self.rcu_memory = False
+        self.rcu_sections = -1  # the first section word (the gate's), when there is a gate
 
         self.sm_req = sm_req
         self.steps_total = 0
@@ -120,6 +124,12 @@ class Driver:
 
         self.model = make_graph_model(self.w, self.roles, self.memory_model)
         self.graph = True
+
+    @property
+    def rcu_as_memory(self) -> bool:
+        """Do grace periods, preempt-disabled sections and context switches run as memory
+        events (the graph searches, once a search asked: `TrustScheduler` meets one)?"""
+        return self.graph and self.rcu_memory
 
     @property
     def wants_deps(self) -> bool:
@@ -163,6 +173,13 @@ class Driver:
     def grace_period_over(self, cpu: int) -> bool:
         return self.sync.over(cpu)
 
+    def awaited(self, cpu: int, op: Op) -> bool:
+        """An awaiting read (`ops.Access.AWAIT`) may go once it has a way to read another
+        value than its argument: the model's ways (a graph's are only those), else the word."""
+        if self.graph:
+            return bool(self.model.ways(cpu, NAME[op.code], op.addr, op.a1, op.a2))
+        return self.w[op.addr] != op.a1
+
     # -- state key ---------------------------------------------------------------------------------------
     def _state_key(self, pending: dict[int, Op], histories: list[int]) -> Hashable:
         model = self.model.state_key() if self.model is not None else None
@@ -173,6 +190,9 @@ class Driver:
     # -- the loop -----------------------------------------------------------------------------------------
     def _reset_execution(self) -> None:
         self.sync.reset()
+        if self.rcu_sections >= 0:  # every CPU starts outside any section (the model wrote them back)
+            for a in range(self.rcu_sections, self.rcu_sections + self.roles):
+                self.w[a] = 0
         if self.model is not None:
             self.model.reset()
 

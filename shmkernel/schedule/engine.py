@@ -41,6 +41,7 @@ class Engine(Driver):
         self.atomics = Atomics(machine.seg.map, machine.seg.layout.nwords)
         self.ctl = machine.ctl
         super().__init__(machine.seg.words, machine.roles, memory_model, max_steps, sm_req=machine.ctl.sm_req)
+        self.rcu_sections = gate.sections
         # memory the state cache compares: the variables, not the gate's or the run's own words
         # (the run epoch, the event counters and the quiescent-state counts grow
         # across executions; the gate's words are the scheduler's own)
@@ -124,7 +125,8 @@ class Engine(Driver):
         self._expected = expected = {c: w[self._slot(c) + g.SEQ] + 1 for c in active}
         self._deps = self.wants_deps
         factory = functools.partial(
-            ScheduledCtx, gate=replace(spec, trace=trace, model=self.model is not None, deps=self._deps)
+            ScheduledCtx,
+            gate=replace(spec, trace=trace, model=self.model is not None, deps=self._deps, rcu=self.rcu_as_memory),
         )
         self._reset_execution()
         m.begin(programs, factory)

@@ -38,6 +38,7 @@ from typing import Any
 from shmkernel.errors import UsageError
 from shmkernel.memory.actions import ACTION_BASE, GRAPH, PROMISE, decode_action
 from shmkernel.memory.graph import GRAPH_MODELS
+from shmkernel.schedule import rcu_memory
 from shmkernel.memory.graph_lkmm import TRUST_MODELS
 from shmkernel.memory.registry import BUFFERED_MODELS, MODELS
 from shmkernel.runtime import signals
@@ -289,7 +290,11 @@ def replay(
     cpu_choices = [c for c in choices if c < ACTION_BASE]
     if cpu_choices and max(cpu_choices) > h.cpus:
         raise UsageError(f"schedule names CPU {max(cpu_choices)} but has only {h.cpus} CPUs + coordinator")
-    opts = wl.parse_options(dict(h.options))
+    options = dict(h.options)
+    as_memory = options.pop(rcu_memory.HEADER_OPTION, None)
+    if as_memory not in (None, rcu_memory.HEADER_VALUE):
+        raise UsageError(f"schedule has {rcu_memory.HEADER_OPTION}={as_memory}, not {rcu_memory.HEADER_VALUE}")
+    opts = wl.parse_options(options)
     out = []
     graph = any(c >= ACTION_BASE and decode_action(c)[0] in (GRAPH, PROMISE) for c in choices)
     if graph and h.memory_model not in TRUST_MODELS:
@@ -297,6 +302,7 @@ def replay(
     with Session(wl, h.variant, h.cpus, opts, h.iterations, h.memory_model, len(choices) + 1, engine) as sess:
         if graph:  # found by --scheduler graph: the choices are the graph model's
             sess.engine.use_graph_model()
+            sess.engine.rcu_memory = as_memory is not None
         for _ in range(repeat):
             t0 = time.perf_counter()
             ex, events = sess.execute(ReplayScheduler(choices), trace=trace)

@@ -58,6 +58,11 @@ class GateSpec:
     trace: bool = False
     model: bool = False  # the coordinator's memory model performs memory operations
     deps: bool = False  # values carry the loads they came from (the LKMM graph wants them)
+    #: RCU-sched as memory (`shmkernel.schedule.rcu_memory`): each CPU's section word is
+    #: ``sections + cpu``, for ``roles`` CPUs; ``rcu``: this execution's CPUs use them
+    sections: int = -1
+    roles: int = 0
+    rcu: bool = False
 
     def slot(self, cpu: int) -> int:
         return self.slots + cpu * SLOT_WORDS
@@ -77,10 +82,12 @@ class Gate:
         lay = machine.layout
         self._slots = lay.table("sched.slots", SLOT_WORDS * machine.roles)
         self._coord_sleeping = lay.scalar("sched.coord_sleeping")
+        self.sections = lay.table("sched.rcu_sections", machine.roles)
+        self.roles = machine.roles
 
     def create(self, machine) -> None:  # type: ignore[no-untyped-def]
         if not self.semaphores:
-            self.spec = GateSpec(self._slots, self._coord_sleeping, (), "", 0)
+            self.spec = GateSpec(self._slots, self._coord_sleeping, (), "", 0, sections=self.sections, roles=self.roles)
             self.cpu_sem_objs = []
             return
         cpu_sems = []
@@ -92,7 +99,15 @@ class Gate:
         # a waiting CPU yield-spins only while few share its core; with many, every
         # spinning waiter would steal the core from the one CPU that may move: they sleep
         spin = self.spin if machine.roles <= SPIN_CPUS else 0
-        self.spec = GateSpec(self._slots, self._coord_sleeping, tuple(cpu_sems), machine.sem_names[-1], spin)
+        self.spec = GateSpec(
+            self._slots,
+            self._coord_sleeping,
+            tuple(cpu_sems),
+            machine.sem_names[-1],
+            spin,
+            sections=self.sections,
+            roles=self.roles,
+        )
         self.cpu_sem_objs = machine._sems[: machine.roles]
 
 

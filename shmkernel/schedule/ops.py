@@ -33,6 +33,7 @@ class Access(enum.IntEnum):
     QS_WAIT = 7  # synchronize_sched: eligible once every CPU that was in a read-side section when it began has left it
     GLOBAL = 8  # conflicts with everything
     END = 9  # program finished (done) or raised (error)
+    AWAIT = 10  # a read eligible once its word differs from arg (a wait on memory the model keeps)
 
 
 #: (name, access) — index = op code
@@ -83,6 +84,9 @@ OPS: list[tuple[str, Access]] = [
     # preempt-disabled (RCU-sched read-side) section, its end waits for those only
     ("synchronize_sched", Access.GLOBAL),
     ("synchronize_sched_wait", Access.QS_WAIT),
+    # RCU-sched as memory (`shmkernel.schedule.rcu_memory`): a grace period reads a CPU's
+    # section word until it is no longer the odd value its start saw
+    ("rcu_qs_wait", Access.AWAIT),
     ("memory", Access.GLOBAL),  # a memory-model action: a store commits, a view moves on
 ]
 CODE = {name: i for i, (name, _) in enumerate(OPS)}
@@ -114,6 +118,7 @@ class Machinery(Protocol):
     def stop_request(self) -> int | None: ...  # the stop_machine epoch requested (0: none)
     def preempt(self, cpu: int) -> int: ...  # 0: the CPU is outside any preempt-disabled section
     def grace_period_over(self, cpu: int) -> bool: ...  # the grace period ``cpu`` waits in has ended
+    def awaited(self, cpu: int, op: Op) -> bool: ...  # may ``cpu``'s read read another value than op.a1?
 
 
 def enabled(cpu: int, op: Op, pending: dict[int, Op], m: Machinery) -> bool:
@@ -121,7 +126,8 @@ def enabled(cpu: int, op: Op, pending: dict[int, Op], m: Machinery) -> bool:
     the stop it parked for is over; stop_machine's wait once every other CPU is
     parked for it, finished, or asleep on a mutex (a sleeping task is not running
     and stop_machine does not wait for it); a grace period's end once every
-    section it waits for is left (`shmkernel.schedule.kernel_sync`). Every other
+    section it waits for is left (`shmkernel.schedule.kernel_sync`); an awaiting
+    read once it can read another value than its argument. Every other
     operation always. (The last three read hidden state: see the invariant above.)"""
     acc = ACCESS[op.code]
     if acc is Access.LOCK:
@@ -133,6 +139,8 @@ def enabled(cpu: int, op: Op, pending: dict[int, Op], m: Machinery) -> bool:
         return all(_parked_or_done(o, p, op.a1, m) for o, p in pending.items() if o != cpu)
     if acc is Access.QS_WAIT:
         return m.grace_period_over(cpu)
+    if acc is Access.AWAIT:
+        return m.awaited(cpu, op)
     return True
 
 
@@ -147,7 +155,7 @@ def _parked_or_done(cpu: int, p: Op, epoch: int, m: Machinery) -> bool:
 #: accesses whose enabledness (or effect) reads state that is not their address
 HIDDEN_STATE = (Access.PARK, Access.SM_WAIT, Access.QS_WAIT, Access.GLOBAL)
 #: accesses that may be disabled (a CPU posted them but cannot take them yet)
-BLOCKING = (Access.LOCK, Access.PARK, Access.SM_WAIT, Access.QS_WAIT)
+BLOCKING = (Access.LOCK, Access.PARK, Access.SM_WAIT, Access.QS_WAIT, Access.AWAIT)
 #: what a lock operation leaves its word as: held (True) or free (False)
 LOCK_EFFECT = {
     CODE["spin_lock"]: True,
@@ -199,7 +207,7 @@ def dependence(code: int, a1: int = 0, a2: int = 0, result: int | None = None) -
         return D_ALL
     if acc in (Access.NONE, Access.END):
         return D_NONE
-    if acc is Access.READ:
+    if acc in (Access.READ, Access.AWAIT):
         return D_READ
     if acc is Access.RMW and result is not None and not rmw_wrote(code, a1, a2, result):
         return D_READ

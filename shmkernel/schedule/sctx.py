@@ -22,6 +22,7 @@ from shmkernel.memory.models import CLASS as MODEL_OPS
 from shmkernel.memory.models import FENCES, STORES
 from shmkernel.runtime.ctx import Ctx
 from shmkernel.schedule import gate as g
+from shmkernel.schedule import rcu_memory
 from shmkernel.schedule.deps import DepTracker, deps_of, plain, taint, to_window
 from shmkernel.schedule.ops import CODE, DONE, ERROR
 
@@ -30,7 +31,7 @@ from shmkernel.schedule.ops import CODE, DONE, ERROR
 #: "release"/"acquire" (the op run as smp_store_release/smp_load_acquire). Set only
 #: around an in-process exploration; empty otherwise (then each op pays one test).
 FENCE_PLAN: dict[tuple[str, int, int], str] = {}
-_CTX_FILES = ("/schedule/sctx.py", "/schedule/coroutines.py", "/runtime/ctx.py")
+_CTX_FILES = ("/schedule/sctx.py", "/schedule/coroutines.py", "/runtime/ctx.py", "/schedule/rcu_memory.py")
 
 
 class ExecutionAborted(BaseException):
@@ -124,7 +125,7 @@ class ScheduledCtx(Ctx):
 
     def _where(self) -> None:
         f = sys._getframe(3)
-        while f is not None and f.f_code.co_filename == __file__:
+        while f is not None and f.f_code.co_filename.endswith(_CTX_FILES):
             f = f.f_back
         chain = []
         loc = ""
@@ -175,7 +176,9 @@ class ScheduledCtx(Ctx):
         if not self.gate.model or name not in MODEL_OPS:
             return getattr(Ctx, name)(self, *args)
         w, s = self.w, self._slot
-        if name == "spin_lock":
+        if self.gate.rcu:  # the section's RMWs are steps of their own (`spin_lock` below)
+            pass
+        elif name == "spin_lock":
             self.preempt_disable()
         elif name == "spin_unlock":
             self.preempt_enable()
@@ -222,11 +225,15 @@ class ScheduledCtx(Ctx):
     def preempt_disable(self) -> None:
         self._preempt += 1
         self.w[self._slot + g.PREEMPT] = self._preempt
+        if self._preempt == 1 and self.gate.rcu:
+            rcu_memory.section_boundary(self)
 
     def preempt_enable(self) -> None:
         self._preempt -= 1
         self.w[self._slot + g.PREEMPT] = self._preempt
         if self._preempt == 0:
+            if self.gate.rcu:
+                rcu_memory.section_boundary(self)
             self.preemption_point()
 
     def _park(self) -> None:
@@ -256,7 +263,10 @@ class ScheduledCtx(Ctx):
     def synchronize_sched(self) -> None:
         """Two steps: the grace period begins (the coordinator notes which CPUs
         are inside a preempt-disabled section now), then ends once each of
-        those has left it; sections that begin later are not waited for."""
+        those has left it; sections that begin later are not waited for. (As
+        memory events under the graph searches: `shmkernel.schedule.rcu_memory`.)"""
+        if self.gate.rcu:
+            return rcu_memory.synchronize_sched(self)
         self._step(CODE["synchronize_sched"], -1)
         self._result(0)
         self._step(CODE["synchronize_sched_wait"], -1)
@@ -265,6 +275,8 @@ class ScheduledCtx(Ctx):
     def schedule(self) -> None:
         if self._preempt == 0:
             self.preemption_point()
+        if self.gate.rcu:
+            return rcu_memory.context_switch(self)
         self._step(CODE["schedule"], -1)
         self._result(0)
 
@@ -341,4 +353,23 @@ for _name, _code in CODE.items():
     _first = 2 if _name == "per_cpu_read" else 1  # the operation's arguments after its address
     setattr(ScheduledCtx, _name, _make_op(_name, _code, _ADDR.get(_name, _addr_first), _first))
 
+_granted_lock, _granted_unlock = ScheduledCtx.spin_lock, ScheduledCtx.spin_unlock
+
+
+def _spin_lock(self: ScheduledCtx, lock: Any) -> Any:
+    """A spinlock disables preemption first (as the kernel's): with RCU-sched as memory
+    its section's RMW is a step before the lock's."""
+    if self.gate.rcu:
+        self.preempt_disable()
+    return _granted_lock(self, lock)
+
+
+def _spin_unlock(self: ScheduledCtx, lock: Any) -> Any:
+    r = _granted_unlock(self, lock)
+    if self.gate.rcu:
+        self.preempt_enable()
+    return r
+
+
+ScheduledCtx.spin_lock, ScheduledCtx.spin_unlock = _spin_lock, _spin_unlock  # type: ignore[method-assign]
 assert ERROR != DONE

@@ -118,13 +118,25 @@ def trust_search(sess: Any, max_examples: int, deadline: float | None) -> Search
     against 5,763 / 4.3 s); under lkmm, whose graph model has no kernel
     synchronisation, the stateful search over the operational model. The verdict is
     then the stateful search's, never trust's."""
+    from shmkernel.schedule.rcu_memory import GRACE_PERIODS
     from shmkernel.schedule.trust import TrustScheduler
 
+    engine = sess.engine
+    engine.rcu_memory = False
     sched = TrustScheduler(max_examples)
     out = scheduler_search(sess, sched, deadline)
+    if sched.unsupported == GRACE_PERIODS and out.found is None:
+        # grace periods and context switches as memory events (`shmkernel.schedule.rcu_memory`),
+        # from the start: the executions so far ran them the other way
+        engine.rcu_memory = True
+        first = out.examples
+        sched = TrustScheduler(max(1, max_examples - first))
+        out = scheduler_search(sess, sched, deadline)
+        out.examples += first
     out.search = "trust"
     if not sched.unsupported:
         return out
+    engine.rcu_memory = False
     machine = sess.engine.memory_model == "lkmm"
     if machine:  # the lkmm graph has no kernel synchronisation: the operational model's search
         sess.engine.use_machine_model()

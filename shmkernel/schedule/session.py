@@ -10,6 +10,7 @@ from typing import Any
 
 from shmkernel.errors import RunError, UsageError
 from shmkernel.runtime.pinning import pin_self, usable_cores
+from shmkernel.schedule import rcu_memory
 from shmkernel.schedule.coroutines import CoroutineEngine
 from shmkernel.schedule.engine import Engine, Execution
 from shmkernel.schedule.gate import Gate
@@ -109,6 +110,8 @@ class Session:
     def header(self) -> ScheduleHeader:
         defaults = {o.name: o.default for o in self.wl.options}
         changed = {k: str(v) for k, v in self.opts.items() if k in defaults and v != defaults[k]}
+        if self.engine.rcu_as_memory:  # its steps include the sections' RMWs: replay must run them too
+            changed[rcu_memory.HEADER_OPTION] = rcu_memory.HEADER_VALUE
         return ScheduleHeader(self.wl.name, self.variant, self.cpus, self.iterations, self.memory_model, changed)
 
     def diagram(self, ex: Execution) -> str:

@@ -174,6 +174,8 @@ def step_text(layout: Any, step: Step) -> str:
     var = layout.name_of(op.addr) if op.addr >= 0 else ""
     if acc is Access.READ:
         return f"{name}({var}) -> {step.result}"
+    if acc is Access.AWAIT:
+        return f"{name}({var} != {op.a1}) -> {step.result}"
     if acc is Access.WRITE:
         return f"{name}({var}, {op.a1})"
     if acc in (Access.RMW, Access.LOCK):

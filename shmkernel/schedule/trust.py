@@ -4,9 +4,9 @@ The stateful graph search (``--scheduler graph``) runs an execution per (graph
 prefix, choice): 10-150x more than there are graphs. This search is TruSt
 (Kokologiannakis et al., POPL 2022; GenMC's algorithm): the CPUs add their
 events in one fixed order (`TrustScheduler._forward`: the lowest CPU that can
-move, a spinning one last, one that must keep a promise it cannot keep yet
-after the others); a read tries every write
-it may consistently read, a write every consistent place in ``co``; and when a
+move, a spinning one last, one that must keep a promise it cannot keep yet after
+the others); a read tries every write it may consistently read, a write every
+consistent place in ``co``; and when a
 write is added, each earlier read it could feed that it does not depend on is
 *revisited*: the graph up to that read plus the write's porf-prefix, the read
 reading the new write, is planned as an execution of its own
@@ -23,11 +23,11 @@ counted in ``lb_refused``, and then the search proves nothing).
 An execution replays its plan (`Plan`: each step by the write its read reads
 and its write's place in ``co``), then goes on forward; a plan the model finds
 inconsistent is ``pruned``. What the graph does not order is outside the
-algorithm: kernel synchronisation (ordered by the schedule, not by reads),
+algorithm: stop_machine and parking (ordered by the schedule, not by reads),
 writes made outside the model, waits on hidden state. There the search stops
 with ``unsupported`` set and `shmkernel.schedule.searches.trust_search` runs
-the stateful search instead: the verdict is always a complete search's.
-"""
+the stateful search instead (grace periods and context switches: it asks for
+them as memory, `rcu_memory`): the verdict is always a complete search's."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ from shmkernel.memory.graph_order import INIT
 from shmkernel.memory.models import ATOMICS, LOADS, PERCPU_RMW, RMW_FULL, STORES, stored_value
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
 from shmkernel.schedule.ops import ACCESS, HIDDEN_STATE, NAME
+from shmkernel.schedule.rcu_memory import AS_MEMORY, GRACE_PERIODS
 from shmkernel.schedule.trust_graph import (
     BLOCKED,
     FIXED,
@@ -150,13 +151,11 @@ class TrustScheduler:
         model = state.model
         if model is None or not getattr(model, "graph", False):
             return "the trust search needs the graph model"
-        if model.sync_chain:
-            return "kernel synchronisation (a grace period, stop_machine, a context switch)"
-        if model.outside:
-            return "a word written outside the model"
-        if any(ACCESS[op.code] in HIDDEN_STATE for op in state.pending.values()):
-            return "a wait on kernel state"
-        return ""
+        if any(op.code in AS_MEMORY for op in state.pending.values()):
+            return GRACE_PERIODS  # `trust_search` starts again with them as memory events
+        if model.sync_chain or any(ACCESS[op.code] in HIDDEN_STATE for op in state.pending.values()):
+            return "a wait on kernel state (stop_machine, parking)"
+        return "a word written outside the model" if model.outside else ""
 
     def _absorb(self, model: Any) -> None:
         """Record the events the step granted last added, with their stamps."""
