@@ -54,7 +54,7 @@ def execute(ctx: Ctx, stmts: list, regs: dict[str, int], addr: dict[str, int]) -
             regs[s[1]] = ctx.smp_load_acquire(addr[s[2]])
         elif k == "store_release":
             ctx.smp_store_release(addr[s[1]], _eval(s[2], regs))
-        elif k == "fence":
+        elif k in ("fence", "kernel"):  # a fence; an RCU service (rcu_read_lock() ...)
             getattr(ctx, s[1])()
         elif k == "xchg":
             regs[s[1]] = ctx.atomic_xchg(addr[s[2]], _eval(s[3], regs))

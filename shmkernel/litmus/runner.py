@@ -63,6 +63,18 @@ def _straight(body: list[Any]) -> list[Any]:
     return out
 
 
+def uses_rcu(test: LitmusTest) -> bool:
+    """Does a process of ``test`` call an RCU service (`shmkernel.litmus.statements.RCU`)?"""
+
+    def walk(stmts: list[Any]) -> bool:
+        return any(
+            s[0] == "kernel" or (s[0] == "block" and walk(s[1])) or (s[0] == "if" and (walk(s[2]) or walk(s[3])))
+            for s in stmts
+        )
+
+    return any(walk(p.body) for p in test.procs)
+
+
 def _conjuncts(c: Any) -> list[Any]:
     return _conjuncts(c[1]) + _conjuncts(c[2]) if c[0] == "and" else [c]
 
@@ -212,6 +224,7 @@ def run_exhaustive(
         sched: DPORScheduler | StatefulScheduler | TrustScheduler
         if trust:
             sess.engine.use_graph_model()
+            sess.engine.rcu_memory = uses_rcu(test)  # grace periods as memory (`rcu_memory`)
             sched = TrustScheduler(max_executions)
         elif engine_model in BUFFERED_MODELS:
             sched = StatefulScheduler(max_executions, state_cache=state_cache is not False)
@@ -239,6 +252,8 @@ def run_exhaustive(
 
 
 def run_free(test: LitmusTest, runs: int) -> LitmusResult:
+    if uses_rcu(test):  # a grace period would wait for the other processes' runs to end
+        raise UsageError(f"{test.name}: RCU (rcu_read_lock, synchronize_rcu) runs in --mode exhaustive only")
     wl = LitmusWorkload(test)
     res = LitmusResult(test.name, "native", "free")
     n = len(test.procs)

@@ -18,6 +18,14 @@ _FENCES = {"smp_mb", "smp_rmb", "smp_wmb"}
 #: the LKMM's conditional full fences, run as smp_mb() (at least as strong: never an
 #: outcome they forbid, maybe fewer than they allow)
 _AS_MB = {"smp_mb__before_atomic", "smp_mb__after_atomic", "smp_mb__after_spinlock", "smp_mb__after_unlock_lock"}
+#: RCU: the kernel's RCU-sched services (one flavour, as the LKMM has it): a read-side
+#: section is a preempt-disabled one; scheduled only (`shmkernel.schedule.rcu_memory`)
+RCU = {
+    "rcu_read_lock": "preempt_disable",
+    "rcu_read_unlock": "preempt_enable",
+    "synchronize_rcu": "synchronize_sched",
+    "synchronize_rcu_expedited": "synchronize_sched",
+}
 #: statements on a location: name -> (value arguments, the statement from (location, arguments))
 _LOC_STMTS: dict[str, tuple[int, Callable[[str, list[Expr]], Stmt]]] = {
     "spin_lock": (0, lambda loc, a: ("lock", loc)),
@@ -159,12 +167,12 @@ def statements(lx: Lexer, regs: list[str]) -> list[Stmt]:
         loc, args = _call_args(lx, val, 1)
         lx.expect(";")
         return [("store_release", loc, args[0])]
-    if val in _FENCES or val in _AS_MB:
+    if val in _FENCES or val in _AS_MB or val in RCU:
         lx.next()
         lx.expect("(")
         lx.expect(")")
         lx.expect(";")
-        return [("fence", val if val in _FENCES else "smp_mb")]
+        return [("kernel", RCU[val]) if val in RCU else ("fence", val if val in _FENCES else "smp_mb")]
     if val in _LOC_STMTS:
         lx.next()
         nargs, build = _LOC_STMTS[val]

@@ -24,8 +24,10 @@ from shmkernel.schedule.ops import CODE, DONE
 
 Instr = tuple  # ("read", var, reg) | ("write", var, k) | ("write_inc", var, reg) | ("cmpxchg", var, old, new, reg)
 #                | ("inc", var) | ("pcpu_inc", var) | ("lock", m) | ("unlock", m) | ("skip_if", reg, value, n) | ("mb",) | ("wmb",) | ("rmb",)
+#                | ("await", var, value, reg): read var once it holds another value (`ops.Access.AWAIT`)
 
 _FENCE = {"mb": "smp_mb", "wmb": "smp_wmb", "rmb": "smp_rmb"}
+READS = ("read", "cmpxchg", "await")  # the instructions that fill a register
 
 
 @dataclass(frozen=True)
@@ -55,14 +57,14 @@ class Interp:
         self.prog = prog
         self.code = code
         self.pc = 0
-        self.regs = [0] * sum(1 for i in code if i[0] in ("read", "cmpxchg"))
+        self.regs = [0] * sum(1 for i in code if i[0] in READS)
 
     def start(self) -> Op:
         return self._next()
 
     def step(self, result: int) -> Op:
         ins = self.code[self.pc]
-        if ins[0] in ("read", "cmpxchg"):
+        if ins[0] in READS:
             self.regs[ins[-1]] = result
         self.pc += 1
         return self._next()
@@ -77,6 +79,8 @@ class Interp:
                 continue
             if kind == "read":
                 return Op(CODE["read_once"], ins[1], 0, 0)
+            if kind == "await":
+                return Op(CODE["rcu_qs_wait"], ins[1], ins[2], 0)
             if kind == "write":
                 return Op(CODE["write_once"], ins[1], ins[2], 0)
             if kind == "write_inc":
@@ -110,9 +114,11 @@ def generate(
     fences: bool = False,
     locks: bool = True,
     percpu: bool = False,
+    awaits: bool = False,
 ) -> RandomProgram:
     """A random program of 2..``max_cpus`` CPUs and at most ``max_ops`` memory steps
-    (``percpu``: also ``this_cpu_inc``, a read and a write of one step, on a shared word)."""
+    (``percpu``: also ``this_cpu_inc``, a read and a write of one step, on a shared word;
+    ``awaits``: also awaiting reads, which only the graph models and sc run as such)."""
     ncpus = rng.randint(2, max_cpus)
     nvars = rng.randint(1, 3)
     lens = [1] * ncpus
@@ -125,12 +131,12 @@ def generate(
         reads = 0
         for _ in range(n):
             kind = rng.choices(
-                ["read", "write", "write_inc", "cmpxchg", "inc", "fence", "pcpu_inc"],
-                weights=[4, 3, 2 if reads else 0, 1, 1, 2 if fences else 0, 2 if percpu else 0],
+                ["read", "write", "write_inc", "cmpxchg", "inc", "fence", "pcpu_inc", "await"],
+                weights=[4, 3, 2 if reads else 0, 1, 1, 2 if fences else 0, 2 if percpu else 0, 2 if awaits else 0],
             )[0]
             x = rng.randrange(nvars)
-            if kind == "read":
-                body.append(("read", x, reads))
+            if kind in ("read", "await"):
+                body.append(("read", x, reads) if kind == "read" else ("await", x, rng.randint(0, 1), reads))
                 reads += 1
             elif kind == "write":
                 body.append(("write", x, rng.randint(1, 2)))
@@ -153,7 +159,7 @@ def generate(
 
 def _add_skips(rng: random.Random, body: list[Instr]) -> list[Instr]:
     """Insert a value-dependent skip after a read, never across a lock or unlock."""
-    reads = [k for k, ins in enumerate(body) if ins[0] in ("read", "cmpxchg")]
+    reads = [k for k, ins in enumerate(body) if ins[0] in READS]
     if not reads or rng.random() < 0.5:
         return body
     k = rng.choice(reads)

@@ -46,13 +46,14 @@ from shmkernel.schedule.trust_graph import (
     FIXED,
     FORWARD,
     HOLE,
-    LOCKS,
     PROMISED,
     Plan,
     Planned,
     RevisitGraph,
     Taken,
     Writer,
+    LOCKS,
+    blocked_now,
     conflict_writers,
     hole_way,
     memory_op,
@@ -116,7 +117,7 @@ class TrustScheduler:
             if self.deferred:
                 self._deferred_revisits(model)
             for c, op in sorted(execution.blocked.items()):
-                if c not in self.waits and self._at_held_lock(model, op):
+                if c not in self.waits and blocked_now(model, c, op):
                     self._block(model, c, op)
         if not self.todo and self.deferred:
             self._deferred_revisits(model)
@@ -226,7 +227,8 @@ class TrustScheduler:
         return self._forward(state, ids)
 
     def _wait_at(self, model: Any, p: Planned, op: Op) -> None:  # a planned blocked read: p's CPU waits at op
-        self.taken.append(Taken(p.cpu, p.at, NAME[op.code], op.addr, rstamp=p.rstamp, blocked=self._eid(model, p.rf)))
+        at = self._eid(model, p.rf)
+        self.taken.append(Taken(p.cpu, p.at, NAME[op.code], op.addr, rstamp=p.rstamp, blocked=at, args=(op.a1, op.a2)))
         self.waits.add(p.cpu)
 
     def _plain_step(self, c: int, op: Op, ids: dict[int, list[int]]) -> int:
@@ -259,19 +261,18 @@ class TrustScheduler:
             return PRUNE
         ws = self._stamps(1) if p.mode == FORWARD else p.wstamp
         if p.mode != FIXED:  # every place of its write: the other places are plans of their own
-            self._alternatives(state, c, op, ways, ks[1:], p.rstamp, ws, self.todo)
+            self._alternatives(model, c, op, ways, ks[1:], p.rstamp, ws, self.todo)
         self.relaxed.discard(c)
         self.last = Taken(c, p.at, name, op.addr, p.rstamp, ws, readded=p.mode == FORWARD, args=(op.a1, op.a2))
         return promise_id(c, p.rf, p.value) if p.mode == PROMISED else graph_choice_id(c, ks[0])
 
     def _alternatives(
-        self, state: State, c: int, op: Op, ways: list, ks: list[int], rs: int, ws: int, rest: list[Planned]
+        self, model: Any, c: int, op: Op, ways: list, ks: list[int], rs: int, ws: int, rest: list[Planned]
     ) -> None:
         """A plan for each other way ``ks`` of ``c``'s step: the graph so far, the step
         that way, then ``rest`` (what the plan being replayed still holds)."""
         if not ks:  # most steps have one way: no snapshot of the graph to build
             return
-        model = state.model
         ref = model.ref
         cls = model.kind(NAME[op.code])
         at = len(model.po[c])
@@ -300,7 +301,7 @@ class TrustScheduler:
             order = [
                 c
                 for c in sorted(state.pending)
-                if c not in self.waits | stuck and (c in ids or self._at_held_lock(model, state.pending[c]))
+                if c not in self.waits | stuck and (c in ids or blocked_now(model, c, state.pending[c]))
             ]
             for c in order:
                 if c in ids and not memory_op(state.pending[c]):
@@ -310,10 +311,10 @@ class TrustScheduler:
                 self.pruned += 1
                 return PRUNE
             c = next((c for c in order if c not in self.relaxed), order[0])
-            if c not in ids:
-                self._block(model, c, state.pending[c])  # as TruSt adds it: a read of the held word
-                continue
             op = state.pending[c]
+            if c not in ids or blocked_now(model, c, op):
+                self._block(model, c, op)  # as TruSt adds it: a read of the held word
+                continue
             ways = model.ways(c, NAME[op.code], op.addr, op.a1, op.a2)
             if ways:
                 break
@@ -323,7 +324,7 @@ class TrustScheduler:
         rs = self._stamps(2)
         ws = rs + 1
         at = len(model.po[c])
-        self._alternatives(state, c, op, ways, list(range(1, len(ways))), rs, ws, [])
+        self._alternatives(model, c, op, ways, list(range(1, len(ways))), rs, ws, [])
         if cls not in LOADS:
             self._forward_revisits(model, c, at, op, ways, rs, ws)
         self.relaxed.discard(c)
@@ -358,25 +359,26 @@ class TrustScheduler:
             self._revisits(RevisitGraph(model, self.taken, a, set()), conflict=t)
 
     def _block(self, model: Any, c: int, op: Op) -> None:
-        """``c`` takes a lock whose word is held: its read reads the holder's write and
-        waits there (a blocked read, revisited by an unlock), after the revisits its
-        atomic has from the free writes other locks already read."""
+        """``c`` takes a lock whose word is held (or awaits a value it cannot read yet): its
+        read reads the last write and waits there (a blocked read, revisited by an unlock,
+        a write of another value), after the revisits its atomic has from the free writes
+        other locks already read."""
         rs = self._stamps(2)
         at = len(model.po[c])
-        self._conflicts(model, c, at, op, rs, rs + 1, set())
+        if NAME[op.code] in LOCKS:
+            self._conflicts(model, c, at, op, rs, rs + 1, set())
+        else:  # an await whose last write is the value it waits to change: the older others
+            ways = model.ways(c, NAME[op.code], op.addr, op.a1, op.a2)
+            self._alternatives(model, c, op, ways, list(range(len(ways))), rs, -1, [])
         co = model.co.get(op.addr)
         held = co[-1] if co else INIT  # a word that starts held (a completion not done yet)
-        self.taken.append(Taken(c, at, NAME[op.code], op.addr, rstamp=rs, blocked=held))
+        self.taken.append(Taken(c, at, NAME[op.code], op.addr, rstamp=rs, blocked=held, args=(op.a1, op.a2)))
         self.waits.add(c)
 
     @staticmethod
     def _eid(model: Any, ref: tuple[int, int] | None) -> int:
         """The event ``ref`` names in this execution (None: the initial write)."""
         return INIT if ref is None else model.po[ref[0]][ref[1]]
-
-    @staticmethod
-    def _at_held_lock(model: Any, op: Op) -> bool:
-        return NAME[op.code] in LOCKS and model.latest(op.addr) != 0
 
     def _deferred_revisits(self, model: Any) -> None:
         """The revisits of the writes re-added while replaying (FORWARD steps), each
