@@ -236,7 +236,9 @@ def test_awaiting_reads_reach_what_enumerating_every_schedule_reaches(model):
         prog = generate(rng, max_ops=6 if model in ("sc", "tso") else 5, fences=True, awaits=True)
         expected, _ = outcomes(prog, BruteForceScheduler(), model, graph=True)
         got, graphs, s = trust_run(prog, model)
-        assert got == expected, f"trust under {model} on\n{prog.text()}\nmissed {expected - got}\ninvented {got - expected}"
+        assert got == expected, (
+            f"trust under {model} on\n{prog.text()}\nmissed {expected - got}\ninvented {got - expected}"
+        )
         if model != "lkmm":  # (load buffering: a revisit may meet a graph again there, README)
             assert len(graphs) == len(set(graphs)), f"trust explored a graph twice under {model} on\n{prog.text()}"
         if any(ins[0] == "await" for code in prog.code for ins in code):

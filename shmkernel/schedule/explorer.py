@@ -38,10 +38,10 @@ from typing import Any
 from shmkernel.errors import UsageError
 from shmkernel.memory.actions import ACTION_BASE, GRAPH, PROMISE, decode_action
 from shmkernel.memory.graph import GRAPH_MODELS
-from shmkernel.schedule import rcu_memory
 from shmkernel.memory.graph_lkmm import TRUST_MODELS
 from shmkernel.memory.registry import BUFFERED_MODELS, MODELS
 from shmkernel.runtime import signals
+from shmkernel.schedule import rcu_memory
 from shmkernel.schedule.hb import fewest_switches, switches
 from shmkernel.schedule.parallel import DEFAULT_SUBTREES, sampled_search, split_search
 from shmkernel.schedule.replay import ReplayScheduler
