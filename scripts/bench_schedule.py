@@ -149,6 +149,11 @@ MODEL_PROGRAMS: list[tuple[str, str, str, int | None, int | None, dict[str, Any]
     ("static-key upstream", "static-key", "upstream", None, None, {}, False, "40+22"),
     ("modcount-2002 try-module-get", "modcount-2002", "try-module-get", None, None, {}, False, ""),
     ("livepatch fixed", "livepatch", "fixed", None, None, {}, False, ""),
+    # grace periods as memory under trust (`shmkernel.schedule.rcu_memory`); the stateful
+    # searches keep kernel_sync's grace periods (moments of the schedule)
+    ("rmmod fixed 1 CPU x 2", "rmmod", "fixed", 1, 2, {"hold_iterations": 1, "idle_iterations": 0}, False, ""),
+    ("rmmod fixed", "rmmod", "fixed", None, None, {}, False, ""),
+    ("rmmod buggy", "rmmod", "buggy", None, None, {}, True, ""),
 ]
 
 
@@ -161,10 +166,12 @@ def timed_explore(
     return r, time.perf_counter() - t0
 
 
-def models(budget: int, limit: float) -> None:
+def models(budget: int, limit: float, only: str = "") -> None:
     head = f"{'program':31} {'model':5} | {'stateful (machine)':>20} | {'graph (stateful)':>20} | {'trust':>20}"
     print(f"{head} | {'x fewer':>7} | GenMC lkmm")
     for label, wl, variant, cpus, iters, opts, buggy, genmc in MODEL_PROGRAMS:
+        if only not in label:
+            continue
         for model in ("tso", "weak", "lkmm"):
             cells, counts = [], []
             for sched in ("stateful", "graph", "trust"):
@@ -199,9 +206,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="skip the slowest searches (marked 'skipped')")
     ap.add_argument("--models", action="store_true", help="tso/weak/lkmm: machine states vs execution graphs")
     ap.add_argument("--time-limit", type=float, default=300.0, help="--models: seconds per search at most")
+    ap.add_argument("--only", default="", help="--models: the programs whose label holds this text")
     args = ap.parse_args()
     if args.models:
-        models(args.budget, args.time_limit)
+        models(args.budget, args.time_limit, args.only)
         return
     if args.engines:
         engines(min(args.budget, 3_000), args.lkmm_limit)
