@@ -88,7 +88,7 @@ def test_no_model_shows_an_outcome_the_lkmm_forbids(model):
     [
         ("", "empty file"),
         ("C x\n{}\nP0(int *x) { WRITE_ONCE(*x, 1); }\n", "no exists"),
-        ("C x\n{}\nP0(int *x) { rcu_read_lock(); }\nexists (x=1)\n", "unsupported construct 'rcu_read_lock'"),
+        ("C x\n{}\nP0(int *x) { srcu_read_lock(x); }\nexists (x=1)\n", "unsupported construct 'srcu_read_lock'"),
         ("C x\n{}\nP0(int *x) { WRITE_ONCE(*x, 1);\n", "unterminated"),
         ("X86 x\n{}\n", "C NAME"),
         ("C x\n{}\nP0(int *x) { WRITE_ONCE(*x, 1); }\nexists (0:r0=)\n", "expected an integer"),

@@ -208,12 +208,15 @@ def run_exhaustive(
 ) -> LitmusResult:
     """Every final state of ``test`` under ``model``: Optimal DPOR (native, sc), the
     stateful search (tso, weak, lkmm) or, with ``trust``, TruSt over execution graphs
-    (`shmkernel.schedule.trust`; under lkmm the graph checked by the LKMM's axioms)."""
+    (`shmkernel.schedule.trust`; under lkmm the graph checked by the LKMM's axioms). A
+    test with RCU always runs trust, its grace periods as memory (`rcu_memory`): the
+    others' grace periods take a section as begun at the step before it."""
     from shmkernel.schedule.dpor import DPORScheduler
     from shmkernel.schedule.session import Session
     from shmkernel.schedule.stateful import StatefulScheduler
     from shmkernel.schedule.trust import TrustScheduler
 
+    trust = trust or uses_rcu(test)
     wl = LitmusWorkload(test)
     res = LitmusResult(test.name, model, "exhaustive")
     t0 = time.perf_counter()
