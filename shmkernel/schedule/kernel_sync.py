@@ -15,6 +15,11 @@ quiescent state is a full barrier on it; the end is a strong fence on every
 CPU. ``stop_machine``'s start and end are strong fences on every CPU (every
 other CPU is parked in between), parking and ``schedule()`` full barriers on
 their own CPU (a context switch).
+
+A section begins with its CPU's step before ``preempt_disable()`` (no step of its
+own), so a grace period starting before the section's first access always waits
+for it: the executions where it had not begun are not explored here. TruSt's
+grace periods as memory (`shmkernel.schedule.rcu_memory`) have no such gap.
 """
 
 from __future__ import annotations
