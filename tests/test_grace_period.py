@@ -63,9 +63,12 @@ class _GracePeriod(Workload):
 
 
 def test_a_grace_period_can_end_between_two_sections_of_a_looping_reader():
-    r = explore(_GracePeriod(), variant="between")
-    assert r.verdict == "found" and r.events == {"gp_between": 1}
-    assert "synchronize_sched_wait" in r.trace  # the grace period ended, no deadlock
+    r = explore(_GracePeriod(), variant="between")  # (TruSt, grace periods as memory)
+    assert r.verdict == "found" and r.events == {"gp_between": 1} and r.search == "trust"
+    assert "synchronize_sched: smp_mb" in r.trace and r.outcome == "ok"  # it ended, no deadlock
+    s = explore(_GracePeriod(), variant="between", scheduler="stateful")  # kernel_sync's
+    assert s.verdict == "found" and s.events == {"gp_between": 1}
+    assert "synchronize_sched_wait" in s.trace
 
 
 @pytest.mark.parametrize("model", ["native", "tso", "weak", "lkmm"])

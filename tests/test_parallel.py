@@ -46,12 +46,21 @@ def test_one_job_unsplit_proves_what_two_jobs_prove():
 
 
 def test_two_jobs_find_the_bug_one_job_finds():
-    one = explore("rmmod", variant="buggy", jobs=1)
-    two = explore("rmmod", variant="buggy", jobs=2)
+    one = explore("symbol-get-put", variant="buggy", jobs=1)
+    two = explore("symbol-get-put", variant="buggy", jobs=2)
     assert one.verdict == two.verdict == "found"
     assert one.examples > SPLIT_AFTER  # found below the cut, by a subtree's job
     assert two.events == one.events
-    assert two.trace and two.schedule.startswith("sk1:rmmod:")
+    assert two.trace and two.schedule.startswith("sk1:symbol-get-put:")
+
+
+def test_a_grace_period_before_the_cut_takes_the_search_to_trust_unsplit():
+    """rmmod starts a grace period in its first execution: DPOR over kernel_sync's grace
+    periods would not cover every execution, so both searches are TruSt's, unsplit."""
+    one = explore("rmmod", variant="buggy", jobs=1)
+    two = explore("rmmod", variant="buggy", jobs=2)
+    assert one.verdict == two.verdict == "found" and one.search == two.search == "trust"
+    assert not two.split and two.events == one.events and "kernel-sync=memory" in two.schedule
 
 
 def test_a_budget_shared_by_jobs_is_not_a_proof():

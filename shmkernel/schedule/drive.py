@@ -122,7 +122,9 @@ class Driver:
         the state a stateful search caches is then the graph, not the machine."""
         from shmkernel.memory.graph_lkmm import make_graph_model
 
-        self.model = make_graph_model(self.w, self.roles, self.memory_model)
+        # native is sequentially consistent step by step: its graph is sc's
+        name = "sc" if self.memory_model == "native" else self.memory_model
+        self.model = make_graph_model(self.w, self.roles, name)
         self.graph = True
 
     @property

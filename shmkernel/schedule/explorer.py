@@ -49,6 +49,7 @@ from shmkernel.schedule.result import ExploreResult
 from shmkernel.schedule.searches import (
     SCHEDULERS,
     Search,
+    exhaustive_search,
     hypothesis_search,
     make_scheduler,
     scheduler_search,
@@ -117,6 +118,8 @@ def _search(
         return hypothesis_search(sess, max_examples, job.seed, deadline), {}
     if uses_trust(job.scheduler, job.memory_model, preemption_bound is not None):
         return trust_search(sess, max_examples, deadline), {}
+    if job.scheduler == "exhaustive" and not buffered and preemption_bound is None:
+        return exhaustive_search(sess, max_examples, deadline), {}
     sched = make_scheduler(job.scheduler, job.seed, max_examples, job.depth, preemption_bound, buffered=buffered)
     return scheduler_search(sess, sched, deadline), {}
 
@@ -297,7 +300,7 @@ def replay(
     opts = wl.parse_options(options)
     out = []
     graph = any(c >= ACTION_BASE and decode_action(c)[0] in (GRAPH, PROMISE) for c in choices)
-    if graph and h.memory_model not in TRUST_MODELS:
+    if graph and h.memory_model not in (*TRUST_MODELS, "native"):  # (native: the sc graph)
         raise UsageError(f"schedule has graph steps (gN.K) under {h.memory_model}, which has no graph model")
     with Session(wl, h.variant, h.cpus, opts, h.iterations, h.memory_model, len(choices) + 1, engine) as sess:
         if graph:  # found by --scheduler graph: the choices are the graph model's

@@ -38,7 +38,7 @@ from typing import Any
 from shmkernel.errors import UsageError
 from shmkernel.runtime import signals
 from shmkernel.schedule.dpor import DPORScheduler
-from shmkernel.schedule.searches import Search, scheduler_search
+from shmkernel.schedule.searches import Search, UntilAGracePeriod, scheduler_search, trust_instead
 from shmkernel.schedule.split import Job, JobResult, cut, job_result, run_job
 
 #: executions the search runs in this process before it splits
@@ -64,8 +64,10 @@ def split_search(
     """The exhaustive search of ``sess``'s program, cut into at least ``subtrees``
     subtrees after `SPLIT_AFTER` executions; returns the search and how it was split
     (``subtrees``, ``cut_depth``, ``probes``; empty when it never split)."""
-    first = DPORScheduler(min(budget, SPLIT_AFTER), restart_after=None)
+    first = UntilAGracePeriod(DPORScheduler(min(budget, SPLIT_AFTER), restart_after=None))
     s = scheduler_search(sess, first, deadline)
+    if first.met:  # a grace period before the cut: TruSt, here (`exhaustive_search` says why)
+        return trust_instead(sess, s, budget, deadline), {}
     if s.found is not None or s.stopped_by != "budget" or budget <= SPLIT_AFTER:
         return s, {}
     c = cut(sess, subtrees)

@@ -16,7 +16,9 @@ from typing import Any
 
 from shmkernel.errors import UsageError
 from shmkernel.schedule.dpor import DPORScheduler
+from shmkernel.schedule.drive import PRUNE
 from shmkernel.schedule.engine import Execution
+from shmkernel.schedule.kernel_sync import SYNC_START
 from shmkernel.schedule.pct import PCTScheduler
 from shmkernel.schedule.random_sched import RandomScheduler
 from shmkernel.schedule.stateful import StatefulScheduler
@@ -106,6 +108,43 @@ def scheduler_search(sess: Any, sched: Any, deadline: float | None, stop: Callab
             out.stopped_by = "bound"
         elif getattr(sched, "lb_refused", 0):
             out.stopped_by = "load buffering"
+    return out
+
+
+class UntilAGracePeriod:
+    """A search that stops where a CPU is about to start a grace period (``met``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.met = inner, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def new_execution(self) -> bool:
+        return not self.met and self.inner.new_execution()
+
+    def next_cpu(self, state: Any) -> int:
+        if any(op.code == SYNC_START for op in state.pending.values()):
+            self.met = True
+            return PRUNE
+        return self.inner.next_cpu(state)
+
+
+def exhaustive_search(sess: Any, max_examples: int, deadline: float | None) -> Search:
+    """DPOR (native, sc); where the program starts a grace period, TruSt over the sc graph
+    with grace periods as memory instead, from the start: kernel_sync's grace periods take
+    a section as begun at the step before it, so DPOR over them would not cover every
+    execution (`shmkernel.schedule.kernel_sync`), and its proof would not be one."""
+    guard = UntilAGracePeriod(DPORScheduler(max_examples))
+    out = scheduler_search(sess, guard, deadline)
+    return trust_instead(sess, out, max_examples, deadline) if guard.met else out
+
+
+def trust_instead(sess: Any, before: Search, max_examples: int, deadline: float | None) -> Search:
+    """TruSt over the sc graph in place of DPOR, which met a grace period (`exhaustive_search`)."""
+    sess.engine.use_graph_model()  # (native: the sc graph, step by step the same memory)
+    out = trust_search(sess, max(1, max_examples - before.examples), deadline)
+    out.examples += before.examples
     return out
 
 
