@@ -141,14 +141,17 @@ def exhaustive_search(sess: Any, max_examples: int, deadline: float | None) -> S
 
 
 def trust_instead(sess: Any, before: Search, max_examples: int, deadline: float | None) -> Search:
-    """TruSt over the sc graph in place of DPOR, which met a grace period (`exhaustive_search`)."""
+    """TruSt over the sc graph in place of DPOR, which met a grace period (`exhaustive_search`);
+    not when the time was up or another worker found one (no proof then anyway)."""
+    if before.stopped_by in ("time", "stopped"):
+        return before
     sess.engine.use_graph_model()  # (native: the sc graph, step by step the same memory)
-    out = trust_search(sess, max(1, max_examples - before.examples), deadline)
+    out = trust_search(sess, max(1, max_examples - before.examples), deadline, as_memory=True)
     out.examples += before.examples
     return out
 
 
-def trust_search(sess: Any, max_examples: int, deadline: float | None) -> Search:
+def trust_search(sess: Any, max_examples: int, deadline: float | None, as_memory: bool = False) -> Search:
     """TruSt over execution graphs; where the workload leaves it (kernel
     synchronisation, writes outside the model: `TrustScheduler.unsupported`), the
     stateful search over graphs takes over from the start with what is left of the
@@ -161,7 +164,7 @@ def trust_search(sess: Any, max_examples: int, deadline: float | None) -> Search
     from shmkernel.schedule.trust import TrustScheduler
 
     engine = sess.engine
-    engine.rcu_memory = False
+    engine.rcu_memory = as_memory  # (known to be needed: grace periods as memory from the start)
     sched = TrustScheduler(max_examples)
     out = scheduler_search(sess, sched, deadline)
     if sched.unsupported == GRACE_PERIODS and out.found is None:
