@@ -18,8 +18,9 @@ their own CPU (a context switch).
 
 A section begins with its CPU's step before ``preempt_disable()`` (no step of its
 own), so a grace period starting before the section's first access always waits
-for it: the executions where it had not begun are not explored here. TruSt's
-grace periods as memory (`shmkernel.schedule.rcu_memory`) have no such gap.
+for it: the executions where it had not begun are not explored here, and a search
+that began one proves nothing (`grace_periods_begun`). TruSt's grace periods as
+memory (`shmkernel.schedule.rcu_memory`) have no such gap.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class KernelSync:
         self._qs = qs  # how many quiescent states a CPU has passed (grows only)
         #: caller -> {CPU it waits for: that CPU's quiescent-state count when it began}
         self.waits: dict[int, dict[int, int]] = {}
+        #: grace periods begun, across executions (a search zeroes it): its proof is none
+        self.grace_periods_begun = 0
 
     def reset(self) -> None:
         self.waits = {}
@@ -61,6 +64,7 @@ class KernelSync:
         under native, where the host's memory is sequentially consistent step by step)."""
         code = op.code
         if code == SYNC_START:
+            self.grace_periods_begun += 1
             live = [o for o, p in pending.items() if o != cpu and p.code not in FINISHED]
             self.waits[cpu] = waiting = {o: self._qs(o) for o in live if self._preempt(o) > 0}
             if model is not None:

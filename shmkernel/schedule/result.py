@@ -88,6 +88,11 @@ class ExploreResult:
                 f"(a write its reader's later events feed, changed by that read); this search covers "
                 f"every execution without such a cycle"
             )
+        elif self.stopped_by == "grace period":
+            why = (
+                f"{n} run, but over grace periods that take a section as begun at the step before it, "
+                f"not every execution; --scheduler exhaustive runs them as memory events for a proof"
+            )
         elif self.stopped_by == "sampling":
             why = f"{self.scheduler} sampled {n} and found nothing; use --scheduler exhaustive for a proof"
         else:

@@ -83,6 +83,9 @@ def scheduler_search(sess: Any, sched: Any, deadline: float | None, stop: Callab
     event, ``deadline`` (time.monotonic) passes, or ``stop()`` says another worker
     found one (`shmkernel.schedule.parallel`: then ``stopped_by`` is "stopped")."""
     out = Search()
+    sync = getattr(getattr(sess, "engine", None), "sync", None)
+    if sync is not None:
+        sync.grace_periods_begun = 0
     while True:
         if deadline is not None and out.examples > 0 and time.monotonic() > deadline:
             out.stopped_by = "time"
@@ -108,6 +111,8 @@ def scheduler_search(sess: Any, sched: Any, deadline: float | None, stop: Callab
             out.stopped_by = "bound"
         elif getattr(sched, "lb_refused", 0):
             out.stopped_by = "load buffering"
+        elif sync is not None and sync.grace_periods_begun:
+            out.stopped_by = "grace period"  # kernel_sync's: not every execution (its docstring)
     return out
 
 
