@@ -8,7 +8,7 @@ import pytest
 
 from shmkernel.errors import UsageError
 from shmkernel.explore import explore, replay
-from shmkernel.kernel.stop_machine import synchronize_sched
+from shmkernel.kernel.stop_machine import stop_machine, synchronize_sched
 from shmkernel.runtime.machine import Program
 from shmkernel.workload import Workload
 
@@ -109,3 +109,63 @@ def test_stop_machine_states_are_cached_like_any_other():
     search meets the same states again and prunes them."""
     r = explore("rmmod", variant="fixed", scheduler="stateful", max_examples=300, opts={"stop_machine": True})
     assert r.pruned > 200
+
+
+# -- a stop may park a CPU at an outermost preempt_enable() ------------------------------------------
+def _reads_then_leaves_a_section(ctx: Any, p: dict) -> None:
+    r = ctx.read_once(p["pre"])
+    ctx.preempt_disable()
+    ctx.preempt_enable()  # a preemption point: a stop may park this CPU here, after the read
+    ctx.write_once(p["done"], 1)
+    if r == 0 and ctx.read_once(p["flag"]) == 1:
+        ctx.event("parked_after_the_read")
+
+
+def _saw_no_write(ctx: Any, p: dict) -> None:
+    if ctx.read_once(p["done"]) == 0:
+        ctx.write_once(p["flag"], 1)
+
+
+def _stops(ctx: Any, p: dict) -> None:
+    ctx.write_once(p["pre"], 1)
+    stop_machine(ctx, _saw_no_write, p)
+
+
+class _ParkAfterRead(Workload):
+    def __init__(self) -> None:
+        super().__init__(
+            name="park-after-read",
+            variants={"only": ""},
+            aliases={"buggy": "only"},
+            events=("parked_after_the_read",),
+            explore_defaults={"iterations": 1},
+            default_cpus=1,
+        )
+
+    def declare(self, layout: Any, opts: dict) -> dict:
+        return {n: layout.scalar(n) for n in ("pre", "done", "flag")}
+
+    def setup(self, variant: str, v: dict, opts: dict) -> Program:
+        return Program(_zero, v)
+
+    def programs(self, variant: str, v: dict, cpus: int, opts: dict, iterations: Any) -> list:
+        return [Program(_reads_then_leaves_a_section, v)] * cpus + [Program(_stops, v)]
+
+
+def _zero(ctx: Any, p: dict) -> None:
+    for n in ("pre", "done", "flag"):
+        ctx.write_once(p[n], 0)
+
+
+def test_a_stop_parks_a_cpu_at_the_preempt_enable_right_after_its_read():
+    """The kernel may stop a CPU at any preemption point: after its read, before its write.
+    An outermost preempt_enable() used to run with the step before it (no step of its
+    own), so the exhaustive search said PROVED here; it now makes it a step once a stop
+    comes, and finds it; a search that does not says it proved nothing."""
+    r = explore(_ParkAfterRead())
+    assert r.verdict == "found" and r.events == {"parked_after_the_read": 1}
+    assert "preemption=steps" in r.schedule
+    (again,) = replay(_ParkAfterRead(), r.schedule)
+    assert again.events == r.events
+    s = explore(_ParkAfterRead(), scheduler="stateful")
+    assert s.verdict == "not-proved" and s.stopped_by == "stop machine"

@@ -146,7 +146,13 @@ class CoroutineEngine(Engine):
         self._results, self._reports = [None] * m.roles, [None] * m.roles
         self._errors = {}
         gate = replace(
-            spec, spin=0, trace=trace, model=self.model is not None, deps=self.wants_deps, rcu=self.rcu_as_memory
+            spec,
+            spin=0,
+            trace=trace,
+            model=self.model is not None,
+            deps=self.wants_deps,
+            rcu=self.rcu_as_memory,
+            preemption_steps=self.preemption_steps,
         )
         hub = greenlet.getcurrent()
         self._cpus = {}

@@ -111,6 +111,10 @@ class Driver:
         #: it takes effect under a graph model only
         self.rcu_memory = False
         self.rcu_sections = -1  # the first section word (the gate's), when there is a gate
+        #: an outermost preempt_enable()'s preemption point is a step of its own (a search that
+        #: met a stop_machine asks: else it runs with the CPU's step before it, and a stop
+        #: requested after that step could never park the CPU there)
+        self.preemption_steps = False
 
         self.sm_req = sm_req
         self.steps_total = 0

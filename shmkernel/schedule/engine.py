@@ -126,7 +126,14 @@ class Engine(Driver):
         self._deps = self.wants_deps
         factory = functools.partial(
             ScheduledCtx,
-            gate=replace(spec, trace=trace, model=self.model is not None, deps=self._deps, rcu=self.rcu_as_memory),
+            gate=replace(
+                spec,
+                trace=trace,
+                model=self.model is not None,
+                deps=self._deps,
+                rcu=self.rcu_as_memory,
+                preemption_steps=self.preemption_steps,
+            ),
         )
         self._reset_execution()
         m.begin(programs, factory)

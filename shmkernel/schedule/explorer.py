@@ -43,6 +43,7 @@ from shmkernel.memory.registry import BUFFERED_MODELS, MODELS
 from shmkernel.runtime import signals
 from shmkernel.schedule import rcu_memory
 from shmkernel.schedule.hb import fewest_switches, switches
+from shmkernel.schedule.kernel_sync import PREEMPTION_OPTION, PREEMPTION_STEPS
 from shmkernel.schedule.parallel import DEFAULT_SUBTREES, sampled_search, split_search
 from shmkernel.schedule.replay import ReplayScheduler
 from shmkernel.schedule.result import ExploreResult
@@ -297,12 +298,16 @@ def replay(
     as_memory = options.pop(rcu_memory.HEADER_OPTION, None)
     if as_memory not in (None, rcu_memory.HEADER_VALUE):
         raise UsageError(f"schedule has {rcu_memory.HEADER_OPTION}={as_memory}, not {rcu_memory.HEADER_VALUE}")
+    steps = options.pop(PREEMPTION_OPTION, None)
+    if steps not in (None, PREEMPTION_STEPS):
+        raise UsageError(f"schedule has {PREEMPTION_OPTION}={steps}, not {PREEMPTION_STEPS}")
     opts = wl.parse_options(options)
     out = []
     graph = any(c >= ACTION_BASE and decode_action(c)[0] in (GRAPH, PROMISE) for c in choices)
     if graph and h.memory_model not in (*TRUST_MODELS, "native"):  # (native: the sc graph)
         raise UsageError(f"schedule has graph steps (gN.K) under {h.memory_model}, which has no graph model")
     with Session(wl, h.variant, h.cpus, opts, h.iterations, h.memory_model, len(choices) + 1, engine) as sess:
+        sess.engine.preemption_steps = steps is not None
         if graph:  # found by --scheduler graph: the choices are the graph model's
             sess.engine.use_graph_model()
             sess.engine.rcu_memory = as_memory is not None

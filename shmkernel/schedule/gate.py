@@ -63,6 +63,7 @@ class GateSpec:
     sections: int = -1
     roles: int = 0
     rcu: bool = False
+    preemption_steps: bool = False  # an outermost preempt_enable() is a step (`Driver.preemption_steps`)
 
     def slot(self, cpu: int) -> int:
         return self.slots + cpu * SLOT_WORDS

@@ -42,6 +42,8 @@ PARK, SM_START, SM_WAIT, SM_END = (
     CODE["stop_machine_end"],
 )
 SCHEDULE = CODE["schedule"]
+#: the schedule header's option of a search whose outermost preempt_enable() was a step
+PREEMPTION_OPTION, PREEMPTION_STEPS = "preemption", "steps"
 FINISHED = (DONE, ERROR)
 
 
@@ -55,6 +57,7 @@ class KernelSync:
         self.waits: dict[int, dict[int, int]] = {}
         #: grace periods begun, across executions (a search zeroes it): its proof is none
         self.grace_periods_begun = 0
+        self.stops_begun = 0  # likewise stop_machines (`Driver.preemption_steps` says why)
 
     def reset(self) -> None:
         self.waits = {}
@@ -80,10 +83,14 @@ class KernelSync:
             self.waits.pop(cpu, None)
             if model is not None:
                 model.fence_all()
+        elif code == SM_START:
+            self.stops_begun += 1
+            if model is not None:
+                model.fence_cpu(cpu)
         elif code in (SM_WAIT, SM_END):
             if model is not None:
                 model.fence_all()
-        elif code in (PARK, SCHEDULE, SM_START) and model is not None:
+        elif code in (PARK, SCHEDULE) and model is not None:
             model.fence_cpu(cpu)
 
     def stepped(self, cpu: int, nxt: Op, model: Any) -> None:

@@ -87,6 +87,9 @@ OPS: list[tuple[str, Access]] = [
     # RCU-sched as memory (`shmkernel.schedule.rcu_memory`): a grace period reads a CPU's
     # section word until it is no longer the odd value its start saw
     ("rcu_qs_wait", Access.AWAIT),
+    # an outermost preempt_enable()'s preemption point, as a step of its own when a search
+    # asks (a stop may park the CPU there: `Driver.preemption_steps`)
+    ("preemption_point", Access.NONE),
     ("memory", Access.GLOBAL),  # a memory-model action: a store commits, a view moves on
 ]
 CODE = {name: i for i, (name, _) in enumerate(OPS)}

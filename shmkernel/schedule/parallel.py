@@ -38,7 +38,7 @@ from typing import Any
 from shmkernel.errors import UsageError
 from shmkernel.runtime import signals
 from shmkernel.schedule.dpor import DPORScheduler
-from shmkernel.schedule.searches import Search, UntilAGracePeriod, scheduler_search, trust_instead
+from shmkernel.schedule.searches import Search, UntilAGracePeriod, exhaustive_search, scheduler_search, trust_instead
 from shmkernel.schedule.split import Job, JobResult, cut, job_result, run_job
 
 #: executions the search runs in this process before it splits
@@ -68,6 +68,10 @@ def split_search(
     s = scheduler_search(sess, first, deadline)
     if first.met:  # a grace period before the cut: TruSt, here (`exhaustive_search` says why)
         return trust_instead(sess, s, budget, deadline), {}
+    if s.found is None and sess.engine.sync.stops_begun:  # a stop: every preemption point a step
+        again = exhaustive_search(sess, budget - s.examples, deadline)
+        again.examples += s.examples
+        return again, {}
     if s.found is not None or s.stopped_by != "budget" or budget <= SPLIT_AFTER:
         return s, {}
     c = cut(sess, subtrees)

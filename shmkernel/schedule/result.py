@@ -93,6 +93,11 @@ class ExploreResult:
                 f"{n} run, but over grace periods that take a section as begun at the step before it, "
                 f"not every execution; --scheduler exhaustive runs them as memory events for a proof"
             )
+        elif self.stopped_by == "stop machine":
+            why = (
+                f"{n} run, but a stop could not park a CPU at a preempt_enable() (no step of its own "
+                f"in this search), not every execution; --scheduler exhaustive makes it one for a proof"
+            )
         elif self.stopped_by == "sampling":
             why = f"{self.scheduler} sampled {n} and found nothing; use --scheduler exhaustive for a proof"
         else:

@@ -234,6 +234,9 @@ class ScheduledCtx(Ctx):
         if self._preempt == 0:
             if self.gate.rcu:
                 rcu_memory.section_boundary(self)
+            elif self.gate.preemption_steps:  # a stop requested after the step before may park us here
+                self._step(CODE["preemption_point"], -1)
+                self._result(0)
             self.preemption_point()
 
     def _park(self) -> None:
@@ -335,6 +338,7 @@ _ADDR = {
     "cpu_relax": _addr_none,
 }
 _SKIP = {
+    "preemption_point",
     "done",
     "error",
     "park",

@@ -18,7 +18,7 @@ from shmkernel.errors import UsageError
 from shmkernel.schedule.dpor import DPORScheduler
 from shmkernel.schedule.drive import PRUNE
 from shmkernel.schedule.engine import Execution
-from shmkernel.schedule.kernel_sync import SYNC_START
+from shmkernel.schedule.kernel_sync import SM_START, SYNC_START
 from shmkernel.schedule.pct import PCTScheduler
 from shmkernel.schedule.random_sched import RandomScheduler
 from shmkernel.schedule.stateful import StatefulScheduler
@@ -85,7 +85,7 @@ def scheduler_search(sess: Any, sched: Any, deadline: float | None, stop: Callab
     out = Search()
     sync = getattr(getattr(sess, "engine", None), "sync", None)
     if sync is not None:
-        sync.grace_periods_begun = 0
+        sync.grace_periods_begun = sync.stops_begun = 0
     while True:
         if deadline is not None and out.examples > 0 and time.monotonic() > deadline:
             out.stopped_by = "time"
@@ -113,14 +113,17 @@ def scheduler_search(sess: Any, sched: Any, deadline: float | None, stop: Callab
             out.stopped_by = "load buffering"
         elif sync is not None and sync.grace_periods_begun:
             out.stopped_by = "grace period"  # kernel_sync's: not every execution (its docstring)
+        elif sync is not None and sync.stops_begun and not sess.engine.preemption_steps:
+            out.stopped_by = "stop machine"  # nor without preemption points as steps
     return out
 
 
 class UntilAGracePeriod:
-    """A search that stops where a CPU is about to start a grace period (``met``)."""
+    """A search that stops where a CPU is about to start a grace period (``met``: "grace
+    period"), or, with ``stops``, a stop_machine ("stop")."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.met = inner, False
+    def __init__(self, inner: Any, stops: bool = False) -> None:
+        self.inner, self.met, self.stops = inner, "", stops
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -129,8 +132,9 @@ class UntilAGracePeriod:
         return not self.met and self.inner.new_execution()
 
     def next_cpu(self, state: Any) -> int:
-        if any(op.code == SYNC_START for op in state.pending.values()):
-            self.met = True
+        codes = {op.code for op in state.pending.values()}
+        if SYNC_START in codes or (self.stops and SM_START in codes):
+            self.met = "grace period" if SYNC_START in codes else "stop"
             return PRUNE
         return self.inner.next_cpu(state)
 
@@ -140,9 +144,18 @@ def exhaustive_search(sess: Any, max_examples: int, deadline: float | None) -> S
     with grace periods as memory instead, from the start: kernel_sync's grace periods take
     a section as begun at the step before it, so DPOR over them would not cover every
     execution (`shmkernel.schedule.kernel_sync`), and its proof would not be one."""
-    guard = UntilAGracePeriod(DPORScheduler(max_examples))
-    out = scheduler_search(sess, guard, deadline)
-    return trust_instead(sess, out, max_examples, deadline) if guard.met else out
+    engine, run = sess.engine, 0
+    engine.preemption_steps = False
+    while True:
+        guard = UntilAGracePeriod(DPORScheduler(max(1, max_examples - run)), stops=not engine.preemption_steps)
+        out = scheduler_search(sess, guard, deadline)
+        out.examples += run
+        if guard.met == "grace period":
+            return trust_instead(sess, out, max_examples, deadline)
+        if guard.met != "stop" or out.stopped_by in ("time", "stopped"):
+            return out
+        # a stop may park a CPU at an outermost preempt_enable(): a step of its own, from the start
+        engine.preemption_steps, run = True, out.examples
 
 
 def trust_instead(sess: Any, before: Search, max_examples: int, deadline: float | None) -> Search:
@@ -184,6 +197,7 @@ def trust_search(sess: Any, max_examples: int, deadline: float | None, as_memory
     if not sched.unsupported:
         return out
     engine.rcu_memory = False
+    engine.preemption_steps = True  # (a stop may park a CPU at an outermost preempt_enable())
     machine = sess.engine.memory_model == "lkmm"
     if machine:  # the lkmm graph has no kernel synchronisation: the operational model's search
         sess.engine.use_machine_model()

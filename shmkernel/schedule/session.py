@@ -14,6 +14,7 @@ from shmkernel.schedule import rcu_memory
 from shmkernel.schedule.coroutines import CoroutineEngine
 from shmkernel.schedule.engine import Engine, Execution
 from shmkernel.schedule.gate import Gate
+from shmkernel.schedule.kernel_sync import PREEMPTION_OPTION, PREEMPTION_STEPS
 from shmkernel.schedule.trace import ScheduleHeader, render
 from shmkernel.workload import Workload
 from shmkernel.workload.machines import boot, open_machine
@@ -112,6 +113,8 @@ class Session:
         changed = {k: str(v) for k, v in self.opts.items() if k in defaults and v != defaults[k]}
         if self.engine.rcu_as_memory:  # its steps include the sections' RMWs: replay must run them too
             changed[rcu_memory.HEADER_OPTION] = rcu_memory.HEADER_VALUE
+        elif self.engine.preemption_steps:  # and these, preempt_enable()'s preemption points
+            changed[PREEMPTION_OPTION] = PREEMPTION_STEPS
         return ScheduleHeader(self.wl.name, self.variant, self.cpus, self.iterations, self.memory_model, changed)
 
     def diagram(self, ex: Execution) -> str:
