@@ -20,11 +20,11 @@ A section begins with its CPU's step before ``preempt_disable()`` (no step of it
 own), so a grace period starting before the section's first access always waits
 for it: the executions where it had not begun are not explored here, and a search
 that began one proves nothing (`grace_periods_begun`). TruSt's grace periods as
-memory (`shmkernel.schedule.rcu_memory`) have no such gap. Parking has its like,
-not closed yet: ``preempt_enable()``'s preemption point runs with the CPU's step
-before it (it is no step), so a stop requested after that step cannot park the
-CPU there (a read, an outermost ``preempt_enable()``, then a write: the stop can
-never see the read done and the write not, which the kernel allows).
+memory (`shmkernel.schedule.rcu_memory`) have no such gap. Parking had its like:
+an outermost ``preempt_enable()``'s preemption point ran with the CPU's step
+before it, so a stop requested after that step could not park the CPU there; a
+search that meets a stop makes it a step of its own (`Driver.preemption_steps`),
+and one that does not proves nothing (`stops_begun`).
 """
 
 from __future__ import annotations
