@@ -122,6 +122,8 @@ def _search(
     if job.scheduler == "exhaustive" and not buffered and preemption_bound is None:
         return exhaustive_search(sess, max_examples, deadline), {}
     sched = make_scheduler(job.scheduler, job.seed, max_examples, job.depth, preemption_bound, buffered=buffered)
+    if job.scheduler in ("stateful", "graph"):  # a stop may park a CPU at any preempt_enable()
+        sess.engine.preemption_steps = True
     return scheduler_search(sess, sched, deadline), {}
 
 
