@@ -10,6 +10,14 @@ from typing import Any
 VERDICTS = ("found", "proved", "not-proved")
 
 
+#: a complete search over kernel_sync's forms that left executions out (`searches.scheduler_search`)
+KERNEL_SYNC_GAPS = {
+    "grace period": "over grace periods that take a section as begun at the step before it",
+    "stop machine": "a stop could not park a CPU at a preempt_enable() (no step of its own in this search)",
+}
+GAP_FIX = "--scheduler exhaustive covers them for a proof"
+
+
 @dataclass
 class ExploreResult:
     workload: str
@@ -88,16 +96,8 @@ class ExploreResult:
                 f"(a write its reader's later events feed, changed by that read); this search covers "
                 f"every execution without such a cycle"
             )
-        elif self.stopped_by == "grace period":
-            why = (
-                f"{n} run, but over grace periods that take a section as begun at the step before it, "
-                f"not every execution; --scheduler exhaustive runs them as memory events for a proof"
-            )
-        elif self.stopped_by == "stop machine":
-            why = (
-                f"{n} run, but a stop could not park a CPU at a preempt_enable() (no step of its own "
-                f"in this search), not every execution; --scheduler exhaustive makes it one for a proof"
-            )
+        elif self.stopped_by in KERNEL_SYNC_GAPS:
+            why = f"{n} run, but {KERNEL_SYNC_GAPS[self.stopped_by]}, not every execution; {GAP_FIX}"
         elif self.stopped_by == "sampling":
             why = f"{self.scheduler} sampled {n} and found nothing; use --scheduler exhaustive for a proof"
         else:
