@@ -216,7 +216,8 @@ def run_exhaustive(
     from shmkernel.schedule.stateful import StatefulScheduler
     from shmkernel.schedule.trust import TrustScheduler
 
-    trust = trust or uses_rcu(test)
+    rcu = uses_rcu(test)
+    trust = trust or rcu
     wl = LitmusWorkload(test)
     res = LitmusResult(test.name, model, "exhaustive")
     t0 = time.perf_counter()
@@ -227,7 +228,7 @@ def run_exhaustive(
         sched: DPORScheduler | StatefulScheduler | TrustScheduler
         if trust:
             sess.engine.use_graph_model()
-            sess.engine.rcu_memory = uses_rcu(test)  # grace periods as memory (`rcu_memory`)
+            sess.engine.rcu_memory = rcu  # grace periods as memory (`rcu_memory`)
             sched = TrustScheduler(max_executions)
         elif engine_model in BUFFERED_MODELS:
             sched = StatefulScheduler(max_executions, state_cache=state_cache is not False)
@@ -250,8 +251,8 @@ def run_exhaustive(
     res.seconds = time.perf_counter() - t0
     res = _finish(res, test, outcomes, count_states=True)
     if trust and model == "lkmm":  # trust has load buffering: its only caveat is a revisit it could not take
-        res.caveat = f"trust could not take {refused} load-buffering revisit(s): a final state may be missing"
-        res.caveat = res.caveat if refused else ""
+        missing = f"trust could not take {refused} load-buffering revisit(s): a final state may be missing"
+        res.caveat = missing if refused else ""
     return res
 
 

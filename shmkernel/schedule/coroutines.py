@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import replace
 from typing import Any
 
 import greenlet
@@ -145,15 +144,7 @@ class CoroutineEngine(Engine):
         expected = {c: 0 for c in active}  # no sequence numbers: a switch is its own hand-off
         self._results, self._reports = [None] * m.roles, [None] * m.roles
         self._errors = {}
-        gate = replace(
-            spec,
-            spin=0,
-            trace=trace,
-            model=self.model is not None,
-            deps=self.wants_deps,
-            rcu=self.rcu_as_memory,
-            preemption_steps=self.preemption_steps,
-        )
+        gate = self.execution_gate(spec, trace, spin=0)
         hub = greenlet.getcurrent()
         self._cpus = {}
         for c in active:

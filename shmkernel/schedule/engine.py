@@ -14,6 +14,7 @@ import functools
 import time
 from collections.abc import Hashable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -117,6 +118,18 @@ class Engine(Driver):
         self._wait_post(cpu, exp[cpu])
         return self.w[self._slot(cpu) + g.RESULT], self._read_op(cpu)
 
+    def execution_gate(self, spec: g.GateSpec, trace: bool, **more: Any) -> g.GateSpec:
+        """What this execution's CPUs are told: the gate, and how the search runs them."""
+        return replace(
+            spec,
+            trace=trace,
+            model=self.model is not None,
+            deps=self.wants_deps,
+            rcu=self.rcu_as_memory,
+            preemption_steps=self.preemption_steps,
+            **more,
+        )
+
     def run(self, programs: list[Program | None], scheduler: Scheduler, trace: bool = False) -> Execution:
         m, w = self.m, self.w
         spec = self.gate.spec
@@ -124,17 +137,7 @@ class Engine(Driver):
         active = [c for c, p in enumerate(programs) if p is not None]
         self._expected = expected = {c: w[self._slot(c) + g.SEQ] + 1 for c in active}
         self._deps = self.wants_deps
-        factory = functools.partial(
-            ScheduledCtx,
-            gate=replace(
-                spec,
-                trace=trace,
-                model=self.model is not None,
-                deps=self._deps,
-                rcu=self.rcu_as_memory,
-                preemption_steps=self.preemption_steps,
-            ),
-        )
+        factory = functools.partial(ScheduledCtx, gate=self.execution_gate(spec, trace))
         self._reset_execution()
         m.begin(programs, factory)
         pending: dict[int, Op] = {}

@@ -271,6 +271,15 @@ def explore(
     return res
 
 
+def _run_option(options: dict[str, str], name: str, value: str) -> bool:
+    """Take the schedule header's ``name=value`` (how its search ran kernel synchronisation,
+    not a workload option) out of ``options``: was it there?"""
+    got = options.pop(name, None)
+    if got not in (None, value):
+        raise UsageError(f"schedule has {name}={got}, not {value}")
+    return got is not None
+
+
 def replay(
     workload: str | Workload,
     schedule: str,
@@ -297,22 +306,18 @@ def replay(
     if cpu_choices and max(cpu_choices) > h.cpus:
         raise UsageError(f"schedule names CPU {max(cpu_choices)} but has only {h.cpus} CPUs + coordinator")
     options = dict(h.options)
-    as_memory = options.pop(rcu_memory.HEADER_OPTION, None)
-    if as_memory not in (None, rcu_memory.HEADER_VALUE):
-        raise UsageError(f"schedule has {rcu_memory.HEADER_OPTION}={as_memory}, not {rcu_memory.HEADER_VALUE}")
-    steps = options.pop(PREEMPTION_OPTION, None)
-    if steps not in (None, PREEMPTION_STEPS):
-        raise UsageError(f"schedule has {PREEMPTION_OPTION}={steps}, not {PREEMPTION_STEPS}")
+    as_memory = _run_option(options, rcu_memory.HEADER_OPTION, rcu_memory.HEADER_VALUE)
+    steps = _run_option(options, PREEMPTION_OPTION, PREEMPTION_STEPS)
     opts = wl.parse_options(options)
     out = []
     graph = any(c >= ACTION_BASE and decode_action(c)[0] in (GRAPH, PROMISE) for c in choices)
     if graph and h.memory_model not in (*TRUST_MODELS, "native"):  # (native: the sc graph)
         raise UsageError(f"schedule has graph steps (gN.K) under {h.memory_model}, which has no graph model")
     with Session(wl, h.variant, h.cpus, opts, h.iterations, h.memory_model, len(choices) + 1, engine) as sess:
-        sess.engine.preemption_steps = steps is not None
+        sess.engine.preemption_steps = steps
         if graph:  # found by --scheduler graph: the choices are the graph model's
             sess.engine.use_graph_model()
-            sess.engine.rcu_memory = as_memory is not None
+            sess.engine.rcu_memory = as_memory
         for _ in range(repeat):
             t0 = time.perf_counter()
             ex, events = sess.execute(ReplayScheduler(choices), trace=trace)

@@ -38,7 +38,7 @@ from typing import Any
 from shmkernel.errors import UsageError
 from shmkernel.runtime import signals
 from shmkernel.schedule.dpor import DPORScheduler
-from shmkernel.schedule.searches import Search, UntilAGracePeriod, exhaustive_search, scheduler_search, trust_instead
+from shmkernel.schedule.searches import Search, UntilKernelSync, handed_on, scheduler_search
 from shmkernel.schedule.split import Job, JobResult, cut, job_result, run_job
 
 #: executions the search runs in this process before it splits
@@ -64,14 +64,11 @@ def split_search(
     """The exhaustive search of ``sess``'s program, cut into at least ``subtrees``
     subtrees after `SPLIT_AFTER` executions; returns the search and how it was split
     (``subtrees``, ``cut_depth``, ``probes``; empty when it never split)."""
-    first = UntilAGracePeriod(DPORScheduler(min(budget, SPLIT_AFTER), restart_after=None))
+    sess.engine.preemption_steps = False
+    first = UntilKernelSync(DPORScheduler(min(budget, SPLIT_AFTER), restart_after=None), stops=True)
     s = scheduler_search(sess, first, deadline)
-    if first.met:  # a grace period before the cut: TruSt, here (`exhaustive_search` says why)
-        return trust_instead(sess, s, budget, deadline), {}
-    if s.found is None and sess.engine.sync.stops_begun:  # a stop: every preemption point a step
-        again = exhaustive_search(sess, budget - s.examples, deadline)
-        again.examples += s.examples
-        return again, {}
+    if first.met:  # a grace period or a stop before the cut: unsplit, here (`handed_on` says why)
+        return handed_on(sess, first, s, budget, deadline), {}
     if s.found is not None or s.stopped_by != "budget" or budget <= SPLIT_AFTER:
         return s, {}
     c = cut(sess, subtrees)

@@ -33,11 +33,11 @@ memory operations of the CPUs themselves, so the graph holds all of it:
 
 Which CPUs use this: the graph searches once a search asks
 (`shmkernel.schedule.searches.trust_search` turns it on when TruSt meets a
-grace period or a context switch, then starts again; `exhaustive_search`
-hands a program that starts a grace period from DPOR to TruSt over the sc
-graph, since `kernel_sync` takes a section as begun at the step before it). ``stop_machine`` and
-parking still read hidden state (which CPUs are parked), so a program with
-them leaves TruSt for the stateful search as before. A schedule found this
+grace period or a context switch, then starts again; `handed_on` hands a
+program that starts a grace period from DPOR to TruSt over the sc graph,
+since `kernel_sync` takes a section as begun at the step before it).
+``stop_machine`` and parking still read hidden state (which CPUs are parked),
+so a program with them leaves TruSt for the stateful search as before. A schedule found this
 way says so in its header (``kernel-sync=memory``) and replays the same way.
 """
 

@@ -176,11 +176,9 @@ class ScheduledCtx(Ctx):
         if not self.gate.model or name not in MODEL_OPS:
             return getattr(Ctx, name)(self, *args)
         w, s = self.w, self._slot
-        if self.gate.rcu:  # the section's RMWs are steps of their own (`spin_lock` below)
-            pass
-        elif name == "spin_lock":
+        if name == "spin_lock" and not self.gate.rcu:  # (as memory: its own steps, `_spin_lock`)
             self.preempt_disable()
-        elif name == "spin_unlock":
+        elif name == "spin_unlock" and not self.gate.rcu:
             self.preempt_enable()
         kind = w[s + g.VKIND]
         if kind == g.VNONE:

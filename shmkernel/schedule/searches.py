@@ -118,7 +118,7 @@ def scheduler_search(sess: Any, sched: Any, deadline: float | None, stop: Callab
     return out
 
 
-class UntilAGracePeriod:
+class UntilKernelSync:
     """A search that stops where a CPU is about to start a grace period (``met``: "grace
     period"), or, with ``stops``, a stop_machine ("stop")."""
 
@@ -140,33 +140,31 @@ class UntilAGracePeriod:
 
 
 def exhaustive_search(sess: Any, max_examples: int, deadline: float | None) -> Search:
-    """DPOR (native, sc); where the program starts a grace period, TruSt over the sc graph
-    with grace periods as memory instead, from the start: kernel_sync's grace periods take
-    a section as begun at the step before it, so DPOR over them would not cover every
-    execution (`shmkernel.schedule.kernel_sync`), and its proof would not be one."""
-    engine, run = sess.engine, 0
-    engine.preemption_steps = False
-    while True:
-        guard = UntilAGracePeriod(DPORScheduler(max(1, max_examples - run)), stops=not engine.preemption_steps)
-        out = scheduler_search(sess, guard, deadline)
-        out.examples += run
-        if guard.met == "grace period":
-            return trust_instead(sess, out, max_examples, deadline)
-        if guard.met != "stop" or out.stopped_by in ("time", "stopped"):
-            return out
-        # a stop may park a CPU at an outermost preempt_enable(): a step of its own, from the start
-        engine.preemption_steps, run = True, out.examples
+    """DPOR (native, sc), until the program starts a grace period or a stop (`handed_on`)."""
+    sess.engine.preemption_steps = False
+    guard = UntilKernelSync(DPORScheduler(max_examples), stops=True)
+    return handed_on(sess, guard, scheduler_search(sess, guard, deadline), max_examples, deadline)
 
 
-def trust_instead(sess: Any, before: Search, max_examples: int, deadline: float | None) -> Search:
-    """TruSt over the sc graph in place of DPOR, which met a grace period (`exhaustive_search`);
-    not when the time was up or another worker found one (no proof then anyway)."""
-    if before.stopped_by in ("time", "stopped"):
-        return before
-    sess.engine.use_graph_model()  # (native: the sc graph, step by step the same memory)
-    out = trust_search(sess, max(1, max_examples - before.examples), deadline, as_memory=True)
-    out.examples += before.examples
-    return out
+def handed_on(sess: Any, guard: UntilKernelSync, out: Search, max_examples: int, deadline: float | None) -> Search:
+    """``out``, DPOR's search through ``guard``; where it met kernel synchronisation, the
+    search that covers every execution, from the start: for a grace period TruSt over the
+    sc graph with grace periods as memory (kernel_sync's take a section as begun at the step
+    before it: `shmkernel.schedule.kernel_sync`); for a stop, DPOR again with every
+    outermost preempt_enable() a step of its own (a stop may park a CPU there). Not when
+    the time was up or another worker found one (no proof then anyway)."""
+    if not guard.met or out.stopped_by in ("time", "stopped"):
+        return out
+    left = max(1, max_examples - out.examples)
+    if guard.met == "grace period":
+        sess.engine.use_graph_model()  # (native: the sc graph, step by step the same memory)
+        again = trust_search(sess, left, deadline, as_memory=True)
+    else:
+        sess.engine.preemption_steps = True
+        guard = UntilKernelSync(DPORScheduler(left))
+        again = handed_on(sess, guard, scheduler_search(sess, guard, deadline), left, deadline)
+    again.examples += out.examples
+    return again
 
 
 def trust_search(sess: Any, max_examples: int, deadline: float | None, as_memory: bool = False) -> Search:
