@@ -246,3 +246,39 @@ def test_awaiting_reads_reach_what_enumerating_every_schedule_reaches(model):
             blocked += s.blocked
     assert ends == {"ok", "deadlock"}  # awaits that went, and awaits that waited for ever
     assert blocked > 0  # and awaits trust added as blocked reads (pruned once released)
+
+
+#: awaits that a wider run of the test above caught (seeds s9 and a2, 200-400 programs)
+AWAITS_FOUND = {
+    # CPU0 must wait at CPU2's inc (the value it awaits) for x = 2 to revisit it: an
+    # await that never waited at a write of its value missed CPU0 reading 2 (weak)
+    "revisited-while-waiting": (
+        (("await", 0, 1, 0), ("skip_if", 0, 0, 1), ("write", 0, 2)),
+        (("await", 0, 0, 0),),
+        (("inc", 0), ("write", 0, 2)),
+    ),
+    # a plan where CPU1's await reads x = 2 placed before CPU1's own later write in co:
+    # the Driver offers the await no way, so the run deadlocked instead of being pruned
+    "planned-unreadable": (
+        (("write", 0, 1),),
+        (("read", 0, 0), ("cmpxchg", 0, 1, 1, 1), ("skip_if", 1, 2, 2), ("write_inc", 0, 0), ("await", 0, 1, 2)),
+        (("write", 0, 2),),
+    ),
+    # CPU0 waits at its own inc with CPU2's write of 1 after it in co: one hang, not two
+    "waits-at-the-last-write": (
+        (("read", 0, 0), ("inc", 0), ("await", 0, 1, 1)),
+        (("read", 0, 0),),
+        (("write", 0, 1),),
+    ),
+}
+
+
+@pytest.mark.parametrize("model", TRUST_MODELS)
+@pytest.mark.parametrize("name", sorted(AWAITS_FOUND))
+def test_awaits_the_wider_run_caught(model, name):
+    prog = RandomProgram(AWAITS_FOUND[name], 1, 0)
+    expected, _ = outcomes(prog, BruteForceScheduler(), model, graph=True)
+    got, graphs, _ = trust_run(prog, model)
+    assert got == expected, f"missed {expected - got}, invented {got - expected}"
+    if model != "lkmm":
+        assert len(graphs) == len(set(graphs))

@@ -41,25 +41,23 @@ from shmkernel.memory.models import ATOMICS, LOADS, PERCPU_RMW, RMW_FULL, STORES
 from shmkernel.schedule.drive import PRUNE, Execution, Op, State
 from shmkernel.schedule.ops import ACCESS, HIDDEN_STATE, NAME
 from shmkernel.schedule.rcu_memory import AS_MEMORY, GRACE_PERIODS
+from shmkernel.schedule.trust_blocked import LOCKS, await_unreadable, blocked_now, waits_on_a_released_lock
 from shmkernel.schedule.trust_graph import (
     BLOCKED,
     FIXED,
     FORWARD,
     HOLE,
-    LOCKS,
     PROMISED,
     Plan,
     Planned,
     RevisitGraph,
     Taken,
     Writer,
-    blocked_now,
     conflict_writers,
     hole_way,
     memory_op,
     next_plan,
     replayed,
-    waits_on_a_released_lock,
     write_at,
 )
 from shmkernel.schedule.trust_lb import RELEASES
@@ -108,6 +106,9 @@ class TrustScheduler:
         if model is None or self.unsupported:
             return
         self._absorb(model)
+        reads = [(p.cpu, p.at) for p in self.todo if p.mode != BLOCKED]
+        if execution.outcome == "deadlock" and await_unreadable(model, reads, execution.blocked):
+            self.pruned, self.todo, execution.outcome = self.pruned + 1, [], "pruned"  # not consistent
         if execution.outcome == "deadlock" and all(p.mode == BLOCKED for p in self.todo):
             # every CPU left waits at a lock another holds: the drive loop ended the run
             # before the plan's last blocked reads and the forward ones were added
@@ -122,8 +123,7 @@ class TrustScheduler:
         if not self.todo and self.deferred:
             self._deferred_revisits(model)
         if execution.outcome == "deadlock" and waits_on_a_released_lock(model, self.taken):
-            # a blocked read of a lock its holder has since unlocked: TruSt's blocked graph;
-            # this deadlock (the read of the holder's write) is explored on its own
+            # a blocked read its word has since released: TruSt's blocked graph (`trust_blocked`)
             execution.outcome = "pruned"
             self.blocked += 1
             self.pruned += 1

@@ -22,16 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shmkernel.memory.graph import AWAIT_CHANGE
 from shmkernel.memory.graph_order import INIT
 from shmkernel.memory.models import ATOMICS, CLASS, FENCES, PERCPU_RMW, RMW_FULL, atomic_update
 from shmkernel.schedule.ops import NAME
+from shmkernel.schedule.trust_blocked import BLOCKING_READS, LOCKS, takes
 from shmkernel.schedule.trust_lb import buffered_holes, promises_hold
 
 Ref = tuple[int, int]  # an event by (CPU, place in its program order)
 FIXED, OPEN, FORWARD, BLOCKED, PROMISED, HOLE = "fixed", "open", "forward", "blocked", "promised", "hole"
-LOCKS = ("spin_lock", "mutex_lock")
-BLOCKING_READS = (*LOCKS, AWAIT_CHANGE)  #: steps that may wait at a blocked read
 NOT_BLOCKED = -2  # `Taken.blocked` of a step that is not a blocked read (INIT is -1)
 
 
@@ -144,35 +142,6 @@ def write_at(cls: int, at: int) -> int:
     return at + 1 if cls == PERCPU_RMW else at
 
 
-def blocked_now(model: Any, cpu: int, op: Any) -> bool:
-    """Is ``cpu``'s ``op`` a blocked read if added now: a lock whose word is held, or an
-    awaiting read (`shmkernel.schedule.rcu_memory`) whose word's last write is its value?"""
-    name = NAME[op.code]
-    if name == AWAIT_CHANGE:  # TruSt adds a read of the last write: that one it waits at
-        return model.latest(op.addr) == op.a1
-    return name in LOCKS and model.latest(op.addr) != 0
-
-
-def takes(t: Any, value: int) -> bool:
-    """May the blocking read ``t`` (a lock, an await) go on with a write of ``value``?"""
-    return value == 0 if t.name in LOCKS else value != t.args[0]
-
-
-def waits_on_a_released_lock(model: Any, taken: list[Taken]) -> bool:
-    """Does a blocked read wait at a write that a later one of its word released (an
-    unlock, another value for an await)? Then the graph where it reads that one is
-    explored on its own (TruSt's blocked graph)."""
-    for t in taken:
-        if t.is_blocked and t.name == AWAIT_CHANGE:  # released: it may read another value now
-            if model.ways(t.cpu, t.name, t.loc, *t.args):
-                return True
-        elif t.is_blocked:
-            co = model.co.get(t.loc)
-            if t.blocked != (co[-1] if co else INIT):
-                return True
-    return False
-
-
 def replayed(model: Any, taken: list[Taken]) -> list[Planned]:
     """The steps taken so far, as steps of a plan (in the order they were added)."""
     ref, events = model.ref, model.events
@@ -260,8 +229,8 @@ class RevisitGraph:
     def revisit(
         self, r: Taken, porf: set[int], conflict: Taken | None, holes: list[Taken] | None = None
     ) -> Plan | None:
-        """The plan where ``r`` reads ``a`` (a lock ``r`` that cannot take ``a``'s value is
-        deleted instead: its CPU takes the lock again later), or None when this graph is
+        """The plan where ``r`` reads ``a`` (a lock or an await ``r`` that cannot take ``a``'s
+        value waits at it, BLOCKED: `trust_blocked`), or None when this graph is
         not the one that revisit is taken from. ``holes`` (not None): ``a`` depends on
         events after ``r`` on its CPU, not on ``r``: load buffering, ``r`` is PROMISED and
         ``holes``, reads after it that ``a`` does not need, are read anew (HOLE)."""
@@ -344,8 +313,8 @@ class RevisitGraph:
                 if got is None:
                     continue
                 prefix, holes = got
-            if r.name in BLOCKING_READS and not takes(r, a.value) and r is not conflict:
-                continue  # a lock reads only a free word, an await another value
+            if r.name in LOCKS and not takes(r, a.value) and r is not conflict:
+                continue  # a lock reads only a free word
             plan = self.revisit(r, prefix, conflict, holes)
             if plan is not None:
                 out.append(plan)
