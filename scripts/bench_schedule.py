@@ -50,6 +50,7 @@ from shmkernel.explore import explore  # noqa: E402
 from shmkernel.schedule.bruteforce import BruteForceScheduler  # noqa: E402
 from shmkernel.schedule.hb import canonical  # noqa: E402
 from shmkernel.schedule.parallel import DEFAULT_SUBTREES  # noqa: E402
+from shmkernel.schedule.result import KERNEL_SYNC_GAPS  # noqa: E402
 from shmkernel.schedule.session import Session, resolve  # noqa: E402
 
 #: (label, workload, variant, cpus, iterations, options, expect a bug)
@@ -184,6 +185,7 @@ def models(budget: int, limit: float, only: str = "") -> None:
                 )
                 good = r.verdict == "found" if buggy else r.verdict == "proved"
                 mark = "" if good else ("?" if r.verdict == "not-proved" else "=")
+                mark = "~" if mark == "?" and r.stopped_by in KERNEL_SYNC_GAPS else mark
                 mark += "*" if r.fallback else ""
                 cells.append(f"{r.examples:>9,}{mark:2} {secs:7.2f} s")
                 counts.append(r.examples if good else None)
@@ -192,7 +194,8 @@ def models(budget: int, limit: float, only: str = "") -> None:
             print(f"{row} | {ratio:>7} | {genmc}", flush=True)
     print(
         "cells: executions and seconds to a proof (fixed) or a counterexample (buggy); ?: budget or "
-        "time limit reached; =: not found where the program has a bug under that model (tso hides some); "
+        "time limit reached; ~: a complete search but no proof (kernel_sync's grace periods or stops, "
+        "KERNEL_SYNC_GAPS); =: not found where the program has a bug under that model (tso hides some); "
         "*: trust gave way to the stateful search (kernel synchronisation); x fewer: machine / trust"
     )
 
