@@ -225,7 +225,8 @@ def test_two_nested_mutexes_reach_what_brute_force_reaches_and_each_graph_once()
 def test_awaiting_reads_reach_what_enumerating_every_schedule_reaches(model):
     """An awaiting read (a grace period's wait, `rcu_memory`) has as ways only the writes of
     another value, and may go only when there is one; trust adds it as a blocked read of
-    the last write when that is the value (GenMC's assume), revisited by a write of another.
+    the last write when that is the value (GenMC's assume), revisited by a write of another
+    (and by a write of its value, at which it then waits: `trust_blocked`).
     It must reach every outcome brute force reaches over the same graphs (every schedule,
     every way), each graph once. (Over graphs, not the machine: a graph has no real time,
     so an await waits for ever only when no write of another value can be read at all.)"""
