@@ -184,8 +184,8 @@ def models(budget: int, limit: float, only: str = "") -> None:
                     wl, variant, sched, cpus, iters, opts, memory_model=model, max_examples=budget, time_limit=limit
                 )
                 good = r.verdict == "found" if buggy else r.verdict == "proved"
-                mark = "" if good else ("?" if r.verdict == "not-proved" else "=")
-                mark = "~" if mark == "?" and r.stopped_by in KERNEL_SYNC_GAPS else mark
+                gap = r.stopped_by in KERNEL_SYNC_GAPS
+                mark = "" if good else ("=" if r.verdict != "not-proved" else "~" if gap else "?")
                 mark += "*" if r.fallback else ""
                 cells.append(f"{r.examples:>9,}{mark:2} {secs:7.2f} s")
                 counts.append(r.examples if good else None)

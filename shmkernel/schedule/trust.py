@@ -106,8 +106,8 @@ class TrustScheduler:
         if model is None or self.unsupported:
             return
         self._absorb(model)
-        reads = [(p.cpu, p.at) for p in self.todo if p.mode != BLOCKED]
-        if execution.outcome == "deadlock" and await_unreadable(model, reads, execution.blocked):
+        reads = [(p.cpu, p.at) for p in self.todo if p.mode != BLOCKED] if execution.outcome == "deadlock" else []
+        if reads and await_unreadable(model, reads, execution.blocked):
             self.pruned, self.todo, execution.outcome = self.pruned + 1, [], "pruned"  # not consistent
         if execution.outcome == "deadlock" and all(p.mode == BLOCKED for p in self.todo):
             # every CPU left waits at a lock another holds: the drive loop ended the run
